@@ -1,0 +1,1 @@
+"""Integrations of rrim with xarray and Dask."""

@@ -1,0 +1,115 @@
+"""Energy grids (meV) with trapezoidal quadrature weights.
+
+A :class:`Grid` is an immutable, strictly increasing, finite float64 array of energies in meV.
+Boson-energy (Ω) grids must be strictly positive: the Shulga kernel diverges as 4πT/Ω at Ω → 0.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .units import to_mev
+
+
+@dataclass(frozen=True, eq=False)
+class Grid:
+    """Energies in meV, shape (n,), strictly increasing; ``weights`` are trapezoid ΔΩ (meV)."""
+
+    values: np.ndarray
+    name: str = "grid"
+    _weights: np.ndarray = field(init=False, repr=False)
+
+    def __post_init__(self):
+        v = np.array(self.values, dtype=np.float64, copy=True)
+        if v.ndim != 1:
+            raise ValueError(f"{self.name}: grid must be 1-D, got shape {v.shape}")
+        if v.size < 2:
+            raise ValueError(f"{self.name}: grid needs at least 2 points, got {v.size}")
+        if not np.all(np.isfinite(v)):
+            raise ValueError(f"{self.name}: grid contains NaN or inf")
+        if np.any(np.diff(v) <= 0):
+            raise ValueError(f"{self.name}: grid must be strictly increasing")
+        v.setflags(write=False)
+        w = trapezoid_weights(v)
+        w.setflags(write=False)
+        object.__setattr__(self, "values", v)
+        object.__setattr__(self, "_weights", w)
+
+    @property
+    def weights(self) -> np.ndarray:
+        """Trapezoidal quadrature weights in meV, shape (n,)."""
+        return self._weights
+
+    def __len__(self) -> int:
+        return self.values.size
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Grid) and np.array_equal(self.values, other.values)
+
+    def __hash__(self) -> int:
+        return hash(self.values.tobytes())
+
+    def describe(self) -> dict:
+        """JSON-friendly exact definition: uniform grids by (start, stop, n), others by value list."""
+        v = self.values
+        uniform = np.allclose(np.diff(v), (v[-1] - v[0]) / (v.size - 1), rtol=1e-12, atol=0)
+        if uniform:
+            return {"kind": "uniform", "start": float(v[0]), "stop": float(v[-1]), "n": int(v.size), "unit": "meV"}
+        return {"kind": "values", "values": [float(x) for x in v], "unit": "meV"}
+
+    @classmethod
+    def from_description(cls, desc: dict, name: str = "grid") -> "Grid":
+        """Inverse of :meth:`describe`."""
+        if desc.get("kind") == "uniform":
+            return uniform_grid(desc["start"], desc["stop"], desc["n"], unit=desc.get("unit", "meV"), name=name)
+        if desc.get("kind") == "values":
+            return Grid(to_mev(desc["values"], desc.get("unit", "meV"), name=name), name=name)
+        raise ValueError(f"{name}: unknown grid description {desc!r}")
+
+
+def trapezoid_weights(values: np.ndarray) -> np.ndarray:
+    """Trapezoid weights: ∫ f ≈ Σ w_j f(x_j) on the given nodes (shape (n,), same unit as values)."""
+    d = np.diff(values)
+    w = np.zeros_like(values)
+    w[:-1] += d / 2
+    w[1:] += d / 2
+    return w
+
+
+def uniform_grid(start: float, stop: float, n: int, *, unit: str = "meV", name: str = "grid") -> Grid:
+    """``n`` evenly spaced energies from ``start`` to ``stop`` (inclusive) in ``unit``, as meV."""
+    if int(n) != n or n < 2:
+        raise ValueError(f"{name}: number of points must be an integer ≥ 2, got {n!r}")
+    return Grid(to_mev(np.linspace(start, stop, int(n)), unit, name=name), name=name)
+
+
+def omega_grid(values, *, unit: str = "meV") -> Grid:
+    """Optical-energy (ω) grid in meV; must be strictly positive and increasing."""
+    g = Grid(to_mev(values, unit, name="omega"), name="omega")
+    if g.values[0] <= 0:
+        raise ValueError("omega: grid must be strictly positive (ω > 0 meV)")
+    return g
+
+
+def boson_grid(values, *, unit: str = "meV") -> Grid:
+    """Boson-energy (Ω) grid in meV; must not contain 0 or negative values (K ~ 4πT/Ω)."""
+    g = Grid(to_mev(values, unit, name="Omega"), name="Omega")
+    if g.values[0] <= 0:
+        raise ValueError("Omega: grid must be strictly positive; Ω = 0 is a kernel singularity (K ~ 4πT/Ω)")
+    return g
+
+
+#: Default grids of the shipped model: 200 points on 2…400 meV each.
+DEFAULT_OMEGA = dict(start=2.0, stop=400.0, n=200)
+DEFAULT_BOSON = dict(start=2.0, stop=400.0, n=200)
+
+
+def default_omega_grid() -> Grid:
+    """The shipped model's ω grid: 2…400 meV, 200 points."""
+    return omega_grid(np.linspace(DEFAULT_OMEGA["start"], DEFAULT_OMEGA["stop"], DEFAULT_OMEGA["n"]))
+
+
+def default_boson_grid() -> Grid:
+    """The shipped model's Ω grid: 2…400 meV, 200 points."""
+    return boson_grid(np.linspace(DEFAULT_BOSON["start"], DEFAULT_BOSON["stop"], DEFAULT_BOSON["n"]))

@@ -1,0 +1,136 @@
+"""The contract between exported ONNX models and the runtime (torch-free).
+
+A model file is one self-contained ONNX file, opset ≥ 18, float32 in and out, dynamic batch axis:
+
+- input ``y``: scaled scattering rates y/s, shape (batch, n_ω), float32;
+- physics-as-input form only: inputs ``A`` = A/s, shape (n_ω, n_Ω), and ``P`` = (AₛᵀAₛ + hI)⁻¹Aₛᵀ,
+  shape (n_Ω, n_ω), both float32;
+- output ``x``: the glue function I²χ on the Ω grid, shape (batch, n_Ω), float32, ≥ 0.
+
+Everything the runtime needs is in the model's metadata properties (``custom_metadata_map``),
+all values strings, structured ones JSON; :class:`ModelInfo` parses and validates them.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .grids import Grid
+from .operator import ForwardOperator
+
+FORMAT_VERSION = "1"
+MIN_OPSET = 18
+INPUT_Y, INPUT_A, INPUT_P, OUTPUT_X = "y", "A", "P", "x"
+FORMS = ("baked", "input")
+
+#: metadata key → meaning; every key is required.
+METADATA_KEYS = {
+    "rrim_format": "format version of this contract",
+    "model_name": "short name, e.g. 'rrim-default'",
+    "model_version": "version of this model",
+    "form": "'baked' (A, P inside) or 'input' (A, P fed at run time)",
+    "operator": "JSON: ForwardOperator.describe() — kernel, temperature_K, omega and Omega grids (meV), scale_meV",
+    "temperature_range_K": "JSON [low, high]: temperatures the model is meant for",
+    "h": "Tikhonov weight of the preconditioner (scaled units)",
+    "n_steps": "N_t, the number of unrolled rRIM steps",
+    "architecture": "JSON: the update network's settings",
+    "training": "JSON: training data settings and training configuration",
+    "metrics": "JSON: held-out metrics",
+    "rrim_version": "rrim version that exported the model",
+    "torch_version": "torch version that exported the model",
+    "created": "ISO 8601 creation time (UTC)",
+    "provenance": "JSON: command, host and anything else needed to regenerate the file",
+}
+
+
+class ModelFileError(ValueError):
+    """A model file that cannot be used: not ONNX, tampered, incomplete or unexpected metadata."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """Parsed, validated metadata of a model file."""
+
+    model_name: str
+    model_version: str
+    form: str
+    operator: dict
+    temperature_range_K: tuple[float, float]
+    h: float
+    n_steps: int
+    architecture: dict
+    training: dict
+    metrics: dict
+    rrim_version: str
+    torch_version: str
+    created: str
+    provenance: dict
+    rrim_format: str = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_metadata(cls, meta: dict, source: str = "model") -> "ModelInfo":
+        """Validate a ``custom_metadata_map``; raises :class:`ModelFileError` naming ``source`` and the key."""
+        missing = [k for k in METADATA_KEYS if k not in meta]
+        if missing:
+            raise ModelFileError(f"{source}: model metadata incomplete, missing {missing}")
+        if meta["rrim_format"] != FORMAT_VERSION:
+            raise ModelFileError(f"{source}: metadata 'rrim_format' is {meta['rrim_format']!r}; this rrim reads {FORMAT_VERSION!r}")
+        if meta["form"] not in FORMS:
+            raise ModelFileError(f"{source}: metadata 'form' must be one of {FORMS}, got {meta['form']!r}")
+
+        def js(key):
+            try:
+                return json.loads(meta[key])
+            except (TypeError, json.JSONDecodeError) as e:
+                raise ModelFileError(f"{source}: metadata {key!r} is not valid JSON ({e})") from None
+
+        try:
+            info = cls(
+                model_name=meta["model_name"], model_version=meta["model_version"], form=meta["form"],
+                operator=js("operator"), temperature_range_K=tuple(float(t) for t in js("temperature_range_K")),
+                h=float(meta["h"]), n_steps=int(meta["n_steps"]), architecture=js("architecture"),
+                training=js("training"), metrics=js("metrics"), rrim_version=meta["rrim_version"],
+                torch_version=meta["torch_version"], created=meta["created"], provenance=js("provenance"),
+                extra={k: v for k, v in meta.items() if k not in METADATA_KEYS},
+            )
+            info.base_operator()
+        except ModelFileError:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelFileError(f"{source}: metadata does not describe a usable model ({e})") from None
+        return info
+
+    def to_metadata(self) -> dict[str, str]:
+        """String-valued metadata properties for the ONNX file."""
+        meta = {
+            "rrim_format": self.rrim_format, "model_name": self.model_name, "model_version": self.model_version,
+            "form": self.form, "operator": json.dumps(self.operator),
+            "temperature_range_K": json.dumps(list(self.temperature_range_K)), "h": repr(float(self.h)),
+            "n_steps": str(int(self.n_steps)), "architecture": json.dumps(self.architecture),
+            "training": json.dumps(self.training), "metrics": json.dumps(self.metrics),
+            "rrim_version": self.rrim_version, "torch_version": self.torch_version, "created": self.created,
+            "provenance": json.dumps(self.provenance),
+        }
+        meta.update({k: str(v) for k, v in self.extra.items()})
+        return meta
+
+    def base_operator(self, temperature: float | None = None) -> ForwardOperator:
+        """The operator the model was built for (optionally at another temperature, K)."""
+        return ForwardOperator.from_description(self.operator, temperature=temperature)
+
+    @property
+    def omega(self) -> Grid:
+        return Grid.from_description(self.operator["omega"], name="omega")
+
+    @property
+    def Omega(self) -> Grid:
+        return Grid.from_description(self.operator["Omega"], name="Omega")
+
+    @property
+    def scale(self) -> float:
+        return float(self.operator["scale_meV"])
+
+    @property
+    def temperature(self) -> float:
+        return float(self.operator["temperature_K"])

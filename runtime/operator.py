@@ -1,0 +1,165 @@
+"""The forward operator y = A x of the discretized generalized Allen formula.
+
+A_ij = K(ω_i, Ω_j, T)·ΔΩ_j (meV): the trapezoid weights sit inside A so that x_j = I²χ(Ω_j)
+keeps its physical meaning and y_i = 1/τ(ω_i) in meV. Spectra are rows: x has shape (..., n_Ω),
+y has shape (..., n_ω). The learned and classical solvers work in *scaled* units y/s and A/s
+(s = :data:`DEFAULT_SCALE` meV by default), where h = 0.01 regularizes sensibly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import scipy.linalg
+
+from .grids import Grid, boson_grid, default_boson_grid, default_omega_grid, omega_grid
+from .kernels import Kernel, MatrixKernel, get_kernel
+from .units import kelvin_to_mev
+
+#: Default scale s (meV) dividing y and A; recorded in every model.
+DEFAULT_SCALE = 300.0
+#: Default Tikhonov weight h of the preconditioner P = (AᵀA + hI)⁻¹Aᵀ (scaled units).
+DEFAULT_H = 0.01
+#: Default temperature (K) of the shipped model.
+DEFAULT_TEMPERATURE = 100.0
+
+
+@dataclass(frozen=True)
+class SVD:
+    """Thin SVD of the scaled matrix A/s = U diag(s) Vt; U (n_ω, r), s (r,), Vt (r, n_Ω)."""
+
+    U: np.ndarray
+    s: np.ndarray
+    Vt: np.ndarray
+
+
+def _as_grid(g, factory) -> Grid:
+    return g if isinstance(g, Grid) else factory(g)
+
+
+class ForwardOperator:
+    """Grids (meV), temperature (K), kernel and scale s (meV) → A, Aᵀ, A/s, P and the SVD.
+
+    Parameters
+    ----------
+    omega, Omega : Grid or array of meV
+        Optical-energy grid (n_ω,) and boson-energy grid (n_Ω,), strictly increasing, > 0.
+    temperature : float
+        Temperature in K (≥ 0).
+    kernel : str or Kernel
+        A registered kernel name (``"shulga"``, ``"allen"``) or a kernel object.
+    scale : float
+        s in meV; scaled units are y/s and A/s.
+    """
+
+    def __init__(self, omega=None, Omega=None, temperature: float = DEFAULT_TEMPERATURE,
+                 kernel: str | Kernel = "shulga", scale: float = DEFAULT_SCALE):
+        self.omega = default_omega_grid() if omega is None else _as_grid(omega, omega_grid)
+        self.Omega = default_boson_grid() if Omega is None else _as_grid(Omega, boson_grid)
+        if self.Omega.values[0] <= 0:
+            raise ValueError("Omega: grid must be strictly positive (Ω = 0 is a kernel singularity)")
+        if self.omega.values[0] <= 0:
+            raise ValueError("omega: grid must be strictly positive")
+        self.temperature = float(temperature)
+        self.temperature_mev = kelvin_to_mev(self.temperature)
+        self.kernel = get_kernel(kernel)
+        if not (np.isfinite(scale) and scale > 0):
+            raise ValueError(f"scale: must be a positive number of meV, got {scale!r}")
+        self.scale = float(scale)
+
+    def __repr__(self) -> str:
+        return (f"ForwardOperator(kernel={self.kernel.name!r}, T={self.temperature} K, "
+                f"n_omega={len(self.omega)}, n_Omega={len(self.Omega)}, scale={self.scale} meV)")
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return len(self.omega), len(self.Omega)
+
+    @cached_property
+    def kernel_matrix(self) -> np.ndarray:
+        """K(ω_i, Ω_j, T), shape (n_ω, n_Ω), float64, read-only."""
+        k = np.asarray(self.kernel.evaluate(self.omega.values, self.Omega.values, self.temperature_mev),
+                       dtype=np.float64)
+        k.setflags(write=False)
+        return k
+
+    @cached_property
+    def matrix(self) -> np.ndarray:
+        """A = K·ΔΩ (meV per unit of x), shape (n_ω, n_Ω), float64, read-only."""
+        a = self.kernel_matrix * self.Omega.weights[None, :]
+        a.setflags(write=False)
+        return a
+
+    @cached_property
+    def scaled_matrix(self) -> np.ndarray:
+        """A/s, shape (n_ω, n_Ω), float64, read-only."""
+        a = self.matrix / self.scale
+        a.setflags(write=False)
+        return a
+
+    def _check_last(self, arr, n: int, name: str) -> np.ndarray:
+        a = np.asarray(arr, dtype=np.float64)
+        if a.ndim == 0 or a.shape[-1] != n:
+            raise ValueError(f"{name}: last axis must have length {n}, got shape {a.shape}")
+        return a
+
+    def forward(self, x) -> np.ndarray:
+        """y = A x for glue functions x (..., n_Ω) → scattering rates y (..., n_ω) in meV."""
+        return self._check_last(x, len(self.Omega), "x") @ self.matrix.T
+
+    def adjoint(self, y) -> np.ndarray:
+        """Aᵀ y for y (..., n_ω) → (..., n_Ω)."""
+        return self._check_last(y, len(self.omega), "y") @ self.matrix
+
+    def preconditioner(self, h: float = DEFAULT_H) -> np.ndarray:
+        """P = (AₛᵀAₛ + hI)⁻¹Aₛᵀ with Aₛ = A/s, shape (n_Ω, n_ω), float64 (Cholesky solve)."""
+        if not (np.isfinite(h) and h > 0):
+            raise ValueError(f"h: must be a positive number, got {h!r}")
+        return self._preconditioners(float(h))
+
+    def _preconditioners(self, h: float) -> np.ndarray:
+        cache = self.__dict__.setdefault("_p_cache", {})
+        if h not in cache:
+            a = self.scaled_matrix
+            gram = a.T @ a
+            gram[np.diag_indices_from(gram)] += h
+            p = scipy.linalg.cho_solve(scipy.linalg.cho_factor(gram, lower=True), a.T)
+            p.setflags(write=False)
+            cache[h] = p
+        return cache[h]
+
+    def gradient(self, y_scaled, x, h: float = DEFAULT_H) -> np.ndarray:
+        """Preconditioned-Landweber step ∇ = P(y/s − Aₛx) for rows y_scaled (..., n_ω), x (..., n_Ω)."""
+        r = self._check_last(y_scaled, len(self.omega), "y") - self._check_last(x, len(self.Omega), "x") @ self.scaled_matrix.T
+        return r @ self.preconditioner(h).T
+
+    @cached_property
+    def svd(self) -> SVD:
+        """Thin SVD of A/s (float64)."""
+        u, s, vt = np.linalg.svd(self.scaled_matrix, full_matrices=False)
+        return SVD(u, s, vt)
+
+    def describe(self) -> dict:
+        """JSON-friendly exact definition (kernel, temperature K, grids, scale); see :meth:`from_description`."""
+        if isinstance(self.kernel, MatrixKernel):
+            raise ValueError("kernel: an operator with a user-supplied matrix kernel has no portable description")
+        return {
+            "kernel": self.kernel.name,
+            "temperature_K": self.temperature,
+            "omega": self.omega.describe(),
+            "Omega": self.Omega.describe(),
+            "scale_meV": self.scale,
+        }
+
+    @classmethod
+    def from_description(cls, desc: dict, temperature: float | None = None) -> "ForwardOperator":
+        """Rebuild an operator from :meth:`describe` output (optionally at another temperature, K)."""
+        return cls(omega=Grid.from_description(desc["omega"], name="omega"),
+                   Omega=Grid.from_description(desc["Omega"], name="Omega"),
+                   temperature=desc["temperature_K"] if temperature is None else temperature,
+                   kernel=desc["kernel"], scale=desc["scale_meV"])
+
+    def at_temperature(self, temperature: float) -> "ForwardOperator":
+        """The same grids, kernel and scale at another temperature (K)."""
+        return ForwardOperator(self.omega, self.Omega, temperature, self.kernel, self.scale)

@@ -1,0 +1,21 @@
+"""Quantities derived from a glue function I²χ(Ω) on an Ω grid (meV)."""
+from __future__ import annotations
+
+import numpy as np
+
+from .grids import Grid
+
+
+def coupling_lambda(x, Omega: Grid) -> np.ndarray:
+    """λ = 2∫ I²χ(Ω)/Ω dΩ (dimensionless) for x (..., n_Ω) → (...)."""
+    x = np.asarray(x, dtype=np.float64)
+    return 2.0 * (x / Omega.values) @ Omega.weights
+
+
+def omega_log(x, Omega: Grid) -> np.ndarray:
+    """ω_ln = exp[(2/λ)∫ ln Ω · I²χ(Ω)/Ω dΩ] in meV for x (..., n_Ω) → (...); NaN where λ ≤ 0."""
+    x = np.asarray(x, dtype=np.float64)
+    lam = coupling_lambda(x, Omega)
+    num = 2.0 * (x * np.log(Omega.values) / Omega.values) @ Omega.weights
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(lam > 0, np.exp(num / np.where(lam > 0, lam, 1.0)), np.nan)

@@ -1,0 +1,25 @@
+"""Shared fixtures: seeded RNGs and the default operators (no dependence on the current directory)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import rrim
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fresh, seeded generator per test."""
+    return np.random.default_rng(20241123)
+
+
+@pytest.fixture(scope="session")
+def default_operator() -> rrim.ForwardOperator:
+    """The shipped model's operator: Shulga kernel, 100 K, 2…400 meV × 200 on both grids."""
+    return rrim.ForwardOperator()
+
+
+@pytest.fixture(scope="session")
+def small_operator() -> rrim.ForwardOperator:
+    """A small operator (60 × 50 points) for fast tests."""
+    return rrim.ForwardOperator(np.linspace(2, 400, 60), np.linspace(2, 400, 50), temperature=100.0)
