@@ -53,19 +53,23 @@ class Grid:
     def describe(self) -> dict:
         """JSON-friendly exact definition: uniform grids by (start, stop, n), others by value list."""
         v = self.values
-        uniform = np.allclose(np.diff(v), (v[-1] - v[0]) / (v.size - 1), rtol=1e-12, atol=0)
-        if uniform:
+        if np.array_equal(v, np.linspace(v[0], v[-1], v.size)):  # exact, so the round trip is too
             return {"kind": "uniform", "start": float(v[0]), "stop": float(v[-1]), "n": int(v.size), "unit": "meV"}
         return {"kind": "values", "values": [float(x) for x in v], "unit": "meV"}
 
     @classmethod
     def from_description(cls, desc: dict, name: str = "grid") -> "Grid":
         """Inverse of :meth:`describe`."""
-        if desc.get("kind") == "uniform":
-            return uniform_grid(desc["start"], desc["stop"], desc["n"], unit=desc.get("unit", "meV"), name=name)
-        if desc.get("kind") == "values":
-            return Grid(to_mev(desc["values"], desc.get("unit", "meV"), name=name), name=name)
-        raise ValueError(f"{name}: unknown grid description {desc!r}")
+        if not isinstance(desc, dict):
+            raise ValueError(f"{name}: grid description must be a dict, got {desc!r}")
+        try:
+            if desc.get("kind") == "uniform":
+                return uniform_grid(desc["start"], desc["stop"], desc["n"], unit=desc.get("unit", "meV"), name=name)
+            if desc.get("kind") == "values":
+                return Grid(to_mev(desc["values"], desc.get("unit", "meV"), name=name), name=name)
+        except KeyError as e:
+            raise ValueError(f"{name}: grid description {desc!r} lacks the key {e.args[0]!r}") from None
+        raise ValueError(f"{name}: unknown grid description {desc!r}; 'kind' must be 'uniform' or 'values'")
 
 
 def trapezoid_weights(values: np.ndarray) -> np.ndarray:

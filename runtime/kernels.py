@@ -25,14 +25,23 @@ class Kernel(Protocol):
 def _u_n(u: np.ndarray, t: float) -> np.ndarray:
     """u·n_B(u) = u / (e^{u/T} − 1) for u ≥ 0 (meV), → T as u → 0 and 0 at T = 0.
 
-    Written with expm1 so that small u/T does not cancel; large u/T overflows expm1 to inf
-    (suppressed) and gives the correct limit 0.
+    Evaluated as T·x/expm1(x) with x = u/T: expm1 keeps small x from cancelling, x = 0 (u = 0,
+    or u/T underflowing) takes the limit T, and x so large that expm1 overflows to inf (e.g. at
+    T → 0) gives the correct limit 0 (the overflow warning is suppressed on purpose).
     """
     if t == 0.0:
         return np.zeros_like(u)
+    x = u / t
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        r = u / np.expm1(u / t)
-    return np.where(u == 0.0, t, r)
+        r = t * (x / np.expm1(x))
+    return np.where(x == 0.0, t, r)
+
+
+def _check_temperature(temperature_mev) -> float:
+    t = float(temperature_mev)
+    if not (np.isfinite(t) and t >= 0):
+        raise ValueError(f"temperature: k_B·T must be a finite energy ≥ 0 meV, got {temperature_mev!r}")
+    return t
 
 
 def shulga_kernel(omega, Omega, temperature_mev: float) -> np.ndarray:
@@ -40,10 +49,13 @@ def shulga_kernel(omega, Omega, temperature_mev: float) -> np.ndarray:
 
     K = 2π(1 − Ω/ω)θ(ω − Ω) + (2π/ω)[2ω n(Ω) − (ω+Ω) n(ω+Ω) + |ω−Ω| n(|ω−Ω|)], with u·n(u)
     evaluated by :func:`_u_n`. The naive coth form cancels badly and can turn negative.
+
+    Accuracy: a few ε (float64) relative to the largest term, 2π(1 + Ω/ω) + 4πT/Ω; for ω ≪ Ω the
+    bracket is a difference of O(ω), so the relative error of K grows like ε·min(Ω, T)/ω there.
     """
     w = np.asarray(omega, dtype=np.float64)
     W = np.asarray(Omega, dtype=np.float64)
-    t = float(temperature_mev)
+    t = _check_temperature(temperature_mev)
     allen = 2 * np.pi * np.clip(1.0 - W / w, 0.0, None)
     if t == 0.0:
         return allen + 0.0 * W  # broadcast
@@ -53,7 +65,8 @@ def shulga_kernel(omega, Omega, temperature_mev: float) -> np.ndarray:
 
 
 def allen_kernel(omega, Omega, temperature_mev: float = 0.0) -> np.ndarray:
-    """Allen's T = 0 kernel 2π(1 − Ω/ω)θ(ω − Ω); ignores the temperature."""
+    """Allen's T = 0 kernel 2π(1 − Ω/ω)θ(ω − Ω); ignores the temperature (still checked to be ≥ 0)."""
+    _check_temperature(temperature_mev)
     w = np.asarray(omega, dtype=np.float64)
     W = np.asarray(Omega, dtype=np.float64)
     return 2 * np.pi * np.clip(1.0 - W / w, 0.0, None)

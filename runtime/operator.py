@@ -38,6 +38,18 @@ def _as_grid(g, factory) -> Grid:
     return g if isinstance(g, Grid) else factory(g)
 
 
+def _positive_float(value, name: str, what: str, allow_zero: bool = False) -> float:
+    """``value`` as a finite float > 0 (or ≥ 0); ``ValueError`` naming ``name`` otherwise."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected {what}, got {value!r}") from None
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = "≥ 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: expected {what}, finite and {bound}, got {value!r}")
+    return v
+
+
 class ForwardOperator:
     """Grids (meV), temperature (K), kernel and scale s (meV) → A, Aᵀ, A/s, P and the SVD.
 
@@ -61,12 +73,10 @@ class ForwardOperator:
             raise ValueError("Omega: grid must be strictly positive (Ω = 0 is a kernel singularity)")
         if self.omega.values[0] <= 0:
             raise ValueError("omega: grid must be strictly positive")
-        self.temperature = float(temperature)
+        self.temperature = _positive_float(temperature, "temperature", "a temperature in K", allow_zero=True)
         self.temperature_mev = kelvin_to_mev(self.temperature)
         self.kernel = get_kernel(kernel)
-        if not (np.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale: must be a positive number of meV, got {scale!r}")
-        self.scale = float(scale)
+        self.scale = _positive_float(scale, "scale", "a number of meV")
 
     def __repr__(self) -> str:
         return (f"ForwardOperator(kernel={self.kernel.name!r}, T={self.temperature} K, "
@@ -114,9 +124,7 @@ class ForwardOperator:
 
     def preconditioner(self, h: float = DEFAULT_H) -> np.ndarray:
         """P = (AₛᵀAₛ + hI)⁻¹Aₛᵀ with Aₛ = A/s, shape (n_Ω, n_ω), float64 (Cholesky solve)."""
-        if not (np.isfinite(h) and h > 0):
-            raise ValueError(f"h: must be a positive number, got {h!r}")
-        return self._preconditioners(float(h))
+        return self._preconditioners(_positive_float(h, "h", "a positive Tikhonov weight"))
 
     def _preconditioners(self, h: float) -> np.ndarray:
         cache = self.__dict__.setdefault("_p_cache", {})
@@ -131,7 +139,13 @@ class ForwardOperator:
 
     def gradient(self, y_scaled, x, h: float = DEFAULT_H) -> np.ndarray:
         """Preconditioned-Landweber step ∇ = P(y/s − Aₛx) for rows y_scaled (..., n_ω), x (..., n_Ω)."""
-        r = self._check_last(y_scaled, len(self.omega), "y") - self._check_last(x, len(self.Omega), "x") @ self.scaled_matrix.T
+        y = self._check_last(y_scaled, len(self.omega), "y")
+        x = self._check_last(x, len(self.Omega), "x")
+        try:
+            np.broadcast_shapes(y.shape[:-1], x.shape[:-1])
+        except ValueError:
+            raise ValueError(f"y, x: batch shapes {y.shape[:-1]} and {x.shape[:-1]} do not broadcast") from None
+        r = y - x @ self.scaled_matrix.T
         return r @ self.preconditioner(h).T
 
     @cached_property
@@ -155,6 +169,9 @@ class ForwardOperator:
     @classmethod
     def from_description(cls, desc: dict, temperature: float | None = None) -> "ForwardOperator":
         """Rebuild an operator from :meth:`describe` output (optionally at another temperature, K)."""
+        missing = [k for k in ("kernel", "temperature_K", "omega", "Omega", "scale_meV") if k not in desc]
+        if missing:
+            raise ValueError(f"description: operator description lacks {missing}")
         return cls(omega=Grid.from_description(desc["omega"], name="omega"),
                    Omega=Grid.from_description(desc["Omega"], name="Omega"),
                    temperature=desc["temperature_K"] if temperature is None else temperature,

@@ -29,6 +29,31 @@ class GlueSettings:
     #: low-energy suppression 1 − exp(−(Ω/c)²) with c in meV (physical glue vanishes at Ω → 0).
     low_energy_cutoff: float = 5.0
 
+    def __post_init__(self):
+        for name in ("n_components", "centre", "width", "amplitude"):
+            lo, hi = _pair(getattr(self, name), name)
+            if not (np.isfinite(lo) and np.isfinite(hi) and lo <= hi):
+                raise ValueError(f"{name}: expected a finite range (low, high) with low ≤ high, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, (lo, hi))
+        lo, hi = self.n_components
+        if int(lo) != lo or int(hi) != hi or lo < 1:
+            raise ValueError(f"n_components: expected integers (low, high) with 1 ≤ low, got {self.n_components!r}")
+        object.__setattr__(self, "n_components", (int(lo), int(hi)))
+        if self.width[0] <= 0:
+            raise ValueError(f"width: Gaussian widths must be > 0 meV, got {self.width!r}")
+        if self.amplitude[0] < 0:
+            raise ValueError(f"amplitude: amplitudes must be ≥ 0, got {self.amplitude!r}")
+        if not (np.isfinite(self.low_energy_cutoff) and self.low_energy_cutoff >= 0):
+            raise ValueError(f"low_energy_cutoff: expected a width ≥ 0 meV, got {self.low_energy_cutoff!r}")
+
+
+def _pair(value, name: str) -> tuple:
+    try:
+        lo, hi = value
+        return lo, hi
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: expected a pair (low, high), got {value!r}") from None
+
 
 @dataclass(frozen=True)
 class DatasetSettings:
@@ -45,8 +70,14 @@ class DatasetSettings:
             raise ValueError(f"n: dataset size must be a positive integer, got {self.n!r}")
         if not (np.isfinite(self.sigma) and self.sigma >= 0):
             raise ValueError(f"sigma: noise level must be ≥ 0, got {self.sigma!r}")
+        if int(self.seed) != self.seed or self.seed < 0:
+            raise ValueError(f"seed: expected an integer ≥ 0, got {self.seed!r}")
         if len(self.split) != 3 or min(self.split) < 0 or not np.isclose(sum(self.split), 1.0):
             raise ValueError(f"split: three non-negative fractions summing to 1 expected, got {self.split!r}")
+        object.__setattr__(self, "n", int(self.n))
+        object.__setattr__(self, "sigma", float(self.sigma))
+        object.__setattr__(self, "seed", int(self.seed))
+        object.__setattr__(self, "split", tuple(float(f) for f in self.split))
 
     @classmethod
     def from_dict(cls, d: dict) -> "DatasetSettings":
@@ -62,34 +93,61 @@ def low_energy_factor(Omega: Grid, cutoff: float) -> np.ndarray:
     return -np.expm1(-(Omega.values / cutoff) ** 2)
 
 
+@dataclass(frozen=True)
+class MixtureParameters:
+    """Drawn Gaussian-mixture parameters of ``n`` glue functions with up to k_max components.
+
+    ``n_components`` (n,); ``centre``, ``width`` (meV) and ``amplitude`` (n, k_max), where the
+    amplitudes of the unused components (index ≥ n_components) are 0.
+    """
+
+    n_components: np.ndarray
+    centre: np.ndarray
+    width: np.ndarray
+    amplitude: np.ndarray
+    low_energy_cutoff: float
+
+    @classmethod
+    def draw(cls, n: int, rng: np.random.Generator, settings: GlueSettings = GlueSettings()) -> "MixtureParameters":
+        """Draw ``n`` parameter sets uniformly within ``settings``' ranges."""
+        s = settings
+        k = rng.integers(s.n_components[0], s.n_components[1] + 1, size=n)
+        kmax = s.n_components[1]
+        centre = rng.uniform(*s.centre, size=(n, kmax))
+        width = rng.uniform(*s.width, size=(n, kmax))
+        amp = rng.uniform(*s.amplitude, size=(n, kmax)) * (np.arange(kmax)[None, :] < k[:, None])
+        return cls(k, centre, width, amp, s.low_energy_cutoff)
+
+    def evaluate(self, Omega: Grid) -> np.ndarray:
+        """The glue functions on the Ω grid, shape (n, n_Ω), float64, ≥ 0."""
+        w = Omega.values
+        bumps = np.exp(-0.5 * ((w[None, None, :] - self.centre[..., None]) / self.width[..., None]) ** 2)
+        return np.einsum("nk,nkj->nj", self.amplitude, bumps) * low_energy_factor(Omega, self.low_energy_cutoff)[None, :]
+
+
 def gaussian_mixture(Omega: Grid, n: int, rng: np.random.Generator, settings: GlueSettings = GlueSettings()) -> np.ndarray:
     """``n`` random mixtures of Gaussians on the Ω grid, shape (n, n_Ω), float64, ≥ 0."""
-    s = settings
-    w = Omega.values
-    k = rng.integers(s.n_components[0], s.n_components[1] + 1, size=n)
-    kmax = int(s.n_components[1])
-    centre = rng.uniform(*s.centre, size=(n, kmax))
-    width = rng.uniform(*s.width, size=(n, kmax))
-    amp = rng.uniform(*s.amplitude, size=(n, kmax)) * (np.arange(kmax)[None, :] < k[:, None])
-    x = np.einsum("nk,nkj->nj", amp, np.exp(-0.5 * ((w[None, None, :] - centre[..., None]) / width[..., None]) ** 2))
-    return x * low_energy_factor(Omega, s.low_energy_cutoff)[None, :]
+    return MixtureParameters.draw(n, rng, settings).evaluate(Omega)
 
 
 def add_noise(y: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     """y + σ·max(y)·ε per spectrum (rows), ε ~ N(0, 1); returns a new array."""
     y = np.asarray(y, dtype=np.float64)
+    if not (np.isfinite(sigma) and sigma >= 0):
+        raise ValueError(f"sigma: noise level must be ≥ 0, got {sigma!r}")
     if sigma == 0:
         return y.copy()
     return y + sigma * np.max(np.abs(y), axis=-1, keepdims=True) * rng.standard_normal(y.shape)
 
 
 def split_indices(n: int, fractions, rng: np.random.Generator) -> dict[str, np.ndarray]:
-    """Seeded disjoint index sets {'train', 'val', 'test'} covering range(n)."""
+    """Seeded disjoint, sorted index sets {'train', 'val', 'test'} covering range(n).
+
+    Sizes are the rounded cumulative fractions, so they always add up to n.
+    """
     perm = rng.permutation(n)
-    n_train = int(round(fractions[0] * n))
-    n_val = int(round(fractions[1] * n))
-    return {"train": np.sort(perm[:n_train]), "val": np.sort(perm[n_train:n_train + n_val]),
-            "test": np.sort(perm[n_train + n_val:])}
+    cuts = np.rint(np.cumsum(fractions)[:2] * n).astype(int).clip(0, n)
+    return {name: np.sort(part) for name, part in zip(SPLITS, np.split(perm, cuts))}
 
 
 @dataclass
@@ -111,13 +169,19 @@ class SyntheticDataset:
         return self.x[i], self.y[i]
 
     def attributes(self) -> dict:
-        """Every generation setting, as NetCDF-safe attributes."""
+        """Every generation setting, as NetCDF-safe attributes.
+
+        ``settings_json`` and ``operator_json`` are exact (they rebuild the dataset); the flat
+        ``sigma``, ``seed``, …, ``glue_centre`` copies are for people reading the header.
+        """
+        flat = {k: v for k, v in asdict(self.settings).items() if k != "glue"}
+        flat.update({f"glue_{k}": v for k, v in asdict(self.settings.glue).items()})
         return {
             "title": "rrim synthetic glue functions and scattering rates",
             "generator": "rrim.synthetic.make_dataset",
             "settings_json": json.dumps(asdict(self.settings)),
             "operator_json": json.dumps(self.operator.describe()),
-            "sigma": self.settings.sigma, "seed": self.settings.seed, "n": self.settings.n,
+            **{k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()},
             "temperature_K": self.operator.temperature, "kernel": self.operator.kernel.name,
             "scale_meV": self.operator.scale,
         }
@@ -181,6 +245,10 @@ def read_dataset(path) -> SyntheticDataset:
 
     with xr.open_dataset(path, engine="netcdf4") as f:
         f.load()
+    missing = [k for k in ("settings_json", "operator_json") if k not in f.attrs]
+    missing += [k for k in ("glue", "scattering_rate", "scattering_rate_clean", "split") if k not in f.variables]
+    if missing:
+        raise ValueError(f"{path}: not an rrim synthetic dataset (lacks {missing})")
     settings = DatasetSettings.from_dict(json.loads(f.attrs["settings_json"]))
     operator = ForwardOperator.from_description(json.loads(f.attrs["operator_json"]))
     code = f["split"].values
@@ -224,7 +292,9 @@ def ood_shapes(Omega: Grid) -> dict[str, np.ndarray]:
         "square_high_narrow": 0.9 * _box(w, 80.0, 140.0),
         "square_mid": 0.6 * _box(w, 150.0, 300.0),
         "trapezoid": _trapezoid(w, 30.0, 80.0, 200.0, 300.0, 0.5),
+        "trapezoid_steep": _trapezoid(w, 60.0, 70.0, 160.0, 180.0, 0.8),
         "triangle": _trapezoid(w, 40.0, 150.0, 150.0, 260.0, 0.7),
+        "triangle_narrow": _trapezoid(w, 20.0, 60.0, 60.0, 100.0, 0.9),
         "spin_fluctuation": spin_fluctuation(Omega, 0.5, 30.0, 300.0),
         "spin_fluctuation_mode": spin_fluctuation(Omega, 0.4, 30.0, 300.0, mode_amplitude=0.8),
     }
