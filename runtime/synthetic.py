@@ -81,9 +81,18 @@ class DatasetSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "DatasetSettings":
+        """Inverse of ``dataclasses.asdict`` (lists from JSON become tuples)."""
         d = dict(d)
-        glue = GlueSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("glue", {}).items()})
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}, glue=glue)
+        glue = _settings(GlueSettings, d.pop("glue", {}), "glue")
+        return _settings(cls, {**d, "glue": glue}, "settings")
+
+
+def _settings(cls, d: dict, name: str):
+    known = set(cls.__dataclass_fields__)
+    unknown = sorted(set(d) - known)
+    if unknown:
+        raise ValueError(f"{name}: unknown settings {unknown}; known: {sorted(known)}")
+    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 def low_energy_factor(Omega: Grid, cutoff: float) -> np.ndarray:
@@ -274,7 +283,8 @@ def spin_fluctuation(Omega: Grid, amplitude: float = 1.0, omega_sf: float = 30.0
     """a·Ω/(Ω² + Ω_sf²) with a smooth cutoff (Fermi edge of width 10 meV at ``cutoff``), optionally
     plus a sharp Gaussian mode (the ~40 meV resonance); meV; shape (n_Ω,).
 
-    ``amplitude`` is the peak height of the MMP term (reached at Ω = Ω_sf).
+    ``amplitude`` is the peak height of the MMP term (reached at Ω = Ω_sf). The parameters
+    broadcast against the Ω axis: (n, 1) arrays give n glue functions, shape (n, n_Ω).
     """
     w = Omega.values
     mmp = 2 * omega_sf * amplitude * w / (w ** 2 + omega_sf ** 2)
@@ -303,9 +313,10 @@ def ood_shapes(Omega: Grid) -> dict[str, np.ndarray]:
 def realistic_glue(Omega: Grid, n: int, rng: np.random.Generator) -> np.ndarray:
     """``n`` random spin-fluctuation glue functions (random Ω_sf 15–60 meV, cutoff 200–380 meV,
     amplitude 0.2–0.8), half with a sharp mode at 35–45 meV; shape (n, n_Ω)."""
-    out = np.empty((n, len(Omega)))
-    for i in range(n):
-        mode = rng.uniform(0.3, 1.0) if rng.random() < 0.5 else 0.0
-        out[i] = spin_fluctuation(Omega, rng.uniform(0.2, 0.8), rng.uniform(15.0, 60.0), rng.uniform(200.0, 380.0),
-                                  mode_amplitude=mode, mode_centre=rng.uniform(35.0, 45.0), mode_width=rng.uniform(3.0, 6.0))
-    return out
+    def draw(low, high):
+        return rng.uniform(low, high, size=(n, 1))
+
+    amplitude, omega_sf, cutoff = draw(0.2, 0.8), draw(15.0, 60.0), draw(200.0, 380.0)
+    mode = draw(0.3, 1.0) * (rng.random((n, 1)) < 0.5)
+    return spin_fluctuation(Omega, amplitude, omega_sf, cutoff, mode_amplitude=mode,
+                            mode_centre=draw(35.0, 45.0), mode_width=draw(3.0, 6.0))

@@ -260,3 +260,27 @@ def test_realistic_glue(op):
     # suppressed at Ω → 0 (∝ Ω) and finite spectra
     assert np.all(a[:, 0] < a.max(axis=1))
     assert np.all(np.isfinite(op.forward(a)))
+
+
+def test_realistic_glue_draws_match_its_settings():
+    """Ω_sf in 15–60 meV (the MMP peak), and about half carry a sharp mode at 35–45 meV."""
+    Omega = rrim.boson_grid(np.linspace(0.5, 400.0, 800))
+    x = realistic_glue(Omega, 400, np.random.default_rng(6))
+    assert x.shape == (400, 800)
+    assert np.all(x[:, 0] < 0.8 * 2 * 0.5 / 15.0 * 1.01)  # a·2Ω/Ω_sf at most at Ω = 0.5 meV
+    # a mode (height ≥ 0.3, width ≤ 6 meV) bends x by −x'' ≥ 0.3/36 at its centre; the MMP term by
+    # at most a/Ω_sf² ≤ 0.8/15² = 0.0036: the curvature in 30–50 meV tells which glue has a mode
+    h = Omega.values[1] - Omega.values[0]
+    curvature = -(x[:, 2:] - 2 * x[:, 1:-1] + x[:, :-2]) / h**2
+    window = (Omega.values[1:-1] > 30) & (Omega.values[1:-1] < 50)
+    with_mode = curvature[:, window].max(axis=1) > 0.006
+    assert abs(with_mode.mean() - 0.5) < 5 * 0.5 / np.sqrt(400)
+
+
+def test_settings_from_dict_round_trip_and_unknown_keys():
+    s = DatasetSettings(n=7, sigma=1e-3, seed=2, glue=GlueSettings(width=(6.0, 7.0)))
+    assert DatasetSettings.from_dict(json.loads(json.dumps(asdict(s)))) == s
+    with pytest.raises(ValueError, match="settings.*'noise'"):
+        DatasetSettings.from_dict({**asdict(s), "noise": 1})
+    with pytest.raises(ValueError, match="glue.*'centres'"):
+        DatasetSettings.from_dict({**asdict(s), "glue": {"centres": [1, 2]}})
