@@ -16,6 +16,10 @@ from .grids import Grid
 from .operator import ForwardOperator
 
 SPLITS = ("train", "val", "test")
+#: Noise levels σ (fraction of max y per spectrum) of the paper's datasets (DESIGN §2).
+NOISE_LEVELS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
+#: Dataset sizes N of the paper's datasets (DESIGN §2), split 0.8/0.1/0.1.
+DATASET_SIZES = (100, 1000, 10000, 100000)
 
 
 @dataclass(frozen=True)

@@ -197,9 +197,9 @@ N_STEPS = 15
 
 
 @pytest.fixture(scope="module")
-def tikhonov_case():
+def tikhonov_case(default_operator):
     """The default operator (200 × 200, 100 K) and a scaled, slightly noisy spectrum y/s."""
-    op = rrim.ForwardOperator()
+    op = default_operator
     W = op.Omega.values
     x_true = (0.6 * np.exp(-0.5 * ((W - 60) / 20) ** 2) + 0.3 * np.exp(-0.5 * ((W - 250) / 60) ** 2)) * -np.expm1(-(W / 5) ** 2)
     y = op.forward(x_true) / op.scale

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rrim
-from rrim.synthetic import (DatasetSettings, GlueSettings, MixtureParameters, SyntheticDataset, add_noise,
+from rrim.synthetic import (DATASET_SIZES, NOISE_LEVELS, DatasetSettings, GlueSettings, MixtureParameters, SyntheticDataset, add_noise,
                             gaussian_mixture, low_energy_factor, make_dataset, ood_shapes, read_dataset,
                             realistic_glue, spin_fluctuation, split_indices, to_xarray, write_dataset)
 
@@ -284,3 +284,10 @@ def test_settings_from_dict_round_trip_and_unknown_keys():
         DatasetSettings.from_dict({**asdict(s), "noise": 1})
     with pytest.raises(ValueError, match="glue.*'centres'"):
         DatasetSettings.from_dict({**asdict(s), "glue": {"centres": [1, 2]}})
+
+
+def test_paper_grid_of_noise_levels_and_sizes():
+    assert NOISE_LEVELS == (1e-5, 1e-4, 1e-3, 1e-2, 1e-1) and DATASET_SIZES == (100, 1000, 10000, 100000)
+    assert DatasetSettings().split == (0.8, 0.1, 0.1)
+    assert GlueSettings() == GlueSettings(n_components=(1, 4), centre=(10.0, 350.0), width=(5.0, 100.0),
+                                          amplitude=(0.1, 1.0), low_energy_cutoff=5.0)
