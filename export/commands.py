@@ -2,3 +2,7 @@
 from __future__ import annotations
 
 COMMANDS: list = []
+
+from .train_command import train_command  # noqa: E402  (click only; torch is imported when it runs)
+
+COMMANDS.append(train_command)

@@ -30,6 +30,11 @@ class RRIMSettings:
         return asdict(self)
 
 
+def preconditioned_gradient(y: torch.Tensor, x: torch.Tensor, A: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
+    """∇ = P(y − A x) for rows y (B, n_ω), x (B, n_Ω), scaled units; shape (B, n_Ω)."""
+    return (y - x @ A.T) @ P.T
+
+
 class ConvGRUCell(nn.Module):
     """A GRU applied pointwise over the Ω grid with 1×1 convolutions: inputs (B, C_in, n), state (B, C, n).
 
@@ -90,7 +95,7 @@ class RRIM(nn.Module):
         h2 = torch.zeros_like(h1)
         iterates = []
         for _ in range(s.n_steps):
-            grad = (y - x @ A.T) @ P.T
+            grad = preconditioned_gradient(y, x, A, P)
             dx, h1, h2 = self.update(x, grad, h1, h2)
             x = x + dx
             if s.nonnegative:

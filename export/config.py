@@ -1,0 +1,225 @@
+"""Training configuration: frozen dataclasses (the one source of truth for defaults), read from TOML.
+
+A TOML file has up to four tables, each optional, each mapping onto one dataclass below:
+``[model]`` → :class:`ModelConfig`, ``[data]`` → :class:`DataConfig`, ``[operator]`` →
+:class:`OperatorConfig`, ``[training]`` → :class:`TrainingConfig`. Unknown keys and wrong types are
+refused with a ``ValueError`` naming the key. Energies are in meV, temperatures in K.
+"""
+from __future__ import annotations
+
+import tomllib
+import types
+import typing
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from ..grids import DEFAULT_BOSON, DEFAULT_OMEGA, uniform_grid
+from ..operator import DEFAULT_H, DEFAULT_SCALE, DEFAULT_TEMPERATURE, ForwardOperator
+from ..synthetic import DatasetSettings
+
+MODEL_KINDS = ("rrim", "fcn", "cnn")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Which network and its size. ``hidden``/``n_steps``/``x0``/``nonnegative`` are the rRIM's
+    (see :class:`rrim.export.nets.RRIMSettings`); ``width``/``depth`` the FCN's; ``channels``/``depth`` the CNN's."""
+
+    kind: str = "rrim"
+    hidden: int = 32
+    n_steps: int = 15
+    x0: str = "tikhonov"
+    nonnegative: bool = True
+    width: int = 512
+    depth: int = 3
+    channels: int = 32
+
+    def __post_init__(self):
+        if self.kind not in MODEL_KINDS:
+            raise ValueError(f"model.kind: expected one of {MODEL_KINDS}, got {self.kind!r}")
+        for name in ("hidden", "n_steps", "width", "depth", "channels"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"model.{name}: expected an integer ≥ 1, got {getattr(self, name)!r}")
+        if self.x0 not in ("zeros", "tikhonov"):
+            raise ValueError(f"model.x0: expected 'zeros' or 'tikhonov', got {self.x0!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Synthetic data (rrim.synthetic): size ``n`` (split 0.8/0.1/0.1), noise level(s) σ, seed.
+
+    ``sigma`` may be a list: each spectrum then gets one of the levels (drawn with the data seed),
+    which is noise-robust training; validation and test splits get the same mixture.
+    """
+
+    n: int = 1000
+    sigma: float | tuple[float, ...] = 0.0
+    seed: int = 0
+
+    def __post_init__(self):
+        sigmas = self.sigma if isinstance(self.sigma, tuple) else (self.sigma,)
+        if not sigmas or any(s < 0 for s in sigmas):
+            raise ValueError(f"data.sigma: expected a noise level ≥ 0 or a non-empty list of them, got {self.sigma!r}")
+        DatasetSettings(n=self.n, sigma=0.0, seed=self.seed)  # validates n and seed
+
+    @property
+    def sigmas(self) -> tuple[float, ...]:
+        return self.sigma if isinstance(self.sigma, tuple) else (self.sigma,)
+
+    def dataset_settings(self) -> DatasetSettings:
+        """The noiseless dataset settings (noise is added by the training data loader)."""
+        return DatasetSettings(n=self.n, sigma=0.0, seed=self.seed)
+
+
+@dataclass(frozen=True)
+class GridConfig:
+    """A uniform grid: ``n`` points from ``start`` to ``stop`` meV."""
+
+    start: float
+    stop: float
+    n: int
+
+
+@dataclass(frozen=True)
+class OperatorConfig:
+    """The forward operator: kernel, temperature (K), uniform ω and Ω grids (meV), scale s (meV)."""
+
+    kernel: str = "shulga"
+    temperature: float = DEFAULT_TEMPERATURE
+    omega: GridConfig = field(default_factory=lambda: GridConfig(**DEFAULT_OMEGA))
+    Omega: GridConfig = field(default_factory=lambda: GridConfig(**DEFAULT_BOSON))
+    scale: float = DEFAULT_SCALE
+
+    def build(self) -> ForwardOperator:
+        return ForwardOperator(uniform_grid(self.omega.start, self.omega.stop, self.omega.n, name="omega"),
+                               uniform_grid(self.Omega.start, self.Omega.stop, self.Omega.n, name="Omega"),
+                               temperature=self.temperature, kernel=self.kernel, scale=self.scale)
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """Optimization: Adam(lr), batch size, epochs, early-stopping patience (epochs without a better
+    validation loss), loss step weights w_t (empty: all 1), h of P, seed, an optional wall-clock
+    budget in seconds (0: none), the gradient-norm clip (0: none) and the output folder."""
+
+    lr: float = 1e-3
+    batch_size: int = 32
+    max_epochs: int = 200
+    patience: int = 10
+    step_weights: tuple[float, ...] = ()
+    h: float = DEFAULT_H
+    seed: int = 0
+    time_budget_s: float = 0.0
+    clip_norm: float = 1.0
+    output_dir: str = "runs/default"
+
+    def __post_init__(self):
+        for name in ("batch_size", "max_epochs", "patience"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"training.{name}: expected an integer ≥ 1, got {getattr(self, name)!r}")
+        for name in ("lr", "h"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"training.{name}: expected a number > 0, got {getattr(self, name)!r}")
+        for name in ("time_budget_s", "seed", "clip_norm"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"training.{name}: expected a value ≥ 0, got {getattr(self, name)!r}")
+        if any(w < 0 for w in self.step_weights):
+            raise ValueError(f"training.step_weights: weights must be ≥ 0, got {self.step_weights!r}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """A whole training run."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    operator: OperatorConfig = field(default_factory=OperatorConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+    def __post_init__(self):
+        w = self.training.step_weights
+        if self.model.kind == "rrim" and w and len(w) != self.model.n_steps:
+            raise ValueError(f"training.step_weights: expected {self.model.n_steps} weights (model.n_steps), got {len(w)}")
+
+    def to_dict(self) -> dict:
+        """Plain JSON-able dict (tuples become lists); :func:`config_from_dict` inverts it."""
+        return _plain(asdict(self))
+
+    def replace(self, **sections) -> "Config":
+        """A copy with sections' fields replaced, e.g. ``replace(training={"seed": 1})``."""
+        d = self.to_dict()
+        for name, values in sections.items():
+            if name not in d:
+                raise ValueError(f"{name}: unknown configuration section; known: {sorted(d)}")
+            d[name] = {**d[name], **values}
+        return config_from_dict(d)
+
+
+def _plain(v):
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    return v
+
+
+def _coerce(value, tp, key: str):
+    """``value`` checked against the annotation ``tp`` (int, float, bool, str, tuples, unions, dataclasses)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        errors = []
+        for option in typing.get_args(tp):
+            try:
+                return _coerce(value, option, key)
+            except ValueError as e:
+                errors.append(str(e))
+        raise ValueError(errors[-1])
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        item = typing.get_args(tp)[0]
+        return tuple(_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value))
+    if hasattr(tp, "__dataclass_fields__"):
+        return _build(tp, value, key)
+    ok = {bool: isinstance(value, bool),
+          int: isinstance(value, int) and not isinstance(value, bool),
+          float: isinstance(value, (int, float)) and not isinstance(value, bool),
+          str: isinstance(value, str)}[tp]
+    if not ok:
+        raise ValueError(f"{key}: expected {tp.__name__}, got {type(value).__name__} {value!r}")
+    return float(value) if tp is float else value
+
+
+def _build(cls, table, key: str):
+    if not isinstance(table, dict):
+        raise ValueError(f"{key}: expected a table, got {type(table).__name__} {table!r}")
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(table) - known)
+    if unknown:
+        prefix = f"{key}." if key else ""
+        raise ValueError(f"{prefix}{unknown[0]}: unknown configuration key; known in [{key or 'top level'}]: {sorted(known)}")
+    args = {name: _coerce(v, hints[name], f"{key}.{name}" if key else name) for name, v in table.items()}
+    return cls(**args)
+
+
+def config_from_dict(d: dict) -> Config:
+    """A :class:`Config` from nested plain dicts; refuses unknown keys and wrong types (``ValueError``)."""
+    return _build(Config, d, "")
+
+
+def load_config(path) -> Config:
+    """Read a TOML configuration file (``ValueError`` naming the file and the bad key)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            d = tomllib.load(f)
+    except FileNotFoundError:
+        raise ValueError(f"{path}: configuration file not found") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML ({e})") from None
+    try:
+        config = config_from_dict(d)
+    except ValueError as e:
+        raise ValueError(f"{path}: {e}") from None
+    return config

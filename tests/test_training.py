@@ -1,0 +1,186 @@
+"""Training of the rRIM and baselines: physics parity, learning, checkpoints, configuration errors (CPU, seconds)."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from click.testing import CliRunner  # noqa: E402
+
+from rrim.cli import main as cli_main  # noqa: E402
+from rrim.export.config import Config, GridConfig, config_from_dict, load_config  # noqa: E402
+from rrim.export.nets import RRIM, IdentityUpdate, RRIMSettings, preconditioned_gradient  # noqa: E402
+from rrim.export.training import (build_model, evaluate, load_checkpoint, make_data, physics_tensors,  # noqa: E402
+                                  predict, save_checkpoint, step_loss, train)
+
+H = 0.01
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_config(tmp_path, **training) -> Config:
+    """A 60 × 50 operator, 200 spectra, hidden 8, 5 steps: trains in a few seconds."""
+    return config_from_dict({
+        "model": {"kind": "rrim", "hidden": 8, "n_steps": 5},
+        "data": {"n": 200, "sigma": 1e-3, "seed": 3},
+        "operator": {"omega": {"start": 2.0, "stop": 400.0, "n": 60}, "Omega": {"start": 2.0, "stop": 400.0, "n": 50}},
+        "training": {"lr": 3e-3, "batch_size": 16, "max_epochs": 6, "patience": 6, "seed": 1,
+                     "output_dir": str(tmp_path / "run"), **training},
+    })
+
+
+def test_gradient_matches_operator(small_operator, rng):
+    y = rng.uniform(0, 2, size=(4, small_operator.shape[0]))
+    x = rng.uniform(0, 1, size=(4, small_operator.shape[1]))
+    A, P = physics_tensors(small_operator, H)
+    got = preconditioned_gradient(torch.as_tensor(y, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32), A, P)
+    want = small_operator.gradient(y, x, H)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
+
+
+def test_identity_update_is_iterated_tikhonov(small_operator, rng):
+    """g_φ = identity, x_0 = 0, no clipping: x_{k+1} = x_k + P(y − A x_k), the classical recurrence."""
+    model = RRIM(RRIMSettings(hidden=1, n_steps=15, x0="zeros", nonnegative=False))
+    model.update = IdentityUpdate()
+    x_true = rng.uniform(0, 1, size=(3, small_operator.shape[1]))
+    y_s = small_operator.forward(x_true) / small_operator.scale
+    A, P = physics_tensors(small_operator, H)
+    with torch.no_grad():
+        got = [x.numpy() for x in model(torch.as_tensor(y_s, dtype=torch.float32), A, P)]
+    x = np.zeros_like(x_true)
+    for k in range(15):
+        x = x + small_operator.gradient(y_s, x, H)
+        np.testing.assert_allclose(got[k], x, rtol=0, atol=2e-5 * np.abs(x).max(), err_msg=f"iterate {k + 1}")
+    assert not np.allclose(got[0], got[-1])  # the recurrence really moved
+
+
+def test_one_step_lowers_loss_on_fixed_batch(tmp_path):
+    config = tiny_config(tmp_path)
+    operator = config.operator.build()
+    data = make_data(config, operator)
+    A, P = physics_tensors(operator, H)
+    x, y = data.subset("train")
+    yb, xb = (torch.as_tensor(y[:16] / operator.scale, dtype=torch.float32), torch.as_tensor(x[:16], dtype=torch.float32))
+    torch.manual_seed(0)
+    model = build_model(config.model, operator)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    before = step_loss(model(yb, A, P), xb)
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = step_loss(model(yb, A, P), xb)
+    assert after.item() < before.item()
+
+
+def test_tiny_training_beats_untrained_start_and_is_reproducible(tmp_path):
+    config = tiny_config(tmp_path)
+    operator = config.operator.build()
+    data = make_data(config, operator)
+    A, P = physics_tensors(operator, H)
+    x, y = data.subset("test")
+    yt, xt = torch.as_tensor(y / operator.scale, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32)
+    torch.manual_seed(config.training.seed)
+    untrained = evaluate(build_model(config.model, operator), yt, xt, A, P)[-1]
+
+    result = train(config, operator, data)
+    assert result.test_metrics["test_mse"] < 0.7 * untrained
+    assert len(result.test_metrics["step_mse"]) == config.model.n_steps
+    assert result.best_val_loss == min(r["val_mse"] for r in result.history)
+    assert result.checkpoint_path.exists()
+    assert len(json.loads((tmp_path / "run" / "history.json").read_text())) == len(result.history)
+
+    again = train(config.replace(training={"max_epochs": 2, "output_dir": str(tmp_path / "again")}), operator, data)
+    first_two = train(config.replace(training={"max_epochs": 2}), operator, data, checkpoint=False)
+    for k, v in again.model.state_dict().items():
+        assert torch.equal(v, first_two.model.state_dict()[k]), k
+
+
+@pytest.mark.parametrize("kind", ["rrim", "fcn", "cnn"])
+def test_checkpoint_round_trip_gives_identical_outputs(tmp_path, kind, rng):
+    config = tiny_config(tmp_path).replace(model={"kind": kind, "width": 32, "channels": 4, "depth": 2})
+    operator = config.operator.build()
+    torch.manual_seed(0)
+    model = build_model(config.model, operator)
+    path = save_checkpoint(tmp_path / "m.pt", model, config, {"note": "test"})
+    loaded, config2, extra = load_checkpoint(path)
+    assert config2 == config and extra == {"note": "test"}
+    y = operator.forward(rng.uniform(0, 1, size=(3, operator.shape[1])))
+    out = predict(loaded, y, operator, H)
+    assert out.dtype == np.float64 and out.shape == (3, operator.shape[1])
+    np.testing.assert_array_equal(out, predict(model, y, operator, H))
+    assert predict(model, y[0], operator, H).shape == (operator.shape[1],)
+
+
+def test_load_checkpoint_refuses_other_files(tmp_path):
+    torch.save({"weights": torch.zeros(2)}, tmp_path / "other.pt")
+    with pytest.raises(ValueError, match="not an rrim checkpoint"):
+        load_checkpoint(tmp_path / "other.pt")
+
+
+def test_predict_refuses_wrong_length(small_operator):
+    model = RRIM(RRIMSettings(hidden=2, n_steps=2))
+    with pytest.raises(ValueError, match="y_meV"):
+        predict(model, np.ones(7), small_operator, H)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[model]\nhiden = 8\n", r"model\.hiden: unknown configuration key"),
+    ("[model]\nhidden = \"big\"\n", r"model\.hidden: expected int, got str"),
+    ("[training]\nlr = true\n", r"training\.lr: expected float, got bool"),
+    ("[data]\nsigma = [0.0, \"x\"]\n", r"data\.sigma"),
+    ("[operator.omega]\nstart = 2.0\nstop = 400.0\nn = 20\npoints = 3\n", r"operator\.omega\.points"),
+    ("[modle]\n", r"modle: unknown configuration key"),
+    ("[model]\nkind = \"mlp\"\n", r"model\.kind"),
+    ("[model]\nn_steps = 3\n[training]\nstep_weights = [1.0]\n", r"training\.step_weights"),
+])
+def test_bad_config_is_refused_naming_the_key(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        load_config(path)
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    import rrim.export
+
+    folder = Path(rrim.export.__file__).parent / "configs"
+    configs = {p.stem: load_config(p) for p in folder.glob("*.toml")}
+    assert configs["rrim_default"].model == config_from_dict({}).model  # the defaults of the shipped model
+    assert configs["rrim_default"].operator.omega == GridConfig(2.0, 400.0, 200)
+    assert {c.model.kind for c in configs.values()} == {"rrim", "fcn", "cnn"}
+
+
+def test_cli_train(tmp_path):
+    config = tiny_config(tmp_path, max_epochs=1)
+    path = tmp_path / "c.toml"
+    lines = []
+    for section, values in config.to_dict().items():
+        lines.append(f"[{section}]")
+        for k, v in values.items():
+            if isinstance(v, dict):
+                lines.append(f"{k} = {{ " + ", ".join(f"{a} = {b}" for a, b in v.items()) + " }")
+            else:
+                lines.append(f"{k} = {json.dumps(v)}")
+    path.write_text("\n".join(lines) + "\n")
+    assert load_config(path) == config
+    result = CliRunner().invoke(cli_main, ["train", str(path), "-o", str(tmp_path / "cli")])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["epochs"] == 1 and (tmp_path / "cli" / "model.pt").exists()
+
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[training]\nbatch = 3\n")
+    result = CliRunner().invoke(cli_main, ["train", str(bad)])
+    assert result.exit_code != 0 and "training.batch" in result.output
