@@ -7,11 +7,15 @@ refused with a ``ValueError`` naming the key. Energies are in meV, temperatures 
 """
 from __future__ import annotations
 
-import tomllib
 import types
 import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
 
 from ..grids import DEFAULT_BOSON, DEFAULT_OMEGA, uniform_grid
 from ..operator import DEFAULT_H, DEFAULT_SCALE, DEFAULT_TEMPERATURE, ForwardOperator

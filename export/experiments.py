@@ -43,8 +43,8 @@ class Budget:
 
     sizes: tuple[int, ...] = (100, 1000, 10000)
     n_seeds: int = 3
-    rrim_epochs: tuple[tuple[int, int], ...] = ((100, 40), (1000, 20), (10000, 4))
-    baseline_epochs: tuple[tuple[int, int], ...] = ((100, 300), (1000, 100), (10000, 25))
+    rrim_epochs: tuple[tuple[int, int], ...] = ((100, 40), (1000, 16), (10000, 3))
+    baseline_epochs: tuple[tuple[int, int], ...] = ((100, 300), (1000, 150), (10000, 30))
     #: safety wall-clock cap per training run (s); a run that hits it is flagged in the report.
     time_budget_s: float = 300.0
     #: test spectra evaluated per setting (the first ones of the test split), all methods alike.
@@ -331,8 +331,7 @@ def main(argv=None) -> int:
     logging.getLogger("rrim.export.training").setLevel(logging.WARNING)
     budget = FULL if args.full else Budget()
     args.out.mkdir(parents=True, exist_ok=True)
-    command = "python -m rrim.export.experiments" + (" --full" if args.full else "") + (
-        f" --threads {args.threads}" if args.threads != 1 else "")
+    command = " ".join(["python -m rrim.export.experiments"] + (argv if argv is not None else sys.argv[1:]))
     mach, start, flags = machine(), time.time(), []
     seeds = range(budget.n_seeds)
 
