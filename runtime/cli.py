@@ -1,19 +1,416 @@
-"""The ``rrim`` command line. Logs go to stderr; machine-readable summaries to stdout as JSON.
+"""The ``rrim`` command line. Logs go to stderr; a JSON summary goes to stdout (or ``--report FILE``).
 
-Commands are grouped by module: runtime commands here, ``train`` and ``export`` from
-:mod:`rrim.export.commands` (which imports torch only when a command runs).
+Commands: ``invert`` (one archive), ``reprocess`` (a folder of archives, idempotent, locked),
+``inspect`` (a model or an archive), ``models`` (installed models), ``selfcheck`` (sha256 and
+golden parity of every shipped model, the providers that load); ``train`` and ``export`` come from
+:mod:`rrim.export.commands` (torch is imported only when they run).
+
+Exit codes:
+
+==== ==========================================================================
+0    success
+1    some files failed (reprocess), a self-check failed, or an unexpected error
+2    usage error or bad input (archive unreadable or invalid, output folder missing
+     or unwritable); the message names file, variable and reason
+3    ``--provider cuda`` asked for but CUDA cannot run here
+4    model refused (not ONNX, sha256 mismatch, incomplete metadata, wrong I/O)
+5    another ``rrim reprocess`` holds the output folder's lock
+130  interrupted (Ctrl-C / SIGTERM); no partial output is left
+==== ==========================================================================
 """
 from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
 
 import click
 
 from . import __version__
 
+log = logging.getLogger("rrim")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_CUDA, EXIT_MODEL, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+EXAMPLE_ARCHIVE = Path(__file__).resolve().parent / "examples" / "example_archive.nc"
+LOCK_NAME = ".rrim-reprocess.lock"
+OUTPUT_SUFFIX = ".glue.nc"
+
+
+def _exit_code(exc: BaseException) -> int:
+    from .archives import ArchiveError
+    from .modelfile import ModelFileError
+    from .sessions import ProviderUnavailable
+
+    if isinstance(exc, ProviderUnavailable):
+        return EXIT_NO_CUDA
+    if isinstance(exc, ModelFileError):
+        return EXIT_MODEL
+    if isinstance(exc, (ArchiveError, ValueError, click.BadParameter)):
+        return EXIT_USAGE
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED
+
+
+def _emit(summary: dict, report: str | None) -> None:
+    text = json.dumps(summary, indent=2, default=str)
+    if report:
+        Path(report).write_text(text + "\n")
+        log.info("report written to %s", report)
+    else:
+        click.echo(text)
+
+
+def _fail(exc: BaseException, report: str | None, **context) -> None:
+    code = _exit_code(exc)
+    message = str(exc) or type(exc).__name__
+    if code == EXIT_FAILED:
+        log.error("%s: %s", type(exc).__name__, message, exc_info=log.isEnabledFor(logging.DEBUG))
+    else:
+        log.error("%s", message)
+    _emit({"status": "error", "error": message, "exit_code": code, **context}, report)
+    sys.exit(code)
+
+
+def _sigterm_as_interrupt() -> None:
+    def handler(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (e.g. under a test runner's thread)
+        pass
+
+
+class _Progress:
+    """A click progress bar on stderr when it is a terminal; silent otherwise."""
+
+    def __init__(self, label: str):
+        self.label, self.bar, self.last = label, None, 0
+
+    def __call__(self, done: int, total: int) -> None:
+        if not sys.stderr.isatty():
+            return
+        if self.bar is None:
+            self.bar = click.progressbar(length=total, label=self.label, file=sys.stderr)
+            self.bar.__enter__()
+        self.bar.update(done - self.last)
+        self.last = done
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.__exit__(None, None, None)
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="rrim")
-def main():
-    """rrim: optical scattering rates → electron-boson glue functions I²χ(Ω)."""
+@click.option("-v", "--verbose", count=True, help="More log detail on stderr (-vv: debug).")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors on stderr.")
+def main(verbose: int, quiet: bool):
+    """rrim: optical scattering rates → electron-boson glue functions I²χ(Ω).
+
+    Exit codes: 0 ok; 1 some files failed or a check failed; 2 usage error or bad input;
+    3 CUDA asked for but unavailable; 4 model refused; 5 output folder locked by another run;
+    130 interrupted.
+    """
+    level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
+    logging.basicConfig(stream=sys.stderr, level=level, format="rrim %(levelname)s: %(message)s", force=True)
+
+
+def _archive_options(f):
+    """The options shared by ``invert`` and ``reprocess``."""
+    opts = [
+        click.option("--model", "model_name", default="rrim-default", show_default=True,
+                     help="Installed model name or path to an .onnx file."),
+        click.option("--sha256", default=None, help="Pin the model file's sha256 (refused if it differs)."),
+        click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
+                     help="auto: CUDA if it really loads, else CPU; cuda: fail (exit 3) if CUDA cannot run."),
+        click.option("--tf32", is_flag=True, help="Allow TF32 on CUDA (off by default)."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Spectra per model call."),
+        click.option("--var", default="scattering_rate", show_default=True, help="Variable holding 1/τ."),
+        click.option("--dim", default="omega", show_default=True, help="Its ω dimension (with a units coordinate)."),
+        click.option("--temperature", type=click.FloatRange(min=0), default=None,
+                     help="Temperature in K (overrides the file's)."),
+        click.option("--temperature-var", default="temperature", show_default=True,
+                     help="Name of the temperature attribute, coordinate or variable."),
+        click.option("--crop", is_flag=True, help="Accept an ω range different from the model's (spectra flagged)."),
+        click.option("--smoothing", type=click.FloatRange(min=0, min_open=True), default=None,
+                     help="Gaussian smoothing of the glue, σ in meV (off by default)."),
+        click.option("--report", type=click.Path(dir_okay=False), default=None,
+                     help="Write the JSON summary here instead of stdout."),
+    ]
+    for o in reversed(opts):
+        f = o(f)
+    return f
+
+
+def _options(var, dim, temperature, temperature_var, crop, smoothing):
+    from .archives import ArchiveOptions
+
+    return ArchiveOptions(var=var, dim=dim, temperature_name=temperature_var, temperature=temperature,
+                          crop=crop, smoothing_meV=smoothing)
+
+
+def _load(model_name, sha256, provider, tf32):
+    from .models import load_model
+
+    model = load_model(model_name, sha256=sha256)
+    session = model.session(provider, tf32=tf32)
+    log.info("model %s (%s form, sha256 %s…) on %s", model.name, model.form, model.sha256[:12], session.provider)
+    return model, session
+
+
+@main.command("invert")
+@click.argument("input_path", metavar="INPUT.nc", required=False, type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Output NetCDF file.")
+@click.option("--example", is_flag=True, help="Invert the example archive shipped with rrim (instead of INPUT.nc).")
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write a PNG of a few spectra (needs rrim[plot]).")
+@click.option("--plot-spectra", type=click.IntRange(1, 12), default=3, show_default=True)
+@_archive_options
+def invert_command(input_path, output, example, plot_path, plot_spectra, model_name, sha256, provider, tf32,
+                   batch_size, var, dim, temperature, temperature_var, crop, smoothing, report):
+    """Invert the scattering rates of INPUT.nc into glue functions written to OUTPUT."""
+    from .archives import invert_archive
+    from .inversion import DEFAULT_BATCH_SIZE
+
+    _sigterm_as_interrupt()
+    if example == bool(input_path):
+        _fail(click.BadParameter("give either INPUT.nc or --example"), report)
+    source = EXAMPLE_ARCHIVE if example else Path(input_path)
+    progress = _Progress("inverting")
+    try:
+        opts = _options(var, dim, temperature, temperature_var, crop, smoothing)
+        model, _ = _load(model_name, sha256, provider, tf32)
+        summary = invert_archive(source, output, model, opts, provider=provider,
+                                 batch_size=batch_size or DEFAULT_BATCH_SIZE, progress=progress,
+                                 preview=plot_spectra if plot_path else 0)
+        progress.close()
+        result = {"status": "ok", **summary.to_dict(), "output": str(Path(output).resolve())}
+        if example:
+            result["example_glue_error"] = _example_error(source, output)
+        if plot_path:
+            result["plot"] = str(_plot(summary, plot_path, source if example else None))
+    except (Exception, KeyboardInterrupt) as e:
+        progress.close()
+        _fail(e, report, input=str(source), output=str(output))
+    log.info("wrote %s (%d spectra, %.1f spectra/s, provider %s)", result["output"], summary.n_spectra,
+             result["spectra_per_second"] or 0, summary.provider)
+    if plot_path:
+        log.info("plot: %s", result["plot"])
+    _emit(result, report)
+
+
+def _example_error(source: Path, output) -> dict:
+    """Median and 90th percentile of ‖x̂ − x_true‖/‖x_true‖ over the example's spectra."""
+    import numpy as np
+
+    from .archives import open_dataset
+
+    with open_dataset(source) as a, open_dataset(output) as b:
+        truth, glue = a["glue_true"].values, b["glue"].values.astype(np.float64)
+    err = np.linalg.norm(glue - truth, axis=-1) / np.linalg.norm(truth, axis=-1)
+    return {"median_relative_l2": float(np.median(err)), "p90_relative_l2": float(np.percentile(err, 90))}
+
+
+def _plot(summary, plot_path, example_source: Path | None) -> Path:
+    from .plotting import plot_inversions
+
+    p = summary.preview
+    truth = None
+    if example_source is not None:
+        from .archives import open_dataset
+
+        with open_dataset(example_source) as a:
+            t = a["glue_true"].values.reshape(-1, a.sizes["Omega"])
+        truth = t[: len(p["glue"])]
+    labels = [", ".join(f"{d}={i}" for d, i in zip(p["lead"], idx)) or "spectrum" for idx in p["index"]]
+    return plot_inversions(Path(plot_path).resolve(), p["omega"], p["Omega"], p["y"], p["glue"], p["fit"],
+                           p["residual"], labels=labels, truth=truth,
+                           title=f"{Path(summary.input).name} — model {summary.model} ({summary.provider})")
+
+
+@main.command("reprocess")
+@click.argument("archive_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False), help="Output folder (created).")
+@click.option("--pattern", default="*.nc", show_default=True, help="Glob of input files (use **/*.nc to recurse).")
+@click.option("--force", is_flag=True, help="Redo files whose outputs are current.")
+@click.option("--dry-run", is_flag=True, help="Say what would be done; write nothing.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for another run's lock on the output folder (then exit 5).")
+@_archive_options
+def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_timeout, model_name, sha256, provider,
+                      tf32, batch_size, var, dim, temperature, temperature_var, crop, smoothing, report):
+    """Invert every archive in ARCHIVE_DIR matching --pattern into OUTPUT_DIR/NAME.glue.nc.
+
+    Idempotent: a file whose output records the same input sha256, model sha256 and options is
+    skipped. A failing file is reported and the others go on; exit 1 if any failed. One run per
+    output folder at a time (a lock file in it).
+    """
+    import filelock
+
+    from .archives import ArchiveError, file_sha256, invert_archive, is_current
+    from .inversion import DEFAULT_BATCH_SIZE
+
+    _sigterm_as_interrupt()
+    src_dir, out_dir = Path(archive_dir).resolve(), Path(output_dir).resolve()
+    try:
+        opts = _options(var, dim, temperature, temperature_var, crop, smoothing)
+        model, session = _load(model_name, sha256, provider, tf32)
+        if not dry_run:
+            if not out_dir.parent.is_dir():
+                raise ArchiveError(f"{out_dir}: its parent folder does not exist")
+            out_dir.mkdir(exist_ok=True)
+    except (Exception, KeyboardInterrupt) as e:
+        _fail(e, report, archive_dir=str(src_dir), output_dir=str(out_dir))
+    inputs = sorted(p for p in src_dir.glob(pattern)
+                    if p.is_file() and not p.name.startswith(".") and out_dir not in p.resolve().parents)
+    done, skipped, failed, planned = [], [], [], []
+    t0 = time.perf_counter()
+    lock = filelock.FileLock(str(out_dir / LOCK_NAME)) if not dry_run else None
+    try:
+        if lock is not None:
+            lock.acquire(timeout=lock_timeout)
+    except filelock.Timeout:
+        log.error("%s: another rrim reprocess holds %s; try later or pass --lock-timeout", out_dir, LOCK_NAME)
+        _emit({"status": "busy", "output_dir": str(out_dir), "exit_code": EXIT_BUSY}, report)
+        sys.exit(EXIT_BUSY)
+    except OSError as e:
+        _fail(ArchiveError(f"{out_dir}: cannot create the lock file ({e.strerror or e})"), report)
+    interrupted = False
+    try:
+        for path in inputs:
+            rel = path.relative_to(src_dir)
+            out = out_dir / rel.parent / (rel.name[: -len(path.suffix)] + OUTPUT_SUFFIX if path.suffix else rel.name + OUTPUT_SUFFIX)
+            try:
+                digest = file_sha256(path)
+                if not force and is_current(out, digest, model, opts):
+                    skipped.append(str(rel))
+                    log.info("%s: output current, skipped", rel)
+                    continue
+                if dry_run:
+                    planned.append(str(rel))
+                    continue
+                out.parent.mkdir(parents=True, exist_ok=True)
+                for stale in out.parent.glob(f".{out.name}.*.rrim-tmp"):  # left by a killed run (we hold the lock)
+                    stale.unlink()
+                s = invert_archive(path, out, model, opts, provider=provider, input_sha256=digest,
+                                   batch_size=batch_size or DEFAULT_BATCH_SIZE, progress=_Progress(str(rel)))
+                done.append({"input": str(rel), "output": str(out), "n_spectra": s.n_spectra,
+                             "flag_counts": s.flag_counts, "seconds": round(s.seconds, 3)})
+                log.info("%s → %s (%d spectra)", rel, out.name, s.n_spectra)
+            except KeyboardInterrupt:
+                interrupted = True
+                break
+            except Exception as e:
+                failed.append({"input": str(rel), "error": str(e), "exit_code": _exit_code(e)})
+                log.error("%s: %s", rel, e)
+    finally:
+        if lock is not None:
+            lock.release()
+    status = "interrupted" if interrupted else ("failed" if failed else "ok")
+    code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if failed else EXIT_OK)
+    summary = {"status": status, "exit_code": code, "archive_dir": str(src_dir), "output_dir": str(out_dir),
+               "pattern": pattern, "model": model.name, "model_sha256": model.sha256, "provider": session.provider,
+               "options": json.loads(opts.to_json()), "processed": done, "skipped": skipped, "failed": failed,
+               "seconds": round(time.perf_counter() - t0, 3)}
+    if dry_run:
+        summary.update(status="dry-run", would_process=planned)
+    _emit(summary, report)
+    sys.exit(code)
+
+
+def _is_netcdf(path: Path) -> bool:
+    with open(path, "rb") as f:
+        head = f.read(8)
+    return head[:3] == b"CDF" or head[:4] == b"\x89HDF"
+
+
+@main.command("inspect")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False))
+def inspect_command(path):
+    """Describe FILE: a model (metadata, grids, sha256) or an archive (variables, units, provenance)."""
+    p = Path(path)
+    try:
+        if _is_netcdf(p):
+            result = _inspect_archive(p)
+        else:
+            from .models import load_model
+
+            result = {"kind": "model", **load_model(p).describe()}
+    except (Exception, KeyboardInterrupt) as e:
+        _fail(e, None, path=str(p))
+    _emit(result, None)
+
+
+def _inspect_archive(p: Path) -> dict:
+    import numpy as np
+
+    from .archives import PROVENANCE_ATTRIBUTES, file_sha256, open_dataset
+
+    with open_dataset(p) as ds:
+        variables = {str(k): {"dims": list(v.dims), "shape": list(v.shape), "dtype": str(v.dtype),
+                              "units": v.attrs.get("units")} for k, v in ds.variables.items()}
+        attrs = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in ds.attrs.items()}
+    is_output = "model_sha256" in attrs
+    return {"kind": "rrim output" if is_output else "archive", "path": str(p.resolve()), "sha256": file_sha256(p),
+            "variables": variables,
+            "provenance" if is_output else "attributes": {k: attrs[k] for k in (PROVENANCE_ATTRIBUTES if is_output else attrs) if k in attrs}}
+
+
+@main.command("models")
+def models_command():
+    """List the installed models (name, file, sha256, form, golden file, model card)."""
+    from .models import MODELS_DIR, installed_models
+
+    try:
+        models = installed_models()
+    except Exception as e:
+        _fail(e, None)
+    _emit({"models_dir": str(MODELS_DIR), "models": [
+        {"name": m.name, "file": str(m.path), "present": m.path.is_file(), "sha256": m.sha256, "form": m.form,
+         "golden": str(m.golden) if m.golden.is_file() else None, "card": str(m.card) if m.card.is_file() else None}
+        for m in models.values()]}, None)
+
+
+@main.command("selfcheck")
+def selfcheck_command():
+    """Verify every shipped model (sha256, metadata, golden parity) and list the providers that load."""
+    from .models import check_golden, installed_models, load_model
+    from .sessions import ProviderUnavailable, available_providers
+
+    checks, ok = [], True
+    first = None
+    for name in installed_models():
+        entry = {"model": name}
+        try:
+            m = load_model(name)
+            first = first or m
+            g = check_golden(m)
+            entry.update(sha256=m.sha256, sha256_ok=True, golden_max_rel_error=g.max_rel_error, golden_rtol=g.rtol,
+                         passed=g.passed)
+        except Exception as e:
+            entry.update(passed=False, error=str(e))
+        ok &= entry["passed"]
+        checks.append(entry)
+    if not checks:
+        ok = False
+        log.error("no installed models")
+    providers = {}
+    for prov in ("cpu", "cuda"):
+        if first is None:
+            break
+        try:
+            providers[prov] = first.session(prov).provider == prov
+        except ProviderUnavailable as e:
+            providers[prov] = False
+            log.info("%s", e)
+    _emit({"status": "ok" if ok else "failed", "rrim_version": __version__, "models": checks,
+           "onnxruntime_providers": available_providers(), "providers_that_load": providers}, None)
+    sys.exit(EXIT_OK if ok else EXIT_FAILED)
 
 
 def _register_export_commands() -> None:

@@ -1,0 +1,482 @@
+"""NetCDF archives of scattering rates → NetCDF archives of glue functions (DESIGN §3).
+
+**Input** (opened read-only through xarray, netCDF4 engine, h5netcdf accepted): a variable
+(default ``scattering_rate``) with a core dimension (default ``omega``) and any leading
+dimensions; a coordinate on the core dimension and ``units`` attributes on both, each 'meV' or
+'cm-1' (missing or unknown → refused); the temperature in K as a scalar attribute of the variable
+or the file, or as a coordinate/variable (default name ``temperature``) that is scalar or spans
+leading dimensions; an explicit ``temperature`` option overrides all of these. ω must be strictly
+monotonic (a decreasing axis is read in reverse; repeated or unordered values are refused). The
+spectra are linearly interpolated onto the model's ω grid. The data must cover exactly the
+model's ω range: otherwise the file is refused, unless ``crop`` is set, in which case data
+beyond the range are dropped (flag ``omega_cropped``) and model points without data hold the
+edge value (flag ``omega_extrapolated``, left out of the residual).
+
+**Output** (written with netCDF4 because xarray cannot write a NetCDF file region by region
+without dask; zlib-compressed, chunked by whole spectra; to a temporary file beside the target,
+then ``os.replace``): ``glue`` (…, Omega), ``scattering_rate_fit`` (…, omega) on the *model's*
+ω grid in meV, ``residual``, ``flags`` (bits in :mod:`rrim.inversion`), ``lambda``,
+``omega_log``, ``temperature``, the leading coordinates, and CF-1.12/ACDD-1.3 provenance
+attributes (see :data:`PROVENANCE_ATTRIBUTES`). Spectra are read, inverted and written in
+slabs of about ``chunk_spectra`` so that memory does not grow with the archive.
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import logging
+import math
+import os
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .inversion import DEFAULT_BATCH_SIZE, FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAGS, invert
+from .models import LoadedModel
+from .quantities import coupling_lambda, omega_log
+from .units import energy_factor
+
+log = logging.getLogger(__name__)
+
+OUTPUT_FORMAT = "1"
+#: Spectra read, inverted and written per slab.
+DEFAULT_CHUNK_SPECTRA = 4096
+#: Spectra per NetCDF chunk of the outputs (whole spectra only).
+OUTPUT_CHUNK_SPECTRA = 256
+#: Relative tolerance on ω range comparisons (unit conversions round at ~1e-16).
+RANGE_RTOL = 1e-9
+TEMPERATURE_UNITS = ("K", "k", "kelvin", "Kelvin", "degK")
+PROVENANCE_ATTRIBUTES = (
+    "Conventions", "title", "summary", "history", "source", "date_created", "product_version",
+    "rrim_version", "rrim_output_format", "model_name", "model_version", "model_sha256", "model_form",
+    "execution_provider", "input_file", "input_sha256", "input_variable", "options", "temperature_K",
+    "omega_input_range_meV", "flag_counts",
+)
+
+
+class ArchiveError(ValueError):
+    """An archive that cannot be read or written; the message names file, variable and reason."""
+
+
+@dataclass(frozen=True)
+class ArchiveOptions:
+    """What to read and how; ``to_json()`` is what idempotent reprocessing compares."""
+
+    var: str = "scattering_rate"
+    dim: str = "omega"
+    temperature_name: str = "temperature"
+    temperature: float | None = None
+    crop: bool = False
+    smoothing_meV: float | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({**asdict(self), "output_format": OUTPUT_FORMAT}, sort_keys=True)
+
+
+@dataclass
+class ArchiveSummary:
+    """What one archive job did (JSON-friendly via :meth:`to_dict`)."""
+
+    input: str
+    output: str
+    n_spectra: int
+    flag_counts: dict
+    provider: str
+    model: str
+    model_sha256: str
+    input_sha256: str
+    seconds: float
+    model_seconds: float
+    preview: dict | None = field(default=None, repr=False)
+
+    def to_dict(self) -> dict:
+        d = {k: v for k, v in asdict(self).items() if k != "preview"}
+        d["spectra_per_second"] = self.n_spectra / self.seconds if self.seconds > 0 else None
+        return d
+
+
+def file_sha256(path, block: int = 1 << 20) -> str:
+    """sha256 of a file's bytes, read in blocks (read-only)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for b in iter(lambda: f.read(block), b""):
+            h.update(b)
+    return h.hexdigest()
+
+
+def open_dataset(path):
+    """Open a NetCDF file read-only and lazily (netCDF4 engine, then h5netcdf); :class:`ArchiveError` if impossible."""
+    import xarray as xr
+
+    path = Path(path)
+    if not path.is_file():
+        raise ArchiveError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ArchiveError(f"{path}: file is empty, not a NetCDF file")
+    errors = []
+    for engine in ("netcdf4", "h5netcdf"):
+        try:
+            return xr.open_dataset(path, engine=engine, decode_times=False, decode_timedelta=False, cache=False)
+        except ImportError:
+            continue
+        except Exception as e:  # the engines raise OSError, ValueError, KeyError… for foreign bytes
+            errors.append(f"{engine}: {e}")
+    raise ArchiveError(f"{path}: not a readable NetCDF file ({'; '.join(errors) or 'no engine'})")
+
+
+@dataclass
+class _Source:
+    """A validated input: the variable, its leading dims, interpolation onto the model grid, temperatures."""
+
+    path: Path
+    data: object  # DataArray, dims (*lead, dim), lazy
+    lead: tuple
+    shape: tuple
+    omega_meV: np.ndarray  # input ω as stored, in meV
+    y_factor: float
+    lo_idx: np.ndarray
+    hi_idx: np.ndarray
+    t_hi: np.ndarray
+    valid: np.ndarray
+    grid_flags: int
+    temperature: np.ndarray  # broadcast to ``shape``
+
+    @property
+    def n_spectra(self) -> int:
+        return math.prod(self.shape)
+
+    def interpolate(self, y: np.ndarray) -> np.ndarray:
+        """Rows on the input ω axis (m, n_in), in the file's unit → rows on the model's ω grid (m, n_ω), meV."""
+        return (y[:, self.lo_idx] * (1.0 - self.t_hi) + y[:, self.hi_idx] * self.t_hi) * self.y_factor
+
+
+def _units(attrs: dict, path: Path, what: str) -> float:
+    unit = attrs.get("units")
+    if unit is None:
+        raise ArchiveError(f"{path}: {what} has no 'units' attribute; set it to 'meV' or 'cm-1'")
+    try:
+        return energy_factor(str(unit), name=what)
+    except ValueError:
+        raise ArchiveError(f"{path}: {what} has unknown units {unit!r}; accepted: 'meV' or 'cm-1'") from None
+
+
+def _interpolation(path: Path, dim: str, w_in: np.ndarray, model_w: np.ndarray, crop: bool):
+    """Indices and weights mapping the input ω axis (meV, as stored) onto the model grid."""
+    if not np.all(np.isfinite(w_in)):
+        raise ArchiveError(f"{path}: coordinate {dim!r} contains NaN or inf")
+    d = np.diff(w_in)
+    if w_in.size < 2:
+        raise ArchiveError(f"{path}: coordinate {dim!r} needs at least 2 points, has {w_in.size}")
+    if np.any(d == 0):
+        dup = w_in[1:][d == 0][0]
+        raise ArchiveError(f"{path}: coordinate {dim!r} has repeated values (e.g. {dup:g} meV)")
+    if not (np.all(d > 0) or np.all(d < 0)):
+        raise ArchiveError(f"{path}: coordinate {dim!r} is not monotonic")
+    order = np.argsort(w_in)
+    w = w_in[order]
+    span = model_w[-1] - model_w[0]
+    lo_ok = w[0] <= model_w[0] + RANGE_RTOL * span
+    hi_ok = w[-1] >= model_w[-1] - RANGE_RTOL * span
+    beyond = (w[0] < model_w[0] - RANGE_RTOL * span) or (w[-1] > model_w[-1] + RANGE_RTOL * span)
+    flags = 0
+    if not (lo_ok and hi_ok) or beyond:
+        msg = (f"{path}: coordinate {dim!r} spans {w[0]:.6g}–{w[-1]:.6g} meV but the model's ω grid is "
+               f"{model_w[0]:.6g}–{model_w[-1]:.6g} meV")
+        if not crop:
+            raise ArchiveError(msg + "; pass --crop to drop data beyond it and hold edge values where data are missing (flagged)")
+        log.warning("%s; cropping as asked (flagged)", msg)
+        flags |= FLAG_CROPPED if beyond else 0
+        flags |= 0 if lo_ok and hi_ok else FLAG_EXTRAPOLATED
+    valid = (model_w >= w[0] - RANGE_RTOL * span) & (model_w <= w[-1] + RANGE_RTOL * span)
+    wc = np.clip(model_w, w[0], w[-1])
+    hi = np.clip(np.searchsorted(w, wc, side="left"), 1, w.size - 1)
+    lo = hi - 1
+    t = np.clip((wc - w[lo]) / (w[hi] - w[lo]), 0.0, 1.0)
+    return order[lo], order[hi], t, valid, flags
+
+
+def _temperature(ds, da, path: Path, opts: ArchiveOptions, lead: tuple, shape: tuple) -> np.ndarray:
+    """Temperatures in K broadcast to the leading shape."""
+    name = opts.temperature_name
+    if opts.temperature is not None:
+        t = np.full(shape, float(opts.temperature))
+    elif name in ds.variables or name in da.coords:
+        tv = da.coords[name] if name in da.coords else ds[name]
+        unit = tv.attrs.get("units")
+        if unit is not None and str(unit).strip() not in TEMPERATURE_UNITS:
+            raise ArchiveError(f"{path}: variable {name!r} has units {unit!r}; temperatures must be in K")
+        extra = [d for d in tv.dims if d not in lead]
+        if extra:
+            raise ArchiveError(f"{path}: variable {name!r} has dimensions {extra} that the spectra of "
+                               f"{opts.var!r} do not have; it must be scalar or span leading dimensions {list(lead)}")
+        tv = tv.expand_dims({d: n for d, n in zip(lead, shape) if d not in tv.dims}).transpose(*lead)
+        t = np.asarray(tv.values, dtype=np.float64)
+    else:
+        raw = da.attrs.get(name, da.attrs.get(f"{name}_K", ds.attrs.get(name, ds.attrs.get(f"{name}_K"))))
+        if raw is None:
+            raise ArchiveError(f"{path}: no temperature for variable {opts.var!r}: no variable, coordinate or "
+                               f"attribute {name!r} (or {name + '_K'!r}); pass --temperature K")
+        try:
+            t = np.full(shape, float(np.asarray(raw).item()))
+        except (TypeError, ValueError):
+            raise ArchiveError(f"{path}: attribute {name!r} = {raw!r} is not a temperature in K") from None
+    if not np.all(np.isfinite(t)) or np.any(t < 0):
+        raise ArchiveError(f"{path}: temperature {name!r} must be finite and ≥ 0 K")
+    return t
+
+
+def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> _Source:
+    """Validate an opened dataset against the options and the model; :class:`ArchiveError` naming the problem."""
+    path = Path(path)
+    if opts.var not in ds.data_vars:
+        raise ArchiveError(f"{path}: no variable {opts.var!r}; the file has {sorted(map(str, ds.data_vars)) or 'none'} (use --var)")
+    da = ds[opts.var]
+    if opts.dim not in da.dims:
+        raise ArchiveError(f"{path}: variable {opts.var!r} has dimensions {list(da.dims)}, none named {opts.dim!r} (use --dim)")
+    if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.complexfloating):
+        raise ArchiveError(f"{path}: variable {opts.var!r} has dtype {da.dtype}; scattering rates must be real numbers")
+    if opts.dim not in ds.coords:
+        raise ArchiveError(f"{path}: dimension {opts.dim!r} of variable {opts.var!r} has no coordinate (ω values with units)")
+    lead = tuple(d for d in da.dims if d != opts.dim)
+    clash = {"Omega", "omega"} & set(lead)
+    if clash:
+        raise ArchiveError(f"{path}: variable {opts.var!r} has leading dimension(s) {sorted(clash)}, names the output reserves for its grids")
+    shape = tuple(da.sizes[d] for d in lead)
+    if math.prod(shape) == 0:
+        raise ArchiveError(f"{path}: variable {opts.var!r} holds no spectra (shape {dict(da.sizes)})")
+    w_factor = _units(ds[opts.dim].attrs, path, f"coordinate {opts.dim!r}")
+    y_factor = _units(da.attrs, path, f"variable {opts.var!r}")
+    w_in = np.asarray(ds[opts.dim].values, dtype=np.float64) * w_factor
+    lo, hi, t, valid, flags = _interpolation(path, opts.dim, w_in, model.info.omega.values, opts.crop)
+    temps = _temperature(ds, da, path, opts, lead, shape)
+    return _Source(path, da.transpose(*lead, opts.dim), lead, shape, w_in, y_factor, lo, hi, t, valid, flags, temps)
+
+
+def _slabs(shape: tuple, target: int):
+    """Hyperslab index tuples (ints then one slice) covering ``shape`` in C order, ~``target`` items each."""
+    if not shape:
+        yield ()
+        return
+    k = next(i for i in range(len(shape)) if math.prod(shape[i + 1:]) <= target)
+    block = max(1, target // max(1, math.prod(shape[k + 1:])))
+    for outer in np.ndindex(*shape[:k]):
+        for start in range(0, shape[k], block):
+            yield tuple(int(i) for i in outer) + (slice(start, min(start + block, shape[k])),)
+
+
+def _chunk_shape(shape: tuple, target: int) -> tuple:
+    if not shape:
+        return ()
+    k = next(i for i in range(len(shape)) if math.prod(shape[i + 1:]) <= target)
+    block = max(1, min(shape[k], target // max(1, math.prod(shape[k + 1:]))))
+    return (1,) * k + (block,) + tuple(shape[k + 1:])
+
+
+def check_output_path(output, input_path=None) -> Path:
+    """The output path, refused (:class:`ArchiveError`) if its folder is missing or unwritable or it is the input."""
+    out = Path(output)
+    parent = out.parent if str(out.parent) else Path(".")
+    if not parent.is_dir():
+        raise ArchiveError(f"{out}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ArchiveError(f"{out}: output folder {parent} is not writable")
+    if out.is_dir():
+        raise ArchiveError(f"{out}: output path is a folder; give a file name")
+    if input_path is not None and out.resolve() == Path(input_path).resolve():
+        raise ArchiveError(f"{out}: output would overwrite the input; inputs are never modified")
+    return out
+
+
+def read_provenance(path) -> dict | None:
+    """Global attributes of an existing rrim output (None if the file is absent or unreadable)."""
+    import netCDF4
+
+    try:
+        with netCDF4.Dataset(path, "r") as f:
+            return {k: f.getncattr(k) for k in f.ncattrs()}
+    except (OSError, RuntimeError):
+        return None
+
+
+def is_current(output, input_sha256: str, model: LoadedModel, opts: ArchiveOptions) -> bool:
+    """True when ``output`` exists and records the same input hash, model hash and options."""
+    attrs = read_provenance(output)
+    return bool(attrs) and attrs.get("input_sha256") == input_sha256 and \
+        attrs.get("model_sha256") == model.sha256 and attrs.get("options") == opts.to_json()
+
+
+def _copy_coords(nc, src: _Source, ds) -> None:
+    for name, c in src.data.coords.items():
+        if name == src.data.dims[-1] or not set(c.dims) <= set(src.lead) or name in ("Omega", "omega", "temperature"):
+            continue
+        values = np.asarray(c.values)
+        if values.dtype.kind in "OUS":
+            v = nc.createVariable(name, str, c.dims)
+            v[...] = values.astype(str).astype(object) if values.ndim else str(values)
+        else:
+            v = nc.createVariable(name, values.dtype, c.dims)
+            v[...] = values
+        v.setncatts({k: a for k, a in c.attrs.items() if not k.startswith("_")})
+
+
+def _create(nc, src: _Source, model: LoadedModel) -> None:
+    info = model.info
+    for d, n in zip(src.lead, src.shape):
+        nc.createDimension(d, n)
+    nc.createDimension("Omega", len(info.Omega))
+    nc.createDimension("omega", len(info.omega))
+    for name, grid, long in (("Omega", info.Omega, "boson energy Ω"), ("omega", info.omega, "optical energy ω (the model's grid)")):
+        v = nc.createVariable(name, "f8", (name,))
+        v[:] = grid.values
+        v.setncatts({"units": "meV", "long_name": long})
+    chunk = _chunk_shape(src.shape, OUTPUT_CHUNK_SPECTRA)
+    spec = dict(zlib=True, complevel=4, shuffle=True)
+
+    def var(name, dtype, core, attrs, fill=np.nan):
+        dims = src.lead + core
+        sizes = chunk + tuple(len(info.Omega) if c == "Omega" else len(info.omega) for c in core)
+        kw = dict(spec, chunksizes=sizes) if dims else {}
+        v = nc.createVariable(name, dtype, dims, fill_value=fill, **kw)
+        v.setncatts(attrs)
+
+    var("glue", "f4", ("Omega",), {"long_name": "electron-boson glue function I²χ(Ω)", "units": "1"})
+    var("scattering_rate_fit", "f4", ("omega",), {
+        "long_name": "refit scattering rate A·I²χ on the model's ω grid", "units": "meV",
+        "comment": "on the model's ω grid (coordinate omega, meV), not the input's grid"})
+    var("residual", "f8", (), {"long_name": "relative RMS residual ‖A·I²χ − 1/τ‖/‖1/τ‖ on the model's ω grid",
+                               "units": "1"})
+    var("flags", "u1", (), {"long_name": "quality flags", "flag_masks": np.array(list(FLAGS.values()), dtype=np.uint8),
+                            "flag_meanings": " ".join(FLAGS)}, fill=None)
+    var("lambda", "f8", (), {"long_name": "electron-boson coupling λ = 2∫I²χ(Ω)/Ω dΩ", "units": "1"})
+    var("omega_log", "f8", (), {"long_name": "logarithmic average frequency ω_ln", "units": "meV"})
+    var("temperature", "f8", (), {"long_name": "temperature used for the inversion", "units": "K"})
+
+
+def _provenance(src: _Source, model: LoadedModel, opts: ArchiveOptions, input_sha: str, provider: str,
+                prior_history: str, flag_counts: dict) -> dict:
+    now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+    line = (f"{now}: rrim {__version__} invert {src.path.name} var={opts.var} "
+            f"(model {model.name} sha256 {model.sha256[:12]}…, provider {provider})")
+    temps = np.unique(src.temperature)
+    return {
+        "Conventions": "CF-1.12, ACDD-1.3",
+        "title": f"Electron-boson glue functions from {src.path.name}",
+        "summary": ("Glue functions I²χ(Ω) inverted from optical scattering rates 1/τ(ω) with the rRIM "
+                    "model named in model_name; refit, residual and quality flags per spectrum."),
+        "history": line + ("\n" + prior_history if prior_history else ""),
+        "source": f"rrim {__version__}, model {model.name} {model.info.model_version} (sha256 {model.sha256})",
+        "date_created": now,
+        "product_version": __version__,
+        "rrim_version": __version__,
+        "rrim_output_format": OUTPUT_FORMAT,
+        "model_name": model.name,
+        "model_version": model.info.model_version,
+        "model_sha256": model.sha256,
+        "model_form": model.form,
+        "execution_provider": provider,
+        "input_file": src.path.name,
+        "input_sha256": input_sha,
+        "input_variable": opts.var,
+        "options": opts.to_json(),
+        "temperature_K": float(temps[0]) if temps.size == 1 else json.dumps([float(t) for t in temps[:50]]),
+        "omega_input_range_meV": np.array([src.omega_meV.min(), src.omega_meV.max()]),
+        "flag_counts": json.dumps(flag_counts),
+    }
+
+
+def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOptions = ArchiveOptions(), *,
+                   provider: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
+                   chunk_spectra: int = DEFAULT_CHUNK_SPECTRA, progress=None, preview: int = 0,
+                   input_sha256: str | None = None) -> ArchiveSummary:
+    """Invert every spectrum of ``input_path`` and write ``output_path`` atomically.
+
+    ``progress(done, total)`` is called with the numbers of spectra done and in all after each slab. ``preview`` > 0
+    keeps that many first spectra (input on the model grid, glue, fit) in the summary for plots.
+    Raises :class:`ArchiveError` (bad input or output path; nothing is left behind).
+    """
+    import netCDF4
+
+    t0 = time.perf_counter()
+    input_path = Path(input_path)
+    out = check_output_path(output_path, input_path)
+    input_sha = input_sha256 or file_sha256(input_path) if input_path.is_file() else None
+    session = model.session(provider)
+    with open_dataset(input_path) as ds:
+        src = read_source(ds, input_path, model, opts)
+        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".rrim-tmp")
+        os.close(fd)
+        counts = {name: 0 for name in FLAGS}
+        keep: dict[str, list] = {"y": [], "glue": [], "fit": [], "residual": [], "flags": [], "index": []}
+        model_seconds, done = 0.0, 0
+        try:
+            with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
+                _create(nc, src, model)
+                _copy_coords(nc, src, ds)
+                Omega = model.info.Omega
+                for key in _slabs(src.shape, chunk_spectra):
+                    try:
+                        raw = np.asarray(src.data[key].values, dtype=np.float64)
+                    except Exception as e:  # truncated or corrupt data blocks surface only on read
+                        raise ArchiveError(f"{input_path}: variable {opts.var!r} cannot be read ({e})") from None
+                    slab_shape = raw.shape[:-1]
+                    rows = raw.reshape(-1, raw.shape[-1])
+                    finite_in = np.isfinite(rows).all(axis=1)
+                    with np.errstate(invalid="ignore"):
+                        y = src.interpolate(rows)
+                    y[~finite_in] = np.nan
+                    temps = src.temperature[key].reshape(-1)
+                    glue = np.empty((rows.shape[0], len(Omega)))
+                    fit = np.empty_like(y)
+                    residual = np.empty(rows.shape[0])
+                    flags = np.empty(rows.shape[0], dtype=np.uint8)
+                    for T in np.unique(temps):
+                        sel = temps == T
+                        tm = time.perf_counter()
+                        r = invert(y[sel], model, provider=provider, batch_size=batch_size, temperature=float(T),
+                                   smoothing_meV=opts.smoothing_meV, valid_omega=src.valid, session=session)
+                        model_seconds += time.perf_counter() - tm
+                        glue[sel], fit[sel], residual[sel], flags[sel] = r.glue, r.fit, r.residual, r.flags
+                    flags |= np.uint8(src.grid_flags)
+                    nc["glue"][key] = glue.reshape(slab_shape + (-1,))
+                    nc["scattering_rate_fit"][key] = fit.reshape(slab_shape + (-1,))
+                    nc["residual"][key] = residual.reshape(slab_shape)
+                    nc["flags"][key] = flags.reshape(slab_shape)
+                    with np.errstate(invalid="ignore", divide="ignore"):
+                        nc["lambda"][key] = coupling_lambda(glue, Omega).reshape(slab_shape)
+                        nc["omega_log"][key] = omega_log(np.nan_to_num(glue), Omega).reshape(slab_shape)
+                    nc["temperature"][key] = temps.reshape(slab_shape)
+                    for name, bit in FLAGS.items():
+                        counts[name] += int(np.count_nonzero(flags & bit))
+                    if preview and len(keep["y"]) < preview:
+                        take = slice(0, preview - len(keep["y"]))
+                        idx = np.stack(np.unravel_index(np.arange(done, done + rows.shape[0]), src.shape or (1,)), -1)
+                        for k, v in (("y", y), ("glue", glue), ("fit", fit), ("residual", residual), ("flags", flags), ("index", idx)):
+                            keep[k].extend(v[take])
+                    done += rows.shape[0]
+                    if progress is not None:
+                        progress(done, src.n_spectra)
+                nc.setncatts(_provenance(src, model, opts, input_sha, session.provider,
+                                         str(ds.attrs.get("history", "")), counts))
+            os.chmod(tmp, 0o644 & ~_umask())
+            os.replace(tmp, out)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+    preview_data = None
+    if preview:
+        preview_data = {k: np.asarray(v) for k, v in keep.items()}
+        preview_data.update(omega=model.info.omega.values, Omega=model.info.Omega.values, lead=src.lead)
+    return ArchiveSummary(str(input_path), str(out), src.n_spectra, counts, session.provider, model.name,
+                          model.sha256, input_sha, time.perf_counter() - t0, model_seconds, preview_data)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -1,0 +1,155 @@
+"""Batch inversion of scattering rates on a model's ω grid with an ONNX model (numpy in, numpy out).
+
+y (n, n_ω) in meV → scaled once by the model's s and cast once to float32 → the model in
+batches → glue x̂ (n, n_Ω) (float64 copy of the float32 output), the refit A·x̂ (n, n_ω) in meV
+with A from the shared physics at the spectra's temperature, the relative RMS residual per
+spectrum and quality flags.
+
+Quality flags (bits of ``InversionResult.flags``, uint8; also written to archives):
+
+==== =========================== ======================================================
+bit  name                        meaning
+==== =========================== ======================================================
+1    ``nonfinite_input``         the spectrum had NaN or inf: skipped, glue/fit NaN
+2    ``omega_cropped``           measured ω beyond the model's range were dropped (--crop)
+4    ``omega_extrapolated``      part of the model's ω grid had no data: edge values were
+                                 held (--crop) and those points are left out of the residual
+8    ``temperature_out_of_range`` the temperature is outside the model's training range
+16   ``poor_fit``                relative RMS residual > :data:`POOR_FIT_RESIDUAL`
+==== =========================== ======================================================
+
+Smoothing (off by default): a Gaussian of standard deviation ``smoothing_meV`` applied to x̂
+along Ω (normalized trapezoid-weighted convolution, so a constant stays constant), before the
+refit, so the fit always describes the glue that is returned.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from .modelfile import INPUT_A, INPUT_P, INPUT_Y
+from .models import LoadedModel
+
+FLAG_NONFINITE = 1
+FLAG_CROPPED = 2
+FLAG_EXTRAPOLATED = 4
+FLAG_TEMPERATURE = 8
+FLAG_POOR_FIT = 16
+FLAGS = {"nonfinite_input": FLAG_NONFINITE, "omega_cropped": FLAG_CROPPED,
+         "omega_extrapolated": FLAG_EXTRAPOLATED, "temperature_out_of_range": FLAG_TEMPERATURE,
+         "poor_fit": FLAG_POOR_FIT}
+#: Relative RMS residual ‖A x̂ − y‖/‖y‖ above which a spectrum is flagged ``poor_fit``.
+POOR_FIT_RESIDUAL = 0.05
+#: Default spectra per model call: onnxruntime on this CPU was fastest at 16–64 (DESIGN §5);
+#: see benchmarks/runtime_throughput.md for the measurement with the shipped model.
+DEFAULT_BATCH_SIZE = 64
+
+
+@dataclass
+class InversionResult:
+    """Glue (n, n_Ω) and fit (n, n_ω, meV) as float64, residual (n,), flags (n,) uint8, provider that ran."""
+
+    glue: np.ndarray
+    fit: np.ndarray
+    residual: np.ndarray
+    flags: np.ndarray
+    provider: str
+    temperature: float
+
+
+def flag_names(value: int) -> list[str]:
+    """Names of the bits set in one flag value."""
+    return [name for name, bit in FLAGS.items() if value & bit]
+
+
+@lru_cache(maxsize=16)
+def _physics(model_key: tuple, temperature: float, h: float, info_operator: str):
+    """(operator, A/s float32, P float32) at ``temperature`` K, cached per model and temperature."""
+    import json
+
+    from .operator import ForwardOperator
+
+    op = ForwardOperator.from_description(json.loads(info_operator), temperature=temperature)
+    a = np.ascontiguousarray(op.scaled_matrix, dtype=np.float32)
+    p = np.ascontiguousarray(op.preconditioner(h), dtype=np.float32)
+    return op, a, p
+
+
+def physics_at(model: LoadedModel, temperature: float):
+    """The model's operator at ``temperature`` K and its float32 A/s and P (cached)."""
+    import json
+
+    return _physics((str(model.path), model.sha256), float(temperature), float(model.info.h),
+                    json.dumps(model.info.operator, sort_keys=True))
+
+
+@lru_cache(maxsize=8)
+def _smoother(Omega_key: bytes, width: float) -> np.ndarray:
+    Omega = np.frombuffer(Omega_key, dtype=np.float64)
+    from .grids import trapezoid_weights
+
+    k = np.exp(-0.5 * ((Omega[:, None] - Omega[None, :]) / width) ** 2) * trapezoid_weights(Omega)[None, :]
+    return k / k.sum(axis=1, keepdims=True)
+
+
+def smooth(x: np.ndarray, Omega, width_meV: float) -> np.ndarray:
+    """Gaussian smoothing of glue rows x (..., n_Ω) along Ω (a Grid), σ = ``width_meV`` meV."""
+    if not (np.isfinite(width_meV) and width_meV > 0):
+        raise ValueError(f"smoothing_meV: expected a width > 0 meV, got {width_meV!r}")
+    return x @ _smoother(Omega.values.tobytes(), float(width_meV)).T
+
+
+def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
+           temperature: float | None = None, smoothing_meV: float | None = None,
+           valid_omega: np.ndarray | None = None, session=None) -> InversionResult:
+    """Invert scattering rates ``y_meV`` (n, n_ω) in meV, already on the model's ω grid.
+
+    ``temperature`` (K): the spectra's temperature (default: the model's). 'input'-form models
+    get A/s and P at that temperature; a baked model outside its temperature range still runs
+    and the spectra are flagged. ``valid_omega`` (n_ω,) bool: model ω points backed by data
+    (the residual uses only those). Non-finite spectra are flagged and skipped (NaN outputs).
+    ``session``: an existing :class:`~rrim.sessions.Session` (else ``model.session(provider)``).
+    """
+    info = model.info
+    n_w, n_W = len(info.omega), len(info.Omega)
+    y = np.asarray(y_meV, dtype=np.float64)
+    if y.ndim != 2 or y.shape[1] != n_w:
+        raise ValueError(f"y_meV: expected shape (n, {n_w}) on the model's ω grid, got {y.shape}")
+    if int(batch_size) != batch_size or batch_size < 1:
+        raise ValueError(f"batch_size: expected an integer ≥ 1, got {batch_size!r}")
+    T = info.temperature if temperature is None else float(temperature)
+    op, a32, p32 = physics_at(model, T)
+    session = session or model.session(provider)
+
+    n = y.shape[0]
+    flags = np.zeros(n, dtype=np.uint8)
+    finite = np.isfinite(y).all(axis=1)
+    flags[~finite] |= FLAG_NONFINITE
+    lo, hi = info.temperature_range_K
+    if not lo - 1e-9 <= T <= hi + 1e-9:
+        flags |= FLAG_TEMPERATURE
+
+    glue = np.full((n, n_W), np.nan)
+    rows = np.flatnonzero(finite)
+    if rows.size:
+        y32 = (y[rows] / info.scale).astype(np.float32)  # the one cast
+        extra = {INPUT_A: a32, INPUT_P: p32} if model.form == "input" else {}
+        out = np.empty((rows.size, n_W), dtype=np.float32)
+        for start in range(0, rows.size, int(batch_size)):
+            stop = min(start + int(batch_size), rows.size)
+            out[start:stop] = session.run({INPUT_Y: y32[start:stop], **extra})
+        x = out.astype(np.float64)
+        if smoothing_meV:
+            x = smooth(x, info.Omega, smoothing_meV)
+        glue[rows] = x
+
+    fit = glue @ op.matrix.T
+    mask = np.ones(n_w, bool) if valid_omega is None else np.asarray(valid_omega, bool)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        num = np.sqrt(np.mean((fit[:, mask] - y[:, mask]) ** 2, axis=1))
+        den = np.sqrt(np.mean(y[:, mask] ** 2, axis=1))
+        residual = np.where(finite, num / np.where(den > 0, den, np.inf), np.nan)
+    flags[finite & ~(residual <= POOR_FIT_RESIDUAL)] |= FLAG_POOR_FIT
+    return InversionResult(glue, fit, residual, flags, session.provider, T)

@@ -1,0 +1,281 @@
+"""Model files: the registry of installed models, verified loading, and golden parity (torch-free).
+
+Installed models live in ``rrim/models/`` beside ``index.json``, a mapping
+``{name: {"file": "NAME.onnx", "sha256": "…", "form": "baked"|"input", …}}`` (optionally wrapped
+as ``{"models": {…}}``). Each model may have a golden ``NAME.golden.npz`` (arrays ``y``: scaled
+input (batch, n_ω) float32, ``x``: expected output (batch, n_Ω); for the input form optionally
+``A`` and ``P``) and a model card ``NAME.md`` beside it.
+
+:func:`load_model` refuses, with :class:`~rrim.modelfile.ModelFileError`, a file that is not
+ONNX, whose sha256 differs from the index or the user's pin, whose metadata is incomplete, or
+whose inputs, outputs, dtypes or opset differ from the contract of :mod:`rrim.modelfile`.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .modelfile import INPUT_A, INPUT_P, INPUT_Y, MIN_OPSET, OUTPUT_X, ModelFileError, ModelInfo
+from .sessions import make_session, sha256_bytes
+
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+INDEX_FILE = "index.json"
+DEFAULT_MODEL = "rrim-default"
+#: Golden parity bar: max |x − x_golden| ≤ GOLDEN_RTOL · max |x_golden| (float32 with margin).
+GOLDEN_RTOL = 1e-4
+
+
+@dataclass(frozen=True)
+class IndexEntry:
+    """One installed model as ``index.json`` lists it."""
+
+    name: str
+    path: Path
+    sha256: str
+    form: str
+
+    @property
+    def golden(self) -> Path:
+        return self.path.with_name(self.path.stem + ".golden.npz")
+
+    @property
+    def card(self) -> Path:
+        return self.path.with_name(self.path.stem + ".md")
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified model file: where it is, its sha256, its parsed metadata and its I/O contract."""
+
+    name: str
+    path: Path
+    sha256: str
+    info: ModelInfo
+    opset: int
+
+    @property
+    def form(self) -> str:
+        return self.info.form
+
+    @property
+    def golden(self) -> Path:
+        return self.path.with_name(self.path.stem + ".golden.npz")
+
+    def session(self, provider: str = "auto", **kwargs):
+        """The cached :class:`~rrim.sessions.Session` of this file (bytes re-verified against sha256)."""
+        return make_session(self.path, provider, sha256=self.sha256, **kwargs)
+
+    def describe(self) -> dict:
+        """JSON-friendly summary for ``rrim inspect`` and reports."""
+        return {"name": self.name, "path": str(self.path), "sha256": self.sha256, "form": self.form,
+                "opset": self.opset, "model_version": self.info.model_version,
+                "temperature_K": self.info.temperature, "temperature_range_K": list(self.info.temperature_range_K),
+                "omega_meV": [float(self.info.omega.values[0]), float(self.info.omega.values[-1]), len(self.info.omega)],
+                "Omega_meV": [float(self.info.Omega.values[0]), float(self.info.Omega.values[-1]), len(self.info.Omega)],
+                "scale_meV": self.info.scale, "h": self.info.h, "n_steps": self.info.n_steps,
+                "kernel": self.info.operator.get("kernel"), "metrics": self.info.metrics,
+                "rrim_version": self.info.rrim_version, "created": self.info.created}
+
+
+def installed_models(models_dir: Path | None = None) -> dict[str, IndexEntry]:
+    """Models listed in ``index.json`` of ``models_dir`` (default: the package's); {} when none."""
+    folder = Path(models_dir) if models_dir is not None else MODELS_DIR
+    index = folder / INDEX_FILE
+    if not index.is_file():
+        return {}
+    try:
+        raw = json.loads(index.read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise ModelFileError(f"{index}: unreadable model index ({e})") from None
+    entries = raw.get("models", raw) if isinstance(raw, dict) else None
+    if not isinstance(entries, dict):
+        raise ModelFileError(f"{index}: model index must map names to entries")
+    out = {}
+    for name, e in entries.items():
+        if not isinstance(e, dict) or not {"file", "sha256"} <= set(e):
+            raise ModelFileError(f"{index}: entry {name!r} needs 'file' and 'sha256'")
+        out[name] = IndexEntry(name, folder / e["file"], str(e["sha256"]).lower(), str(e.get("form", "")))
+    return out
+
+
+def _varint(data: bytes, i: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if i >= len(data) or shift > 63:
+            raise ValueError("truncated varint")
+        b = data[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if not b & 0x80:
+            return value, i
+        shift += 7
+
+
+def _fields(data: bytes):
+    """Top-level protobuf fields (number, wire type, value) of ``data``; raises ValueError if malformed."""
+    i = 0
+    while i < len(data):
+        key, i = _varint(data, i)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise ValueError("field number 0")
+        if wire == 0:
+            value, i = _varint(data, i)
+        elif wire == 1:
+            value, i = data[i:i + 8], i + 8
+        elif wire == 2:
+            n, i = _varint(data, i)
+            value, i = data[i:i + n], i + n
+        elif wire == 5:
+            value, i = data[i:i + 4], i + 4
+        else:
+            raise ValueError(f"wire type {wire}")
+        if i > len(data):
+            raise ValueError("truncated field")
+        yield number, wire, value
+
+
+def onnx_opsets(data: bytes, source: str) -> dict[str, int]:
+    """Opset imports of a serialized ONNX ModelProto ({domain: version}), parsed without ``onnx``.
+
+    Raises :class:`ModelFileError` when the bytes are not an ONNX model (no graph, no opset).
+    """
+    opsets, has_graph, has_ir = {}, False, False
+    try:
+        for number, wire, value in _fields(data):
+            if number == 1 and wire == 0:
+                has_ir = True
+            elif number == 7 and wire == 2:
+                has_graph = True
+            elif number == 8 and wire == 2:
+                domain, version = "", 1
+                for n2, w2, v2 in _fields(value):
+                    if n2 == 1 and w2 == 2:
+                        domain = v2.decode()
+                    elif n2 == 2 and w2 == 0:
+                        version = v2
+                opsets[domain] = version
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelFileError(f"{source}: not an ONNX model file ({e})") from None
+    if not (has_ir and has_graph and opsets):
+        raise ModelFileError(f"{source}: not an ONNX model file (no graph or opset import)")
+    return opsets
+
+
+def _resolve(name_or_path, sha256: str | None) -> tuple[str | None, Path, str | None]:
+    """(index name or None, file, expected sha256 or None) for a model name or path."""
+    models = installed_models()
+    s = str(name_or_path)
+    if s in models and not Path(s).suffix == ".onnx":
+        entry = models[s]
+        if sha256 is not None and sha256.lower() != entry.sha256:
+            raise ModelFileError(f"model {s!r}: the pinned sha256 {sha256} differs from the index's {entry.sha256}")
+        return s, entry.path, entry.sha256
+    path = Path(s).expanduser()
+    if not path.is_file():
+        known = ", ".join(sorted(models)) or "none installed"
+        raise ModelFileError(f"model {s!r}: no such installed model ({known}) or file")
+    resolved = path.resolve()
+    for entry in models.values():  # a path to an installed file is verified against the index too
+        if entry.path.resolve() == resolved:
+            return entry.name, resolved, sha256.lower() if sha256 else entry.sha256
+    return None, resolved, sha256.lower() if sha256 else None
+
+
+def load_model(name_or_path=DEFAULT_MODEL, *, sha256: str | None = None) -> LoadedModel:
+    """Load and verify an installed model (by name) or a model file (by path).
+
+    The bytes' sha256 must equal the index's (installed models) or ``sha256`` (a user pin);
+    the metadata must be complete (:meth:`ModelInfo.from_metadata`); the inputs (``y``, plus
+    ``A`` and ``P`` for the 'input' form), output ``x``, their float32 dtypes and shapes, and the
+    opset (≥ 18) must match :mod:`rrim.modelfile`. Raises :class:`ModelFileError` otherwise.
+    """
+    name, path, expected = _resolve(name_or_path, sha256)
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise ModelFileError(f"{path}: cannot read model file ({e.strerror or e})") from None
+    digest = sha256_bytes(data)
+    if expected is not None and digest != expected:
+        raise ModelFileError(f"{path}: sha256 {digest} does not match the expected {expected}; "
+                             "the file was altered or is not the model you asked for — refusing it")
+    opset = onnx_opsets(data, str(path)).get("", 0)
+    if opset < MIN_OPSET:
+        raise ModelFileError(f"{path}: ONNX opset {opset} is older than the required {MIN_OPSET}")
+    try:
+        sess = make_session(path, "cpu", sha256=digest, threads=1).ort_session
+    except ModelFileError:
+        raise
+    except Exception as e:  # onnxruntime's own exception types
+        raise ModelFileError(f"{path}: onnxruntime cannot load this ONNX model ({e})") from None
+    info = ModelInfo.from_metadata(dict(sess.get_modelmeta().custom_metadata_map), source=str(path))
+    _check_io(sess, info, str(path))
+    return LoadedModel(name=name or info.model_name, path=path, sha256=digest, info=info, opset=opset)
+
+
+def _check_io(sess, info: ModelInfo, source: str) -> None:
+    n_w, n_W = len(info.omega), len(info.Omega)
+    want_in = {INPUT_Y: ("batch", n_w)}
+    if info.form == "input":
+        want_in.update({INPUT_A: (n_w, n_W), INPUT_P: (n_W, n_w)})
+    got_in = {i.name: i for i in sess.get_inputs()}
+    got_out = {o.name: o for o in sess.get_outputs()}
+    if set(got_in) != set(want_in):
+        raise ModelFileError(f"{source}: inputs {sorted(got_in)} do not match the '{info.form}' form's {sorted(want_in)}")
+    if set(got_out) != {OUTPUT_X}:
+        raise ModelFileError(f"{source}: outputs {sorted(got_out)}; the contract has exactly {[OUTPUT_X]}")
+    for name, arg, want in [(k, got_in[k], v) for k, v in want_in.items()] + [(OUTPUT_X, got_out[OUTPUT_X], ("batch", n_W))]:
+        if arg.type != "tensor(float)":
+            raise ModelFileError(f"{source}: {name!r} has type {arg.type}; the contract is float32")
+        shape = list(arg.shape)
+        if len(shape) != 2 or any(isinstance(w, int) and isinstance(g, int) and w != g for w, g in zip(want, shape)):
+            raise ModelFileError(f"{source}: {name!r} has shape {shape}; expected {list(want)} for the metadata's grids")
+    if isinstance(got_in[INPUT_Y].shape[0], int):
+        raise ModelFileError(f"{source}: input 'y' has a fixed batch size {got_in[INPUT_Y].shape[0]}; the contract needs a dynamic batch axis")
+
+
+@dataclass(frozen=True)
+class GoldenCheck:
+    """Result of re-running a model's golden input: max abs error relative to max |x_golden|."""
+
+    model: str
+    golden: str
+    provider: str
+    max_rel_error: float
+    rtol: float
+
+    @property
+    def passed(self) -> bool:
+        return bool(np.isfinite(self.max_rel_error) and self.max_rel_error <= self.rtol)
+
+
+def check_golden(model: LoadedModel, provider: str = "cpu", rtol: float = GOLDEN_RTOL, golden: Path | None = None) -> GoldenCheck:
+    """Re-run the golden ``.npz`` through onnxruntime alone and compare (see :data:`GOLDEN_RTOL`).
+
+    For the 'input' form, ``A`` and ``P`` come from the file if present, else from the shared
+    physics at the model's temperature (A/s and P at h).
+    """
+    path = Path(golden) if golden is not None else model.golden
+    if not path.is_file():
+        raise ModelFileError(f"{model.path}: golden file {path.name} is missing")
+    try:
+        with np.load(path, allow_pickle=False) as g:
+            arrays = {k: g[k] for k in g.files}
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: unreadable golden file ({e})") from None
+    if not {"y", "x"} <= set(arrays):
+        raise ModelFileError(f"{path}: golden file needs arrays 'y' and 'x', has {sorted(arrays)}")
+    feeds = {INPUT_Y: np.ascontiguousarray(arrays["y"], dtype=np.float32)}
+    if model.form == "input":
+        op = model.info.base_operator()
+        feeds[INPUT_A] = np.asarray(arrays.get("A", op.scaled_matrix), dtype=np.float32)
+        feeds[INPUT_P] = np.asarray(arrays.get("P", op.preconditioner(model.info.h)), dtype=np.float32)
+    session = model.session(provider)
+    x = session.run(feeds)
+    ref = np.asarray(arrays["x"], dtype=np.float64)
+    scale = float(np.max(np.abs(ref))) or 1.0
+    err = float(np.max(np.abs(x - ref)) / scale) if x.shape == ref.shape else float("inf")
+    return GoldenCheck(model.name, str(path), session.provider, err, rtol)

@@ -1,0 +1,187 @@
+"""The one factory for onnxruntime sessions: provider choice, threads, TF32, per-process cache.
+
+``make_session(path, provider)`` with provider ``"auto"`` (CUDA only if the CUDA execution
+provider is available *and* a session really loads with it, else CPU), ``"cpu"`` or ``"cuda"``
+(:class:`ProviderUnavailable` when CUDA cannot run). Sessions are built from the file's bytes,
+whose sha256 is part of the cache key, so a file changed on disk never reuses a stale session.
+A :class:`Session` pickles as its description (path, sha256, provider, options) and reopens its
+onnxruntime session lazily in the receiving process: onnxruntime sessions never travel.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+PROVIDERS = ("auto", "cpu", "cuda")
+_ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+_CACHE: dict[tuple, "object"] = {}
+_LOCK = threading.Lock()
+
+
+class ProviderUnavailable(RuntimeError):
+    """The requested execution provider (``cuda``) cannot run on this machine."""
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (affinity mask, so containers and taskset are honoured)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def available_providers() -> list[str]:
+    """onnxruntime's execution providers built into this installation (names as onnxruntime spells them)."""
+    import onnxruntime as ort
+
+    return list(ort.get_available_providers())
+
+
+@dataclass(frozen=True)
+class Session:
+    """An onnxruntime session for one model file, provider and options; ``provider`` is the one that ran.
+
+    ``run(feeds)`` returns the first output. Pickles as its description; the receiving process
+    rebuilds (and caches) the onnxruntime session on first use.
+    """
+
+    path: str
+    sha256: str
+    requested: str
+    provider: str
+    tf32: bool
+    threads: int
+
+    def __reduce__(self):
+        return _reopen, (self.path, self.sha256, self.requested, self.provider, self.tf32, self.threads)
+
+    @property
+    def ort_session(self):
+        key = (self.path, self.sha256, self.provider, self.tf32, self.threads)
+        sess = _CACHE.get(key)
+        if sess is None:
+            data = _read_verified(Path(self.path), self.sha256)
+            sess = _build(data, self.provider, self.tf32, self.threads, self.path)
+            with _LOCK:
+                sess = _CACHE.setdefault(key, sess)
+        return sess
+
+    def input_names(self) -> list[str]:
+        return [i.name for i in self.ort_session.get_inputs()]
+
+    def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
+        """Run the model on float32 ``feeds`` (name → array); returns the first output."""
+        return self.ort_session.run(None, feeds)[0]
+
+
+def _reopen(path, sha256, requested, provider, tf32, threads) -> Session:
+    return Session(path, sha256, requested, provider, tf32, threads)
+
+
+def _read_verified(path: Path, sha256: str | None) -> bytes:
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise FileNotFoundError(f"{path}: cannot read model file ({e.strerror or e})") from None
+    if sha256 is not None and sha256_bytes(data) != sha256:
+        from .modelfile import ModelFileError
+
+        raise ModelFileError(f"{path}: sha256 changed since the model was verified; refusing to run it")
+    return data
+
+
+def _session_options(threads: int):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3  # errors only: onnxruntime's warnings would flood the 3 a.m. log
+    return so
+
+
+def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
+    """An ``ort.InferenceSession`` on ``provider`` ('cpu' or 'cuda'); raises on failure."""
+    import onnxruntime as ort
+
+    if provider == "cuda":
+        providers = [("CUDAExecutionProvider", {"use_tf32": "1" if tf32 else "0"}), "CPUExecutionProvider"]
+    else:
+        providers = ["CPUExecutionProvider"]
+    sess = ort.InferenceSession(data, sess_options=_session_options(threads), providers=providers)
+    if provider == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
+        # onnxruntime falls back to CPU silently when CUDA libraries or the driver are missing
+        raise ProviderUnavailable(f"{source}: CUDAExecutionProvider did not load (onnxruntime fell back to CPU)")
+    return sess
+
+
+def make_session(model_path, provider: str = "auto", *, tf32: bool = False, threads: int | None = None,
+                 sha256: str | None = None) -> Session:
+    """A cached session for ``model_path`` on ``provider`` ('auto', 'cpu' or 'cuda').
+
+    ``threads``: intra-op threads (default: the CPUs available to this process). ``tf32``: allow
+    TF32 matrix products on CUDA (off by default: it changes results at the 1e-3 level).
+    ``sha256``: if given, the file's bytes must match it (:class:`~rrim.modelfile.ModelFileError`).
+    Raises :class:`ProviderUnavailable` for 'cuda' when CUDA cannot run; 'auto' then uses CPU.
+    """
+    if provider not in PROVIDERS:
+        raise ValueError(f"provider: expected one of {PROVIDERS}, got {provider!r}")
+    if threads is None:
+        threads = available_cpus()
+    if int(threads) != threads or threads < 1:
+        raise ValueError(f"threads: expected an integer ≥ 1, got {threads!r}")
+    threads = int(threads)
+    path = Path(model_path).resolve()
+    data = _read_verified(path, sha256)
+    digest = sha256 or sha256_bytes(data)
+    candidates = ["cuda", "cpu"] if provider == "auto" else [provider]
+    cuda_built = _ORT_NAMES["cuda"] in available_providers()
+    for choice in candidates:
+        key = (str(path), digest, choice, bool(tf32), threads)
+        if key in _CACHE:
+            return Session(str(path), digest, provider, choice, bool(tf32), threads)
+        if choice == "cuda" and not cuda_built:
+            if provider == "cuda":
+                raise ProviderUnavailable(
+                    "provider 'cuda': this onnxruntime has no CUDAExecutionProvider "
+                    f"(available: {available_providers()}); install rrim[gpu] or use --provider cpu")
+            continue
+        try:
+            sess = _build(data, choice, bool(tf32), threads, str(path))
+        except ProviderUnavailable:
+            if provider == "cuda":
+                raise
+            log.warning("%s: CUDA did not load; running on CPU", path.name)
+            continue
+        except Exception as e:  # onnxruntime raises its own exception types for bad files
+            if choice == "cuda" and provider == "auto":
+                log.warning("%s: CUDA session failed (%s); running on CPU", path.name, e)
+                continue
+            if choice == "cuda":
+                raise ProviderUnavailable(f"provider 'cuda': session failed to load ({e})") from None
+            raise
+        with _LOCK:
+            _CACHE.setdefault(key, sess)
+        return Session(str(path), digest, provider, choice, bool(tf32), threads)
+    raise ProviderUnavailable(f"{path}: no execution provider could load the model")  # unreachable for 'auto'
+
+
+def clear_cache() -> None:
+    """Drop every cached onnxruntime session of this process."""
+    with _LOCK:
+        _CACHE.clear()
