@@ -93,3 +93,18 @@ def write_archive(path: Path, y, omega, *, omega_units="cm-1", y_units="cm-1", d
         ds[k] = v
     ds.to_netcdf(path, engine=engine)
     return path
+
+
+def sha256_file(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def noisy_spectra(op: rrim.ForwardOperator, n: int, seed: int = 7, sigma: float = 1e-3):
+    """(x_true (n, n_Ω), y (n, n_ω) meV): realistic glue through ``op`` with noise σ·max(y)."""
+    from rrim.synthetic import add_noise, realistic_glue
+
+    rng = np.random.default_rng(seed)
+    x = realistic_glue(op.Omega, n, rng)
+    return x, add_noise(op.forward(x), sigma, rng)
