@@ -24,6 +24,7 @@ refit, so the fit always describes the glue that is returned.
 """
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -49,7 +50,8 @@ DEFAULT_BATCH_SIZE = 64
 
 @dataclass
 class InversionResult:
-    """Glue (n, n_Ω) and fit (n, n_ω, meV) as float64, residual (n,), flags (n,) uint8, provider that ran."""
+    """Glue (n, n_Ω) and fit (n, n_ω, meV) as float64, residual (n,), flags (n,) uint8, provider that ran,
+    temperature (K) and the seconds spent inside the model's session calls."""
 
     glue: np.ndarray
     fit: np.ndarray
@@ -57,6 +59,7 @@ class InversionResult:
     flags: np.ndarray
     provider: str
     temperature: float
+    model_seconds: float = 0.0
 
 
 def flag_names(value: int) -> list[str]:
@@ -132,6 +135,7 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
         flags |= FLAG_TEMPERATURE
 
     glue = np.full((n, n_W), np.nan)
+    model_seconds = 0.0
     rows = np.flatnonzero(finite)
     if rows.size:
         y32 = (y[rows] / info.scale).astype(np.float32)  # the one cast
@@ -139,7 +143,9 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
         out = np.empty((rows.size, n_W), dtype=np.float32)
         for start in range(0, rows.size, int(batch_size)):
             stop = min(start + int(batch_size), rows.size)
+            t0 = time.perf_counter()
             out[start:stop] = session.run({INPUT_Y: y32[start:stop], **extra})
+            model_seconds += time.perf_counter() - t0
         x = out.astype(np.float64)
         if smoothing_meV:
             x = smooth(x, info.Omega, smoothing_meV)
@@ -152,4 +158,4 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
         den = np.sqrt(np.mean(y[:, mask] ** 2, axis=1))
         residual = np.where(finite, num / np.where(den > 0, den, np.inf), np.nan)
     flags[finite & ~(residual <= POOR_FIT_RESIDUAL)] |= FLAG_POOR_FIT
-    return InversionResult(glue, fit, residual, flags, session.provider, T)
+    return InversionResult(glue, fit, residual, flags, session.provider, T, model_seconds)
