@@ -61,6 +61,21 @@ PROVENANCE_ATTRIBUTES = (
 )
 
 
+#: Output variables: name → (NetCDF dtype, core dimensions after the leading ones, attributes).
+OUTPUT_VARIABLES = {
+    "glue": ("f4", ("Omega",), {"long_name": "electron-boson glue function I²χ(Ω)", "units": "1"}),
+    "scattering_rate_fit": ("f4", ("omega",), {
+        "long_name": "refit scattering rate A·I²χ on the model's ω grid", "units": "meV",
+        "comment": "on the model's ω grid (coordinate omega, meV), not the input's grid"}),
+    "residual": ("f8", (), {"long_name": "relative RMS residual ‖A·I²χ − 1/τ‖/‖1/τ‖ on the model's ω grid", "units": "1"}),
+    "flags": ("u1", (), {"long_name": "quality flags", "flag_masks": np.array(list(FLAGS.values()), dtype=np.uint8),
+                         "flag_meanings": " ".join(FLAGS)}),
+    "lambda": ("f8", (), {"long_name": "electron-boson coupling λ = 2∫I²χ(Ω)/Ω dΩ", "units": "1"}),
+    "omega_log": ("f8", (), {"long_name": "logarithmic average frequency ω_ln", "units": "meV"}),
+    "temperature": ("f8", (), {"long_name": "temperature used for the inversion", "units": "K"}),
+}
+
+
 class ArchiveError(ValueError):
     """An archive that cannot be read or written; the message names file, variable and reason."""
 
@@ -337,28 +352,44 @@ def _create(nc, src: _Source, model: LoadedModel) -> None:
         v[:] = grid.values
         v.setncatts({"units": "meV", "long_name": long})
     chunk = _chunk_shape(src.shape, OUTPUT_CHUNK_SPECTRA)
-    spec = dict(zlib=True, complevel=4, shuffle=True)
-
-    def var(name, dtype, core, attrs, fill=np.nan):
+    for name, (dtype, core, attrs) in OUTPUT_VARIABLES.items():
         dims = src.lead + core
         sizes = chunk + tuple(len(info.Omega) if c == "Omega" else len(info.omega) for c in core)
-        kw = dict(spec, chunksizes=sizes) if dims else {}
-        v = nc.createVariable(name, dtype, dims, fill_value=fill, **kw)
+        kw = dict(zlib=True, complevel=4, shuffle=True, chunksizes=sizes) if dims else {}
+        v = nc.createVariable(name, dtype, dims, fill_value=None if dtype == "u1" else np.nan, **kw)
         # chunks are written whole, once: a small cache keeps memory flat (the default grows to 16+ MiB per variable)
         v.set_var_chunk_cache(size=OUTPUT_CHUNK_CACHE_BYTES, nelems=61, preemption=1.0)
         v.setncatts(attrs)
 
-    var("glue", "f4", ("Omega",), {"long_name": "electron-boson glue function I²χ(Ω)", "units": "1"})
-    var("scattering_rate_fit", "f4", ("omega",), {
-        "long_name": "refit scattering rate A·I²χ on the model's ω grid", "units": "meV",
-        "comment": "on the model's ω grid (coordinate omega, meV), not the input's grid"})
-    var("residual", "f8", (), {"long_name": "relative RMS residual ‖A·I²χ − 1/τ‖/‖1/τ‖ on the model's ω grid",
-                               "units": "1"})
-    var("flags", "u1", (), {"long_name": "quality flags", "flag_masks": np.array(list(FLAGS.values()), dtype=np.uint8),
-                            "flag_meanings": " ".join(FLAGS)}, fill=None)
-    var("lambda", "f8", (), {"long_name": "electron-boson coupling λ = 2∫I²χ(Ω)/Ω dΩ", "units": "1"})
-    var("omega_log", "f8", (), {"long_name": "logarithmic average frequency ω_ln", "units": "meV"})
-    var("temperature", "f8", (), {"long_name": "temperature used for the inversion", "units": "K"})
+
+def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: _Source, model: LoadedModel, opts: ArchiveOptions, *,
+                session, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+    """Invert spectra ``rows`` (m, n_in) as stored in ``src`` (file units, input ω axis) at ``temperatures`` (m,) K.
+
+    Returns the output variables of :data:`OUTPUT_VARIABLES` as arrays with m rows, ``y`` (the
+    measured spectra on the model's ω grid, meV) and ``model_seconds``.
+    """
+    finite_in = np.isfinite(rows).all(axis=1)
+    with np.errstate(invalid="ignore"):
+        y = src.interpolate(rows)
+    y[~finite_in] = np.nan
+    m, Omega = rows.shape[0], model.info.Omega
+    out = {"glue": np.empty((m, len(Omega))), "scattering_rate_fit": np.empty_like(y), "residual": np.empty(m),
+           "flags": np.empty(m, dtype=np.uint8), "model_seconds": 0.0}
+    for T in np.unique(temperatures):
+        sel = temperatures == T
+        r = invert(y[sel], model, batch_size=batch_size, temperature=float(T), smoothing_meV=opts.smoothing_meV,
+                   valid_omega=src.valid, session=session)
+        out["model_seconds"] += r.model_seconds
+        for name, v in (("glue", r.glue), ("scattering_rate_fit", r.fit), ("residual", r.residual), ("flags", r.flags)):
+            out[name][sel] = v
+    out["flags"] |= np.uint8(src.grid_flags)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out["lambda"] = coupling_lambda(out["glue"], Omega)
+        out["omega_log"] = omega_log(np.nan_to_num(out["glue"]), Omega)
+    out["temperature"] = np.asarray(temperatures, dtype=np.float64)
+    out["y"] = y
+    return out
 
 
 def _provenance(src: _Source, model: LoadedModel, opts: ArchiveOptions, input_sha: str, provider: str,
@@ -408,9 +439,9 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
     t0 = time.perf_counter()
     input_path = Path(input_path)
     out = check_output_path(output_path, input_path)
-    input_sha = input_sha256 or file_sha256(input_path) if input_path.is_file() else None
     session = model.session(provider)
     with open_dataset(input_path) as ds:
+        input_sha = input_sha256 or file_sha256(input_path)
         src = read_source(ds, input_path, model, opts)
         fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".rrim-tmp")
         os.close(fd)
@@ -421,7 +452,6 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
             with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
                 _create(nc, src, model)
                 _copy_coords(nc, src, ds)
-                Omega = model.info.Omega
                 for key in _slabs(src.shape, chunk_spectra):
                     try:
                         raw = np.asarray(src.data[key].values, dtype=np.float64)
@@ -429,30 +459,13 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
                         raise ArchiveError(f"{input_path}: variable {opts.var!r} cannot be read ({e})") from None
                     slab_shape = raw.shape[:-1]
                     rows = raw.reshape(-1, raw.shape[-1])
-                    finite_in = np.isfinite(rows).all(axis=1)
-                    with np.errstate(invalid="ignore"):
-                        y = src.interpolate(rows)
-                    y[~finite_in] = np.nan
-                    temps = src.temperature[key].reshape(-1)
-                    glue = np.empty((rows.shape[0], len(Omega)))
-                    fit = np.empty_like(y)
-                    residual = np.empty(rows.shape[0])
-                    flags = np.empty(rows.shape[0], dtype=np.uint8)
-                    for T in np.unique(temps):
-                        sel = temps == T
-                        r = invert(y[sel], model, provider=provider, batch_size=batch_size, temperature=float(T),
-                                   smoothing_meV=opts.smoothing_meV, valid_omega=src.valid, session=session)
-                        model_seconds += r.model_seconds
-                        glue[sel], fit[sel], residual[sel], flags[sel] = r.glue, r.fit, r.residual, r.flags
-                    flags |= np.uint8(src.grid_flags)
-                    nc["glue"][key] = glue.reshape(slab_shape + (-1,))
-                    nc["scattering_rate_fit"][key] = fit.reshape(slab_shape + (-1,))
-                    nc["residual"][key] = residual.reshape(slab_shape)
-                    nc["flags"][key] = flags.reshape(slab_shape)
-                    with np.errstate(invalid="ignore", divide="ignore"):
-                        nc["lambda"][key] = coupling_lambda(glue, Omega).reshape(slab_shape)
-                        nc["omega_log"][key] = omega_log(np.nan_to_num(glue), Omega).reshape(slab_shape)
-                    nc["temperature"][key] = temps.reshape(slab_shape)
+                    res = invert_rows(rows, src.temperature[key].reshape(-1), src, model, opts,
+                                      session=session, batch_size=batch_size)
+                    model_seconds += res.pop("model_seconds")
+                    for name, values in res.items():
+                        if name != "y":
+                            nc[name][key] = values.reshape(slab_shape + values.shape[1:])
+                    y, glue, fit, residual, flags = (res[k] for k in ("y", "glue", "scattering_rate_fit", "residual", "flags"))
                     for name, bit in FLAGS.items():
                         counts[name] += int(np.count_nonzero(flags & bit))
                     if preview and len(keep["y"]) < preview:

@@ -284,3 +284,30 @@ def test_cli_entry_point_runs_as_a_process(tmp_path):
 
     out = subprocess.run([sys.executable, "-m", "rrim", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "reprocess" in out.stdout and "Exit codes" in out.stdout
+
+
+def test_streaming_slabs_match_one_pass_and_single_spectrum_files(tmp_path, models, spectra):
+    """Slabs of 5 spectra over two leading dimensions give the same file contents as one slab;
+    a file holding one spectrum (no leading dimension) works; --provider cuda without CUDA exits 3."""
+    from rrim.archives import invert_archive
+    from rrim.models import load_model
+    from rrim.sessions import available_providers
+
+    m = load_model(models["baked"])
+    a = invert_archive(EXAMPLE_ARCHIVE, tmp_path / "one.nc", m, provider="cpu")
+    b = invert_archive(EXAMPLE_ARCHIVE, tmp_path / "slabs.nc", m, provider="cpu", chunk_spectra=5)
+    assert a.n_spectra == b.n_spectra == 24
+    with xr.open_dataset(tmp_path / "one.nc") as x, xr.open_dataset(tmp_path / "slabs.nc") as y:
+        for v in ("glue", "flags", "temperature"):
+            np.testing.assert_array_equal(x[v].values, y[v].values)
+        for v in ("scattering_rate_fit", "residual", "lambda", "omega_log"):  # float64 sums: BLAS order only
+            np.testing.assert_allclose(x[v].values, y[v].values, rtol=1e-6)
+    w, _, ys = spectra
+    single = write_archive(tmp_path / "single.nc", ys[0], w, omega_units="meV", y_units="meV", dims=("omega",))
+    res, s = run("invert", single, "-o", tmp_path / "single.out.nc", "--model", models["baked"])
+    assert res.exit_code == 0 and s["n_spectra"] == 1
+    with xr.open_dataset(tmp_path / "single.out.nc") as o:
+        assert o["glue"].dims == ("Omega",) and np.isfinite(float(o["residual"]))
+    if "CUDAExecutionProvider" not in available_providers():
+        res, s = run("invert", single, "-o", tmp_path / "cuda.nc", "--model", models["baked"], "--provider", "cuda")
+        assert res.exit_code == 3 and "cuda" in s["error"] and not (tmp_path / "cuda.nc").exists()
