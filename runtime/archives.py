@@ -329,7 +329,10 @@ def is_current(output, input_sha256: str, model: LoadedModel, opts: ArchiveOptio
 
 def _copy_coords(nc, src: _Source, ds) -> None:
     for name, c in src.data.coords.items():
-        if name == src.data.dims[-1] or not set(c.dims) <= set(src.lead) or name in ("Omega", "omega", "temperature"):
+        if name == src.data.dims[-1] or not set(c.dims) <= set(src.lead) or name in ("Omega", "omega"):
+            continue
+        if name in OUTPUT_VARIABLES:
+            log.warning("%s: coordinate %r not copied: the output has its own variable of that name", src.path.name, name)
             continue
         values = np.asarray(c.values)
         if values.dtype.kind in "OUS":

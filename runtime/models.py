@@ -206,7 +206,7 @@ def load_model(name_or_path=DEFAULT_MODEL, *, sha256: str | None = None) -> Load
     if opset < MIN_OPSET:
         raise ModelFileError(f"{path}: ONNX opset {opset} is older than the required {MIN_OPSET}")
     try:
-        sess = make_session(path, "cpu", sha256=digest, threads=1).ort_session
+        sess = make_session(path, "cpu", sha256=digest).ort_session  # the session 'cpu'/'auto' runs reuse
     except ModelFileError:
         raise
     except Exception as e:  # onnxruntime's own exception types

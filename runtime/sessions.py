@@ -147,9 +147,13 @@ def make_session(model_path, provider: str = "auto", *, tf32: bool = False, thre
         raise ValueError(f"threads: expected an integer ≥ 1, got {threads!r}")
     threads = int(threads)
     path = Path(model_path).resolve()
+    candidates = ["cuda", "cpu"] if provider == "auto" else [provider]
+    if sha256 is not None:  # a cached session was built from bytes with this digest: no need to reread
+        for choice in candidates:
+            if (str(path), sha256, choice, bool(tf32), threads) in _CACHE:
+                return Session(str(path), sha256, provider, choice, bool(tf32), threads)
     data = _read_verified(path, sha256)
     digest = sha256 or sha256_bytes(data)
-    candidates = ["cuda", "cpu"] if provider == "auto" else [provider]
     cuda_built = _ORT_NAMES["cuda"] in available_providers()
     for choice in candidates:
         key = (str(path), digest, choice, bool(tf32), threads)
