@@ -311,3 +311,30 @@ def test_streaming_slabs_match_one_pass_and_single_spectrum_files(tmp_path, mode
     if "CUDAExecutionProvider" not in available_providers():
         res, s = run("invert", single, "-o", tmp_path / "cuda.nc", "--model", models["baked"], "--provider", "cuda")
         assert res.exit_code == 3 and "cuda" in s["error"] and not (tmp_path / "cuda.nc").exists()
+
+
+def test_archive_job_never_imports_torch_or_onnx(tmp_path, models):
+    """The runtime is torch-free: a whole `rrim invert` in a fresh process imports neither torch nor onnx
+    (nor matplotlib without --plot; xarray itself may load dask when it is installed)."""
+    import subprocess
+
+    code = ("import sys, json\nfrom rrim.cli import main\ntry:\n    main(sys.argv[1:])\nexcept SystemExit as e:\n"
+            "    print(json.dumps({'exit': e.code, 'heavy': sorted(m for m in ('torch', 'onnx', 'matplotlib') "
+            "if m in sys.modules)}), file=sys.stderr)\n")
+    p = subprocess.run([sys.executable, "-c", code, "invert", "--example", "-o", str(tmp_path / "o.nc"),
+                        "--model", str(models["input"])], capture_output=True, text=True, timeout=300)
+    tail = json.loads(p.stderr.strip().splitlines()[-1])
+    assert tail == {"exit": 0, "heavy": []}, p.stderr
+
+
+@pytest.mark.skipif("rrim-default" not in __import__("rrim.models").models.installed_models(),
+                    reason="the default model is not shipped yet")
+def test_main_job_with_the_default_model(tmp_path):
+    """`rrim invert --example` with the shipped default model: the main job of the README.
+    Bar: median relative L2 error of the recovered glue < 0.15 and 90th percentile < 0.40 (the
+    example's spin-fluctuation shapes lie outside the Gaussian-mixture training distribution)."""
+    res, s = run("invert", "--example", "-o", tmp_path / "example_glue.nc", "--plot", tmp_path / "example_glue.png")
+    assert res.exit_code == 0, res.stderr
+    assert s["model"] == "rrim-default" and s["example_glue_error"]["median_relative_l2"] < 0.15
+    assert s["example_glue_error"]["p90_relative_l2"] < 0.40 and s["flag_counts"]["poor_fit"] == 0
+    assert (tmp_path / "example_glue.png").is_file()

@@ -110,3 +110,14 @@ def test_session_cache_pickle_and_providers(models):
             make_session(models["baked"], "cuda")
     with pytest.raises(ValueError, match="provider"):
         make_session(models["baked"], "tpu")
+
+
+SHIPPED = sorted(installed_models())
+
+
+@pytest.mark.skipif(not SHIPPED, reason="no model shipped in rrim/models yet")
+@pytest.mark.parametrize("name", SHIPPED or ["none"])
+def test_shipped_models_verify_and_reproduce_their_golden_output(name):
+    m = load_model(name)  # sha256 against index.json, metadata, contract
+    check = check_golden(m, provider="cpu")
+    assert check.passed, check
