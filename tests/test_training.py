@@ -63,6 +63,20 @@ def test_identity_update_is_iterated_tikhonov(small_operator, rng):
     assert not np.allclose(got[0], got[-1])  # the recurrence really moved
 
 
+def test_identity_update_matches_solvers_iterated_tikhonov(small_operator, rng):
+    solvers = pytest.importorskip("rrim.solvers")
+    if not hasattr(solvers, "IteratedTikhonov"):
+        pytest.skip("rrim.solvers.IteratedTikhonov not available")
+    model = RRIM(RRIMSettings(hidden=1, n_steps=15, x0="zeros", nonnegative=False))
+    model.update = IdentityUpdate()
+    y = small_operator.forward(rng.uniform(0, 1, size=(3, small_operator.shape[1])))
+    want = solvers.IteratedTikhonov(small_operator, n_steps=15, h=H).fit(y).iterates_
+    A, P = physics_tensors(small_operator, H)
+    with torch.no_grad():
+        got = np.stack([x.numpy() for x in model(torch.as_tensor(y / small_operator.scale, dtype=torch.float32), A, P)])
+    np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * np.abs(want).max())
+
+
 def test_one_step_lowers_loss_on_fixed_batch(tmp_path):
     config = tiny_config(tmp_path)
     operator = config.operator.build()
