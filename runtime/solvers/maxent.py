@@ -23,7 +23,8 @@ MAX_STEP = 0.5
 #: Stationarity tolerance ‖αu + g‖ ≤ tol·(‖αu‖ + ‖g‖) at each α.
 NEWTON_TOL = 1e-7
 MAX_NEWTON_ITERATIONS = 200
-#: α is lowered by this factor per step of the search, from α_max where x ≈ default model.
+#: α is lowered by this factor per step of the search (by 10 while χ² is still on its upper
+#: plateau), from α_max where x ≈ default model.
 ALPHA_STEP = 10 ** 0.25
 #: The descent stops when log10 χ² changes by less than this per decade of α (χ² plateau).
 PLATEAU_SLOPE = 0.01
@@ -202,21 +203,22 @@ class MaxEnt:
 def _choose_alpha(problem: _Problem, rule: str):
     """(f, α, χ²) of one spectrum: descend α from α_max (f ≈ model) by :data:`ALPHA_STEP`."""
     n_data = problem.y.size
-    # α_max = ‖M T‖ at f = model: above it the entropy dominates and f stays near the model
-    log_alpha = np.log10(problem.m_diag[0] * problem.model.max())
+    # α_max = 100‖M T‖ at f = model: the entropy dominates and f stays within ~1 % of the model
+    start = log_alpha = np.log10(100 * problem.m_diag[0] * problem.model.max())
     u = np.zeros(problem.s.size)
     path = []  # (log10 α, log10 χ², u)
     step = np.log10(ALPHA_STEP)
-    for _ in range(int(MAX_DECADES / step)):
+    while log_alpha > start - MAX_DECADES:
         u, chi2, f = problem.solve(10 ** log_alpha, u)
         path.append((log_alpha, np.log10(chi2), u))
         if rule == "chi2" and chi2 <= n_data:
             break
-        decade_ago = path[-1 - int(round(1 / step))][1] if len(path) > 1 / step else np.inf
+        ago = [p[1] for p in path if p[0] >= log_alpha + 1 - 1e-9]  # χ² a decade (or more) ago
         fallen = path[-1][1] < max(path[0][1] - 1, np.log10(2 * n_data))
-        if fallen and path[-1][1] > decade_ago - PLATEAU_SLOPE:
+        if fallen and ago and path[-1][1] > ago[-1] - PLATEAU_SLOPE:
             break  # χ² stopped falling: the noise-fitting plateau
-        log_alpha -= step
+        flat = len(path) > 1 and abs(path[-1][1] - path[-2][1]) < 1e-3  # still on the upper plateau
+        log_alpha -= 1.0 if flat and not fallen else step
     la = np.array([p[0] for p in path])
     lc = np.array([p[1] for p in path])
     if rule == "kink":
