@@ -105,8 +105,10 @@ class Projection:
         return self.y.shape[1]
 
     def solution(self, filt: np.ndarray) -> np.ndarray:
-        """x (n, n_Ω) for filter factors ``filt`` of shape (r,) or (n, r)."""
-        return (filt * self.beta / self.svd.s) @ self.svd.Vt
+        """x (n, n_Ω) for filter factors ``filt`` of shape (r,) or (n, r); zero singular values are skipped."""
+        s = self.svd.s
+        inv_s = np.divide(1.0, s, out=np.zeros_like(s), where=s > 0)
+        return (filt * self.beta * inv_s) @ self.svd.Vt
 
     def residual2(self, filters: np.ndarray) -> np.ndarray:
         """‖A x − y‖² (scaled) for every spectrum and each of K filters (K, r) → (n, K)."""

@@ -226,11 +226,8 @@ def _choose_alpha(problem: _Problem, rule: str):
         u0 = path[int(np.argmin(np.abs(la - target)))][2]
         u, chi2, f = problem.solve(10 ** target, u0)
         return f, 10 ** target, chi2
-    if lc[-1] > np.log10(n_data):  # χ² = N out of reach
-        u, chi2, f = problem.solve(10 ** la[-1], path[-1][2])
+    if lc[-1] > np.log10(n_data) or len(path) == 1:  # χ² = N out of reach, or met at α_max
         return f, 10 ** la[-1], chi2
-    if len(path) == 1:
-        return f, 10 ** la[0], chi2
     warm = {"u": path[-2][2]}
 
     def excess(log_a):

@@ -101,8 +101,9 @@ def discrepancy_weight(projection: Projection, weights: np.ndarray, noise: np.nd
     and clipped to the grid's ends when the target lies outside.
     """
     weights = np.asarray(weights, dtype=np.float64)
-    rho = np.log(projection.residual2(tikhonov_filters(projection.svd.s, weights)))
-    target = np.log(discrepancy_target(projection, noise))[:, None]
+    tiny = np.finfo(np.float64).tiny  # keeps the logs finite for all-zero spectra
+    rho = np.log(np.maximum(projection.residual2(tikhonov_filters(projection.svd.s, weights)), tiny))
+    target = np.log(np.maximum(discrepancy_target(projection, noise), tiny))[:, None]
     below = rho <= target
     k = np.clip(below.sum(axis=1) - 1, 0, len(weights) - 2)  # last grid point still below target
     rows = np.arange(len(k))
@@ -118,21 +119,23 @@ def lcurve_curvature(projection: Projection, weights: np.ndarray) -> np.ndarray:
 
     Analytic derivatives in t = ln μ (Hansen's formula, with df/dt = −f(1 − f) for the filter
     factors f): ρ = ‖r‖², η = ‖x‖², ρ' = 2Σ f(1−f)²β², ρ'' = −2Σ f(1−f)²(1−3f)β², η' = −ρ'/μ,
-    η'' = (ρ' − ρ'')/μ. The corner is the maximum of κ.
+    η'' = (ρ' − ρ'')/μ. The corner is the maximum of κ; κ is −∞ where undefined (y = 0).
     """
     weights = np.asarray(weights, dtype=np.float64)
     s = projection.svd.s
     f = tikhonov_filters(s, weights)
     b2 = projection.beta ** 2
-    rho = projection.residual2(f)
-    eta = (b2 / s ** 2) @ (f ** 2).T
     g = f * (1 - f) ** 2
-    d_rho = 2 * b2 @ g.T
-    dd_rho = -2 * b2 @ (g * (1 - 3 * f)).T
-    d_eta = -d_rho / weights
-    dd_eta = (d_rho - dd_rho) / weights
-    # derivatives of the half-logs p = ½ ln ρ, q = ½ ln η
-    dp, dq = d_rho / (2 * rho), d_eta / (2 * eta)
-    ddp = dd_rho / (2 * rho) - d_rho ** 2 / (2 * rho ** 2)
-    ddq = dd_eta / (2 * eta) - d_eta ** 2 / (2 * eta ** 2)
-    return (dp * ddq - ddp * dq) / (dp ** 2 + dq ** 2) ** 1.5
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rho = projection.residual2(f)
+        eta = (b2 / s ** 2) @ (f ** 2).T
+        d_rho = 2 * b2 @ g.T
+        dd_rho = -2 * b2 @ (g * (1 - 3 * f)).T
+        d_eta = -d_rho / weights
+        dd_eta = (d_rho - dd_rho) / weights
+        # derivatives of the half-logs p = ½ ln ρ, q = ½ ln η
+        dp, dq = d_rho / (2 * rho), d_eta / (2 * eta)
+        ddp = dd_rho / (2 * rho) - d_rho ** 2 / (2 * rho ** 2)
+        ddq = dd_eta / (2 * eta) - d_eta ** 2 / (2 * eta ** 2)
+        kappa = (dp * ddq - ddp * dq) / (dp ** 2 + dq ** 2) ** 1.5
+    return np.where(np.isfinite(kappa), kappa, -np.inf)
