@@ -134,7 +134,9 @@ class MaxEnt:
         where log χ²(α) leaves its noise-fitting plateau (:data:`KINK_POSITION`).
     noise : float or array (n,), optional
         Noise std of y in meV; estimated per spectrum when None
-        (:func:`rrim.solvers.parameter_choice.estimate_noise`).
+        (:func:`rrim.solvers.parameter_choice.estimate_noise`). State it for (nearly) noiseless
+        data: there the estimate is a rounding-level floor, χ² = N is out of reach and the α
+        search runs down to its end (slow, and the result fits the data as closely as it can).
     default_model : float or array (n_Ω,) or (n, n_Ω), optional
         The default model d(Ω) > 0 (units of x). None: flat, at the constant whose forward model
         fits y best in least squares (d = Σ_i (A1)_i y_i / ‖A1‖²).
