@@ -43,8 +43,8 @@ class Budget:
 
     sizes: tuple[int, ...] = (100, 1000, 10000)
     n_seeds: int = 3
-    rrim_epochs: tuple[tuple[int, int], ...] = ((100, 40), (1000, 16), (10000, 3))
-    baseline_epochs: tuple[tuple[int, int], ...] = ((100, 300), (1000, 150), (10000, 30))
+    rrim_epochs: tuple[tuple[int, int], ...] = ((100, 30), (1000, 12), (10000, 2))
+    baseline_epochs: tuple[tuple[int, int], ...] = ((100, 300), (1000, 100), (10000, 20))
     #: safety wall-clock cap per training run (s); a run that hits it is flagged in the report.
     time_budget_s: float = 300.0
     #: test spectra evaluated per setting (the first ones of the test split), all methods alike.
@@ -132,10 +132,16 @@ class Setting:
     classical: dict = field(default_factory=dict)
 
 
-def run_setting(n: int, sigma: float, seed: int, budget: Budget, flags: list) -> Setting:
-    """Train the networks and run the classical solvers on one dataset; test MSE per method."""
+def run_setting(n: int, sigma: float, seed: int, budget: Budget, threads: int = 1) -> Setting:
+    """Train the networks and run the classical solvers on one dataset; test MSE per method.
+
+    Picklable result (for worker processes): the classical estimators are rebuilt by :func:`with_classical`.
+    """
+    import torch
+
     from .training import make_data, predict, train
 
+    torch.set_num_threads(threads)
     configs = {kind: neural_config(kind, n, sigma, seed, budget) for kind in NEURAL}
     operator = configs["rRIM"].operator.build()
     data = make_data(configs["rRIM"], operator)
@@ -149,7 +155,8 @@ def run_setting(n: int, sigma: float, seed: int, budget: Budget, flags: list) ->
         out.notes[kind] = {"epochs": len(r.history), "best_epoch": r.best_epoch, "best_val_mse": r.best_val_loss,
                            "seconds": round(r.seconds, 1)}
         if budget.time_budget_s and r.seconds > budget.time_budget_s:
-            flags.append(f"{kind} at N={n}, σ={sigma:g}, seed {seed} hit the {budget.time_budget_s:g} s cap")
+            out.notes.setdefault("flags", []).append(
+                f"{kind} at N={n}, σ={sigma:g}, seed {seed} hit the {budget.time_budget_s:g} s cap")
         log.info("N=%d σ=%g seed %d: %s test MSE %.4g (%s)", n, sigma, seed, kind, out.mse[kind], out.notes[kind])
     methods, missing = classical_methods(operator, y_val, x_val)
     out.notes.update(missing)
@@ -160,15 +167,33 @@ def run_setting(n: int, sigma: float, seed: int, budget: Budget, flags: list) ->
         except Exception as e:  # noqa: BLE001  (reported in RESULTS.md)
             out.notes[name] = f"failed: {type(e).__name__}: {e}"
         log.info("N=%d σ=%g seed %d: %s test MSE %s", n, sigma, seed, name, out.mse.get(name))
-    out.classical = methods
     return out
+
+
+def with_classical(setting: Setting, budget: Budget) -> Setting:
+    """Rebuild the classical estimators of a setting (tuned on its validation split) in this process."""
+    x_val, y_val = (a[:budget.max_test] for a in setting.data.subset("val"))
+    setting.classical = classical_methods(setting.operator, y_val, x_val)[0]
+    return setting
+
+
+def run_settings(points: list[tuple[int, float, int]], budget: Budget, workers: int, threads: int = 1) -> list[Setting]:
+    """:func:`run_setting` for each (N, σ, seed), in ``workers`` processes (1 thread each) when > 1."""
+    if workers <= 1:
+        return [run_setting(*p, budget, threads) for p in points]
+    import multiprocessing
+
+    with multiprocessing.get_context("spawn").Pool(workers) as pool:
+        return pool.starmap(run_setting, [(*p, budget, threads) for p in points], chunksize=1)
 
 
 # --- report ------------------------------------------------------------------------------------
 
 def _stats(values) -> str:
     v = np.asarray(values, dtype=float)
-    return f"{v.mean():.3g} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.2g}"
+    if len(v) == 1:
+        return f"{v[0]:.3g} (1 run)"
+    return f"{v.mean():.3g} ± {v.std(ddof=1):.2g} ({len(v)} runs)" if len(v) < 3 else f"{v.mean():.3g} ± {v.std(ddof=1):.2g}"
 
 
 def table(rows: dict, columns: list, header: str) -> str:
@@ -327,6 +352,8 @@ def main(argv=None) -> int:
     parser.add_argument("--full", action="store_true", help="N up to 100000, 10 seeds, long training (hours to days on CPU)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "experiments")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="worker processes for the independent (N, σ, seed) runs (default 1; results do not depend on it)")
     args = parser.parse_args(argv)
     import torch
 
@@ -336,18 +363,23 @@ def main(argv=None) -> int:
     budget = FULL if args.full else Budget()
     args.out.mkdir(parents=True, exist_ok=True)
     command = " ".join(["python -m rrim.export.experiments"] + (argv if argv is not None else sys.argv[1:]))
-    mach, start, flags = machine(), time.time(), []
+    mach, start = machine(), time.time()
     seeds = range(budget.n_seeds)
 
-    by_n = [run_setting(n, 0.0, seed, budget, flags) for n in budget.sizes for seed in seeds]
+    # largest N first so that the longest jobs do not trail at the end of the pool
+    points = [(n, 0.0, seed) for n in sorted(budget.sizes, reverse=True) for seed in seeds]
+    points += [(BAR_N, sigma, seed) for sigma in NOISE_LEVELS for seed in seeds]
+    done = run_settings(points, budget, args.workers, args.threads)
+    by_n, by_sigma = done[:len(points) - len(NOISE_LEVELS) * len(seeds)], done[len(points) - len(NOISE_LEVELS) * len(seeds):]
+    by_n.sort(key=lambda s: (s.n, s.seed))
+    flags = [f for s in done for f in s.notes.pop("flags", [])]
     n_rows = collect(by_n, "n")
     _plot_sweep(n_rows, list(budget.sizes), "training-set size N", args.out / "mse_vs_n.png")
-    largest = [s for s in by_n if s.n == max(budget.sizes)]
+    largest = [with_classical(s, budget) for s in by_n if s.n == max(budget.sizes)]
     ood_md, ood_rows = ood(largest, budget, args.out)
     for s in by_n:
         s.models.clear()  # free memory
 
-    by_sigma = [run_setting(BAR_N, sigma, seed, budget, flags) for sigma in NOISE_LEVELS for seed in seeds]
     sigma_rows = collect(by_sigma, "sigma")
     _plot_sweep(sigma_rows, list(NOISE_LEVELS), "noise level σ", args.out / "mse_vs_sigma.png")
     reference = next(s for s in by_sigma if s.sigma == BAR_SIGMA and s.seed == 0)
