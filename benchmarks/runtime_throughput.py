@@ -41,13 +41,15 @@ SEED = 20261123
 BATCHES = (1, 16, 32, 64, 128, 256, 1024)
 
 _JOB = """
-import json, resource, sys
+import json, sys
 from rrim.cli import main
 try:
     main(sys.argv[1:], prog_name="rrim")
 except SystemExit as e:
     code = e.code
-print(json.dumps({"maxrss_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "exit": code}), file=sys.stderr)
+# VmHWM: this process's peak resident memory (ru_maxrss would include the forking parent's)
+hwm = next(int(l.split()[1]) for l in open("/proc/self/status") if l.startswith("VmHWM"))
+print(json.dumps({"hwm_kib": hwm, "exit": code}), file=sys.stderr)
 """
 
 
@@ -124,7 +126,7 @@ def archive_job(path: Path, out: Path, model_path: Path) -> dict:
         raise RuntimeError(p.stdout + p.stderr)
     s = json.loads(p.stdout)
     return {"n": s["n_spectra"], "job_rate": s["spectra_per_second"], "process_wall": wall,
-            "outside": 1 - s["model_seconds"] / s["seconds"], "peak_mib": tail["maxrss_kib"] / 1024}
+            "outside": 1 - s["model_seconds"] / s["seconds"], "peak_mib": tail["hwm_kib"] / 1024}
 
 
 def main(argv=None) -> None:
@@ -167,7 +169,7 @@ def main(argv=None) -> None:
         *[f"| {j['n']:,} | {j['job_rate']:,.0f} | {j['process_wall']:.1f} | {j['outside']:.0%} | {j['peak_mib']:.0f} |" for j in jobs],
         "", "Job spectra/s counts from opening the archive to renaming the output (reading, interpolation, model, "
         "refit, λ/ω_ln, compressed writing); process wall adds interpreter start-up and model loading. Peak RSS is "
-        "the child's `ru_maxrss`; the job streams slabs of 4096 spectra, so it should not grow with the archive.", "",
+        "the child's `VmHWM`; the job streams slabs of 4096 spectra, so it should not grow with the archive.", "",
     ]
     REPORT.write_text("\n".join(lines))
     print(REPORT)
