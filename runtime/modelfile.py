@@ -9,6 +9,14 @@ A model file is one self-contained ONNX file, opset ≥ 18, float32 in and out, 
 
 Everything the runtime needs is in the model's metadata properties (``custom_metadata_map``),
 all values strings, structured ones JSON; :class:`ModelInfo` parses and validates them.
+
+Shipped models (``rrim/models/``, read by :mod:`rrim.models`): ``index.json`` maps each name to
+``{"file": "NAME.onnx", "sha256": "<hex of the file's bytes>", "form": "baked"|"input"}`` (other
+keys are ignored; ``{"models": {...}}`` is accepted too). Beside each ``NAME.onnx``:
+``NAME.golden.npz`` with arrays ``y`` (batch, n_ω) float32 scaled input and ``x`` (batch, n_Ω) the
+expected output (for the 'input' form optionally ``A`` and ``P``; else the runtime computes them at
+the model's temperature), reproduced by onnxruntime to max|Δx| ≤ 1e-4·max|x|; and ``NAME.md``,
+the model card.
 """
 from __future__ import annotations
 
