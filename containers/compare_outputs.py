@@ -1,6 +1,7 @@
 """Compare two rrim output archives (the host's and a container's run of the same job).
 
-    python compare_outputs.py REFERENCE.nc OTHER.nc
+    python compare_outputs.py REFERENCE.nc OTHER.nc      # JSON on stdout
+    python compare_outputs.py --summary RESULT.json      # that JSON in one line
 
 Equal means: the same variables, dimensions and coordinates; floating-point variables equal to
 float32 precision (max |a − b| ≤ 8 ε₃₂ · max |a| per variable, ε₃₂ = 2⁻²³); other variables
@@ -74,7 +75,22 @@ def _same_attrs(a: dict, b: dict) -> bool:
     return set(a) == set(b) and all(_same_value(a[k], b[k]) for k in a)
 
 
+def summary(result: dict) -> str:
+    """One line for a report: the glue's largest difference and what else was compared."""
+    if not result["equal"]:
+        return "; ".join(result["problems"])
+    g = result["variables"].get("glue", {})
+    n_equal = sum(v["equal"] for v in result["variables"].values())
+    return (f"glue max|Δ| = {g.get('max_abs_diff', float('nan')):.3g} (tolerance {g.get('tolerance', float('nan')):.3g}); "
+            f"{n_equal}/{len(result['variables'])} variables equal; global attributes equal "
+            f"apart from {', '.join(result['ignored_attributes']) or 'none'}")
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) == 2 and argv[0] == "--summary":
+        with open(argv[1]) as f:
+            print(summary(json.load(f)))
+        return 0
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2

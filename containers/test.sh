@@ -148,6 +148,8 @@ build() {  # build TARGET IMAGE: podman build of one target on the local base
     return $rc
 }
 
+build_kind() { [ "$BUILD_CACHE" = 1 ] && echo "(layer cache allowed)" || echo "from scratch (--no-cache)"; }
+
 image_mb() { echo $(( $(podman image inspect --format '{{.Size}}' "$1") / 1000000 )); }
 
 in_image() {  # in_image IMAGE PROGRAM ARGS...: run a program other than rrim in the jail
@@ -230,13 +232,21 @@ check_fallbacks() {  # check_fallbacks FLAVOUR IMAGE: the example job; --provide
 }
 
 compare_with_host() {  # compare_with_host FLAVOUR: the in-container output vs the host's
-    local flavour=$1
-    if "$HOST_PYTHON" "$HERE/compare_outputs.py" "$WORK/host/example.glue.nc" "$WORK/out-$flavour/example.glue.nc" \
-        >"$WORK/compare-$flavour.json" 2>&1; then
-        record PASS "$flavour: output equals the host's" "$(cat "$WORK/compare-$flavour.json" | tr -s ' \n' ' ' | cut -c1-300)"
-    else
-        record FAIL "$flavour: output equals the host's" "$(tr -s ' \n' ' ' <"$WORK/compare-$flavour.json" | cut -c1-600)"
-    fi
+    local flavour=$1 rc=0 summary
+    "$HOST_PYTHON" "$HERE/compare_outputs.py" "$WORK/host/example.glue.nc" "$WORK/out-$flavour/example.glue.nc" \
+        >"$WORK/compare-$flavour.json" 2>&1 || rc=$?
+    summary=$("$HOST_PYTHON" "$HERE/compare_outputs.py" --summary "$WORK/compare-$flavour.json" 2>&1 | cut -c1-400)
+    check "$flavour: output equals the host's" "$summary" test "$rc" = 0
+}
+
+reprocess_twice() {  # reprocess_twice IMAGE: a folder job processes the archive, then skips it (idempotent)
+    local out=$WORK/out-reprocess
+    job "$1" "$out" reprocess /data/in -o /data/out/batch >"$WORK/reprocess-1.json" 2>"$WORK/reprocess-1.log" &&
+        job "$1" "$out" reprocess /data/in -o /data/out/batch >"$WORK/reprocess-2.json" 2>"$WORK/reprocess-2.log" &&
+        "$HOST_PYTHON" -c 'import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+sys.exit(not (len(a["processed"]) == 1 and not a["skipped"] and not b["processed"] and len(b["skipped"]) == 1))' \
+            "$WORK/reprocess-1.json" "$WORK/reprocess-2.json"
 }
 
 host_job() {
@@ -275,7 +285,8 @@ write_report() {
         [ "$CUDA_MODE" = build ] && echo "| \`cuda\` ($CUDA_IMAGE, on the local base: no CUDA libraries) | ${FACT[cuda_mb]:-?} | ${FACT[cuda_build_seconds]:-?} |"
         [ -n "${FACT[base_seconds]:-}" ] && echo "| base (debootstrap + import) | $(image_mb "$BASE_IMAGE") | ${FACT[base_seconds]} |"
         echo
-        echo "The \`cuda\` size above lacks the CUDA/cuDNN libraries of the default base image, which"
+        echo "Of the \`cpu\` image, the virtual environment /opt/rrim (rrim, its dependencies, the model) takes ${FACT[cpu_venv_mb]:-?} MB (du -sm);"
+        echo "the rest is the base image and its Python. The \`cuda\` size above lacks the CUDA/cuDNN libraries of the default base image, which"
         echo "add several GB; build times include the apt-get of Python into the base (network) and pip from the wheelhouse."
         echo
         echo "| result | check | detail |"
@@ -301,14 +312,16 @@ main() {
     host_job
 
     if build cpu "$CPU_IMAGE"; then
-        record PASS "cpu: builds from scratch on $BASE_IMAGE" "${FACT[cpu_build_seconds]} s; log: $WORK/build-cpu.log"
+        record PASS "cpu: builds $(build_kind) on $BASE_IMAGE" "${FACT[cpu_build_seconds]} s; log: $WORK/build-cpu.log"
         FACT[cpu_mb]=$(image_mb "$CPU_IMAGE")
         check "cpu: image size under $SIZE_GOAL_MB MB" "${FACT[cpu_mb]} MB" test "${FACT[cpu_mb]}" -lt "$SIZE_GOAL_MB"
         check_image cpu "$CPU_IMAGE"
         check_fallbacks cpu "$CPU_IMAGE"
         compare_with_host cpu
+        check "cpu: rrim reprocess of a read-only folder, twice" "1 processed, then 1 skipped" reprocess_twice "$CPU_IMAGE"
+        FACT[cpu_venv_mb]=$(in_image "$CPU_IMAGE" du -sm /opt/rrim | cut -f1)
     else
-        record FAIL "cpu: builds from scratch on $BASE_IMAGE" "see $WORK/build-cpu.log: $(tail -n3 "$WORK/build-cpu.log" | tr '\n' ' ')"
+        record FAIL "cpu: builds $(build_kind) on $BASE_IMAGE" "see $WORK/build-cpu.log: $(tail -n3 "$WORK/build-cpu.log" | tr '\n' ' ')"
     fi
 
     resolve_cuda_default_base
