@@ -161,6 +161,11 @@ def _bad_archives(tmp, w, y):
     w3 = w.copy()
     w3[20] = w3[21]
     add("duplicate.nc", 2, ["coordinate 'omega'", "repeated values"], w=w3)
+    w4 = w.copy()
+    w4[50] = np.nan
+    add("nan_omega.nc", 2, ["coordinate 'omega'", "NaN or inf"], w=w4)
+    add("celsius.nc", 2, ["variable 'temperature'", "units 'degC'", "must be in K"],
+        extra={"temperature": ((), 20.0, {"units": "degC"})}, temperature_as=None)
     add("wrong_dim.nc", 2, ["variable 'scattering_rate'", "none named 'omega'"], dims=("sample", "energy"))
     add("wrong_var.nc", 2, ["no variable 'scattering_rate'", "reflectivity"], var="reflectivity")
     add("zero_spectra.nc", 2, ["variable 'scattering_rate'", "no spectra"], y=y[:0])
