@@ -1,7 +1,8 @@
 #!/bin/sh
 # Prepare a base image for rrim (run inside the build, as root).
 #   os-setup.sh runtime   a Python 3 interpreter, the user `rrim` (uid/gid 10001), /data/in and /data/out
-#   os-setup.sh builder   additionally the venv module with pip (Debian/Ubuntu: python3-venv)
+#   os-setup.sh builder   additionally the venv module with pip (Debian/Ubuntu: python3-venv) and CA
+#                         certificates (for pip, when it installs from the index)
 # Slim Python images already have Python; Debian or Ubuntu bases (a debootstrapped bookworm, the
 # NVIDIA CUDA images) get it from their distribution. No package lists or caches are left behind.
 set -eu
@@ -25,7 +26,10 @@ runtime)
     chown rrim:rrim /data/out
     ;;
 builder)
-    python3 -m ensurepip --version >/dev/null 2>&1 || apt_install python3-venv
+    need=
+    python3 -m ensurepip --version >/dev/null 2>&1 || need=python3-venv
+    [ -e /etc/ssl/certs/ca-certificates.crt ] || need="$need ca-certificates"
+    [ -z "$need" ] || apt_install $need
     ;;
 *)
     echo "os-setup.sh: unknown role '$role' (runtime or builder)" >&2
