@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 PROVIDERS = ("auto", "cpu", "cuda")
 _ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
+#: (pid, path, sha256, provider, tf32, threads) → onnxruntime session. The pid keeps a forked child
+#: (multiprocessing, Dask workers) from using its parent's session, whose threads did not survive the fork.
 _CACHE: dict[tuple, "object"] = {}
 _LOCK = threading.Lock()
 
@@ -70,7 +72,7 @@ class Session:
 
     @property
     def ort_session(self):
-        key = (self.path, self.sha256, self.provider, self.tf32, self.threads)
+        key = _key(self.path, self.sha256, self.provider, self.tf32, self.threads)
         sess = _CACHE.get(key)
         if sess is None:
             data = _read_verified(Path(self.path), self.sha256)
@@ -85,6 +87,10 @@ class Session:
     def run(self, feeds: dict[str, np.ndarray]) -> np.ndarray:
         """Run the model on float32 ``feeds`` (name → array); returns the first output."""
         return self.ort_session.run(None, feeds)[0]
+
+
+def _key(path: str, sha256: str, provider: str, tf32: bool, threads: int) -> tuple:
+    return (os.getpid(), path, sha256, provider, tf32, threads)
 
 
 def _reopen(path, sha256, requested, provider, tf32, threads) -> Session:
@@ -150,13 +156,13 @@ def make_session(model_path, provider: str = "auto", *, tf32: bool = False, thre
     candidates = ["cuda", "cpu"] if provider == "auto" else [provider]
     if sha256 is not None:  # a cached session was built from bytes with this digest: no need to reread
         for choice in candidates:
-            if (str(path), sha256, choice, bool(tf32), threads) in _CACHE:
+            if _key(str(path), sha256, choice, bool(tf32), threads) in _CACHE:
                 return Session(str(path), sha256, provider, choice, bool(tf32), threads)
     data = _read_verified(path, sha256)
     digest = sha256 or sha256_bytes(data)
     cuda_built = _ORT_NAMES["cuda"] in available_providers()
     for choice in candidates:
-        key = (str(path), digest, choice, bool(tf32), threads)
+        key = _key(str(path), digest, choice, bool(tf32), threads)
         if key in _CACHE:
             return Session(str(path), digest, provider, choice, bool(tf32), threads)
         if choice == "cuda" and not cuda_built:

@@ -121,3 +121,22 @@ def test_shipped_models_verify_and_reproduce_their_golden_output(name):
     m = load_model(name)  # sha256 against index.json, metadata, contract
     check = check_golden(m, provider="cpu")
     assert check.passed, check
+
+
+def test_forked_child_builds_its_own_session(models):
+    """Sessions are cached per process: a forked child reopens from the description and runs."""
+    import multiprocessing as mp
+
+    s = make_session(models["baked"], "cpu")
+    s.run({"y": np.zeros((1, 200), np.float32)})
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        out = pool.apply(_run_in_child, (s,))
+    np.testing.assert_allclose(out, s.run({"y": np.full((2, 200), 0.5, np.float32)}))
+
+
+def _run_in_child(session):
+    from rrim import sessions
+
+    assert not any(k[0] == __import__("os").getpid() for k in sessions._CACHE)  # nothing cached for this pid yet
+    return session.run({"y": np.full((2, 200), 0.5, np.float32)})
