@@ -446,7 +446,10 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
     with open_dataset(input_path) as ds:
         input_sha = input_sha256 or file_sha256(input_path)
         src = read_source(ds, input_path, model, opts)
-        fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".rrim-tmp")
+        try:
+            fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".rrim-tmp")
+        except OSError as e:  # read-only mounts, quotas, ACLs that os.access does not see
+            raise ArchiveError(f"{out}: cannot create a file in output folder {out.parent} ({e.strerror or e})") from None
         os.close(fd)
         counts = {name: 0 for name in FLAGS}
         keep: dict[str, list] = {"y": [], "glue": [], "fit": [], "residual": [], "flags": [], "index": []}

@@ -224,6 +224,25 @@ def test_bad_model_and_output_paths(tmp_path, models, spectra, default_operator)
     assert not (tmp_path / "x.nc").exists()
 
 
+def test_unwritable_output_folder_as_root_too(tmp_path, models, spectra, monkeypatch):
+    """Where the folder refuses new files (a read-only mount refuses root too), simulated by making
+    the temporary-file creation fail as the kernel would: exit 2, clear message, nothing left."""
+    import tempfile
+
+    w, _, y = spectra
+    f = write_archive(tmp_path / "a.nc", y, w, omega_units="meV", y_units="meV")
+    out = tmp_path / "ro"
+    out.mkdir()
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(30, "Read-only file system")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    res, s = run("invert", f, "-o", out / "x.nc", "--model", models["baked"])
+    assert res.exit_code == 2 and "cannot create a file in output folder" in s["error"]
+    assert "Read-only file system" in s["error"] and list(out.iterdir()) == []
+
+
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
 def test_read_only_output_folder(tmp_path, models, spectra):
     w, _, y = spectra
