@@ -26,6 +26,8 @@ INDEX_FILE = "index.json"
 DEFAULT_MODEL = "rrim-default"
 #: Golden parity bar: max |x − x_golden| ≤ GOLDEN_RTOL · max |x_golden| (float32 with margin).
 GOLDEN_RTOL = 1e-4
+#: Golden-file array names: 'y' (scaled input) and 'x' (expected output), with accepted aliases.
+GOLDEN_ALIASES = {"y": ("y_scaled", "input"), "x": ("x_expected", "output")}
 
 
 @dataclass(frozen=True)
@@ -266,8 +268,11 @@ def check_golden(model: LoadedModel, provider: str = "cpu", rtol: float = GOLDEN
             arrays = {k: g[k] for k in g.files}
     except (OSError, ValueError) as e:
         raise ModelFileError(f"{path}: unreadable golden file ({e})") from None
-    if not {"y", "x"} <= set(arrays):
-        raise ModelFileError(f"{path}: golden file needs arrays 'y' and 'x', has {sorted(arrays)}")
+    for name, aliases in GOLDEN_ALIASES.items():  # the contract's names first; exporters' common spellings too
+        found = next((a for a in (name, *aliases) if a in arrays), None)
+        if found is None:
+            raise ModelFileError(f"{path}: golden file needs arrays 'y' and 'x', has {sorted(arrays)}")
+        arrays[name] = arrays[found]
     feeds = {INPUT_Y: np.ascontiguousarray(arrays["y"], dtype=np.float32)}
     if model.form == "input":
         op = model.info.base_operator()
