@@ -97,9 +97,12 @@ def installed_models(models_dir: Path | None = None) -> dict[str, IndexEntry]:
         raise ModelFileError(f"{index}: model index must map names to entries")
     out = {}
     for name, e in entries.items():
-        if not isinstance(e, dict) or not {"file", "sha256"} <= set(e):
+        file = e.get("file", e.get("path")) if isinstance(e, dict) else None
+        if not file or "sha256" not in e:
             raise ModelFileError(f"{index}: entry {name!r} needs 'file' and 'sha256'")
-        out[name] = IndexEntry(name, folder / e["file"], str(e["sha256"]).lower(), str(e.get("form", "")))
+        if Path(file).is_absolute() or ".." in Path(file).parts:
+            raise ModelFileError(f"{index}: entry {name!r}: 'file' must name a file inside {folder}")
+        out[name] = IndexEntry(name, folder / file, str(e["sha256"]).lower(), str(e.get("form", "")))
     return out
 
 
