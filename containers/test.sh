@@ -227,7 +227,7 @@ check_fallbacks() {  # check_fallbacks FLAVOUR IMAGE: the example job; --provide
     job "$image" "$WORK/out-$flavour-cuda" invert /data/in/example_archive.nc -o /data/out/x.glue.nc \
         --provider cuda --report /data/out/report.json 2>"$WORK/$flavour-cuda.log" || rc=$?
     check "$flavour: --provider cuda without CUDA fails with exit $EXIT_NO_CUDA" \
-        "exit $rc; stderr: $(grep -m1 -i cuda "$WORK/$flavour-cuda.log" | cut -c1-160)" \
+        "exit $rc; stderr: $(grep -m1 '^rrim ERROR' "$WORK/$flavour-cuda.log" | cut -c1-200)" \
         refused_cuda "$rc" "$WORK/out-$flavour-cuda/x.glue.nc"
 }
 
