@@ -87,6 +87,8 @@ ensure_tools() {
     [ -x "$HOST_PYTHON" ] || die "RRIM_HOST_PYTHON=$HOST_PYTHON is not an executable Python"
     "$HOST_PYTHON" -c "import rrim" || die "$HOST_PYTHON cannot import rrim"
     [ -f "$EXAMPLE" ] || die "no example archive at $EXAMPLE"
+    "$HOST_PYTHON" -m rrim -q selfcheck >"$WORK/host-selfcheck.json" 2>&1 \
+        || die "rrim selfcheck fails on the host (is the model shipped in runtime/models/?): see $WORK/host-selfcheck.json"
 }
 
 debian_mirror() {  # the host's Debian mirror for bookworm, if it has one (else debootstrap's default)
