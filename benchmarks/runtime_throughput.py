@@ -133,8 +133,10 @@ def main(argv=None) -> None:
     ap.add_argument("--large", action="store_true", help="also run the archive job on 1e6 spectra")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--in-memory", type=int, default=100_000, help="spectra for the in-memory sweep")
+    ap.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000], help="archive sizes (spectra)")
+    ap.add_argument("--report", type=Path, default=REPORT, help="markdown report to write")
     args = ap.parse_args(argv)
-    sizes = [10_000, 100_000] + ([1_000_000] if args.large else [])
+    sizes = sorted(set(args.sizes + ([1_000_000] if args.large else [])))
     with tempfile.TemporaryDirectory(prefix="rrim-bench-") as tmp:
         tmp = Path(tmp)
         model, label = get_model(tmp)
@@ -147,7 +149,7 @@ def main(argv=None) -> None:
             (tmp / f"o{n}.nc").unlink()
     best = max(mem, key=lambda r: r["median"])
     default = next(r for r in mem if r["batch"] == DEFAULT_BATCH_SIZE)
-    cmd = "nice .venv/bin/python benchmarks/runtime_throughput.py" + (" --large" if args.large else "")
+    cmd = "nice .venv/bin/python benchmarks/runtime_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [
         "# Runtime throughput", "",
         f"Command: `{cmd}` (seeded; written by this script).  ",
@@ -170,8 +172,8 @@ def main(argv=None) -> None:
         "refit, λ/ω_ln, compressed writing); process wall adds interpreter start-up and model loading. Peak RSS is "
         "the child's `VmHWM`; the job streams slabs of 4096 spectra, so it should not grow with the archive.", "",
     ]
-    REPORT.write_text("\n".join(lines))
-    print(REPORT)
+    args.report.write_text("\n".join(lines))
+    print(args.report)
 
 
 if __name__ == "__main__":
