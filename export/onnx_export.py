@@ -89,6 +89,9 @@ def model_info(model: RRIM, operator: ForwardOperator, form: str, h: float, **in
     low, high = (float(t) for t in info_fields["temperature_range_K"])
     if not 0 < low <= high:
         raise ValueError(f"temperature_range_K: expected 0 < low ≤ high (K), got {info_fields['temperature_range_K']!r}")
+    if form == "baked" and not low <= operator.temperature <= high:
+        raise ValueError(f"temperature_range_K: a baked model holds A and P at {operator.temperature:g} K, "
+                         f"outside the stated range [{low:g}, {high:g}] K")
     info = ModelInfo(
         model_name=str(info_fields["model_name"]), model_version=str(info_fields["model_version"]), form=form,
         operator=operator.describe(), temperature_range_K=(low, high), h=float(h), n_steps=model.settings.n_steps,

@@ -147,6 +147,8 @@ def test_export_refuses_bad_form_and_path(tmp_path, model, operator):
         export_onnx(model, operator, tmp_path / "m.onnx", form="loop", **INFO)
     with pytest.raises(ValueError, match="path"):
         export_onnx(model, operator, tmp_path / "m.pt", **INFO)
+    with pytest.raises(ValueError, match="temperature_range_K"):
+        export_onnx(model, operator, tmp_path / "m.onnx", **{**INFO, "temperature_range_K": [10.0, 50.0]})
 
 
 def test_cli_export_from_checkpoint(tmp_path, model):
