@@ -111,7 +111,9 @@ unrolled steps, A/s and P baked into the graph (baked form, opset ≥ 18, float3
 - **file**: `{NAME}.onnx`, {summary['bytes']} bytes, sha256 `{summary['sha256']}`
 - **golden**: `{NAME}.golden.npz` (y scaled float32, x expected); onnxruntime vs PyTorch at export:
   max|Δx| = {summary['parity_max_rel']:.2g}·max|x| (bar 1e-4)
-- **regenerate**: `{training['command']}` (seeded: data seed {d.seed}, training seed {t.seed})
+- **regenerate**: `python -m rrim.export.default_model` trains `default_config()` (seeded: data seed
+  {d.seed}, training seed {t.seed}) and then exports, evaluates and writes this card; `--checkpoint
+  PATH` reuses a finished training of the same configuration. This file: `{training['command']}`.
 
 ## Physics and limits
 
@@ -122,6 +124,8 @@ unrolled steps, A/s and P baked into the graph (baked form, opset ≥ 18, float3
   glue outside {Om[0]:g}…{Om[-1]:g} meV is not represented.
 - Trained on Gaussian-mixture glue functions (1–4 peaks, DESIGN §2); shapes far from these (sharp
   edges, broad plateaus) are reconstructed less well, see the OOD table. Output is ≥ 0.
+- Noise: trained up to σ = 1e-2; beyond that (the σ = 0.1 row below) the rRIM can be worse than
+  plain Tikhonov.
 
 ## Training
 
@@ -135,7 +139,7 @@ unrolled steps, A/s and P baked into the graph (baked form, opset ≥ 18, float3
   {t.time_budget_s:g} s): {training['epochs'] or '?'} epochs, best validation MSE {training['best_val_loss']:.4g}
   at epoch {training['best_epoch']}; training wall time {training['seconds']:.0f} s. The wall-clock cap
   makes the epoch count depend on the machine's load; without it the run is deterministic on one CPU.
-- Machine: {training['machine']}; whole command {training['wall_s']:.0f} s wall.
+- Machine: {training['machine']}; this command took {training['wall_s']:.0f} s wall{training['reused']}.
 
 ## Held-out metrics
 
@@ -163,6 +167,7 @@ def build_default_model(models_dir: Path = MODELS_DIR, checkpoint=None, command:
     into ``models_dir``; returns the summary (paths, sha256, metrics)."""
     start = time.perf_counter()
     config = default_config()
+    reused = checkpoint is not None
     if checkpoint is None:
         result = train(config)
         checkpoint = result.checkpoint_path
@@ -179,7 +184,8 @@ def build_default_model(models_dir: Path = MODELS_DIR, checkpoint=None, command:
                                 temperature_range_K=(T, T), metrics=card_metrics, command=command)
     training = {"command": command, "epochs": epochs, "best_epoch": extra["best_epoch"],
                 "best_val_loss": extra["best_val_loss"], "seconds": extra["seconds"],
-                "machine": machine_description(), "wall_s": time.perf_counter() - start}
+                "machine": machine_description(), "wall_s": time.perf_counter() - start,
+                "reused": " (evaluation and export; the training ran before, from the checkpoint)" if reused else ""}
     (models_dir / f"{NAME}.md").write_text(model_card(summary, metrics, config, operator, training))
     write_index(models_dir, {"name": NAME, "file": path.name, "sha256": summary["sha256"], "form": "baked",
                              "golden": golden_path(path).name, "card": f"{NAME}.md",

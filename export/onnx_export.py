@@ -254,5 +254,11 @@ def machine_description() -> str:
     """One line naming the machine: OS, CPU architecture and count, Python and torch versions."""
     import os
 
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({platform.processor() or 'unknown CPU'}), "
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), "
             f"Python {platform.python_version()}, torch {torch.__version__}")
