@@ -21,14 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..models import INDEX_FILE, MODELS_DIR
+from ..models import DEFAULT_MODEL, INDEX_FILE, MODELS_DIR
 from ..operator import ForwardOperator
 from ..synthetic import add_noise, ood_shapes
 from .config import Config, DataConfig, ModelConfig, OperatorConfig, TrainingConfig
 from .onnx_export import export_checkpoint, golden_path, machine_description
 from .training import load_checkpoint, make_data, predict, train
 
-NAME = "rrim-default"
+NAME = DEFAULT_MODEL  # "rrim-default", the name the runtime loads by default
 MODEL_VERSION = "1.0.0"
 #: Noise levels mixed in training (σ·max(y), one level per spectrum): the paper's range up to 1e-2.
 TRAIN_SIGMAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2)
@@ -44,6 +44,7 @@ def default_config(output_dir: str = "runs/rrim-default-model") -> Config:
                   operator=OperatorConfig(),
                   training=TrainingConfig(lr=1e-3, batch_size=32, max_epochs=60, patience=6, seed=0,
                                           time_budget_s=TIME_BUDGET_S, output_dir=output_dir))
+
 
 #: Noise levels of the held-out evaluation: noiseless and the paper's σ range.
 EVAL_SIGMAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
@@ -166,10 +167,9 @@ def build_default_model(models_dir: Path = MODELS_DIR, checkpoint=None, command:
     """Train (or load ``checkpoint``), export, evaluate, and write model, golden, card and index
     into ``models_dir``; returns the summary (paths, sha256, metrics)."""
     start = time.perf_counter()
-    config = default_config()
     reused = checkpoint is not None
     if checkpoint is None:
-        result = train(config)
+        result = train(default_config())
         checkpoint = result.checkpoint_path
     model, config, extra = load_checkpoint(checkpoint)
     history_file = Path(checkpoint).with_name("history.json")
