@@ -331,6 +331,8 @@ def _copy_coords(nc, src: _Source, ds) -> None:
     for name, c in src.data.coords.items():
         if name == src.data.dims[-1] or not set(c.dims) <= set(src.lead) or name in ("Omega", "omega"):
             continue
+        if name == "temperature":  # the output's own temperature variable holds what was used
+            continue
         if name in OUTPUT_VARIABLES:
             log.warning("%s: coordinate %r not copied: the output has its own variable of that name", src.path.name, name)
             continue
