@@ -221,7 +221,7 @@ check_fallbacks() {  # check_fallbacks FLAVOUR IMAGE: the example job; --provide
     provider=$(json_field "$out/report.json" provider 2>/dev/null || echo '?')
     local pattern=SAYS_CPU_$flavour
     check "$flavour: --provider auto ran on CPU and says so" \
-        "report: provider=$provider; stderr: $(grep -m1 -iE "${!pattern}" "$WORK/$flavour-auto.log" | cut -c1-140)" \
+        "report: provider=$provider; stderr: $( (grep -m1 -iE "${!pattern}" "$WORK/$flavour-auto.log" || echo "no line matches /${!pattern}/; first: $(head -n1 "$WORK/$flavour-auto.log")") | cut -c1-160)" \
         says_cpu "$flavour" "$provider" "$WORK/$flavour-auto.log"
     uid=$(stat -c %u "$out/example.glue.nc" 2>/dev/null || echo '?')
     check "$flavour: output written by the image user" "owner uid $uid" test "$uid" = 10001
@@ -288,8 +288,9 @@ write_report() {
         [ -n "${FACT[base_seconds]:-}" ] && echo "| base (debootstrap + import) | $(image_mb "$BASE_IMAGE") | ${FACT[base_seconds]} |"
         echo
         echo "Of the \`cpu\` image, the virtual environment /opt/rrim (rrim, its dependencies, the model) takes ${FACT[cpu_venv_mb]:-?} MB (du -sm);"
-        echo "the rest is the base image and its Python. The \`cuda\` size above lacks the CUDA/cuDNN libraries of the default base image, which"
-        echo "add several GB; build times include the apt-get of Python into the base (network) and pip from the wheelhouse."
+        echo "the rest is the base image and its Python. The \`cuda\` size above lacks the CUDA and cuDNN libraries that its"
+        echo "default base image (nvidia/cuda …-cudnn-runtime) adds; not measured here (no registry). Build times include"
+        echo "apt-get of Python into the base (network) and pip from the wheelhouse; the machine's 2 CPUs were shared with other work."
         echo
         echo "| result | check | detail |"
         echo "|---|---|---|"
