@@ -27,6 +27,8 @@ _ORT_NAMES = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 #: (multiprocessing, Dask workers) from using its parent's session, whose threads did not survive the fork.
 _CACHE: dict[tuple, "object"] = {}
 _LOCK = threading.Lock()
+#: (pid, model path) whose CUDA session failed to load: 'auto' goes straight to CPU afterwards
+_CUDA_FAILED: set[tuple] = set()
 
 
 class ProviderUnavailable(RuntimeError):
@@ -153,38 +155,35 @@ def make_session(model_path, provider: str = "auto", *, tf32: bool = False, thre
         raise ValueError(f"threads: expected an integer ≥ 1, got {threads!r}")
     threads = int(threads)
     path = Path(model_path).resolve()
-    candidates = ["cuda", "cpu"] if provider == "auto" else [provider]
-    if sha256 is not None:  # a cached session was built from bytes with this digest: no need to reread
-        for choice in candidates:
-            if _key(str(path), sha256, choice, bool(tf32), threads) in _CACHE:
-                return Session(str(path), sha256, provider, choice, bool(tf32), threads)
+    cuda_built = _ORT_NAMES["cuda"] in available_providers()
+    if provider == "cuda" and not cuda_built:
+        raise ProviderUnavailable(
+            "provider 'cuda': this onnxruntime has no CUDAExecutionProvider "
+            f"(available: {available_providers()}); install rrim[gpu] or use --provider cpu")
+    # 'auto' tries CUDA first unless this onnxruntime lacks it or it already failed in this process
+    cuda_viable = cuda_built and (os.getpid(), str(path)) not in _CUDA_FAILED
+    candidates = ["cuda", "cpu"] if provider == "auto" and cuda_viable else ["cpu"] if provider == "auto" else [provider]
+    if sha256 is not None and _key(str(path), sha256, candidates[0], bool(tf32), threads) in _CACHE:
+        # a cached session was built from bytes with this digest: no need to reread
+        return Session(str(path), sha256, provider, candidates[0], bool(tf32), threads)
     data = _read_verified(path, sha256)
     digest = sha256 or sha256_bytes(data)
-    cuda_built = _ORT_NAMES["cuda"] in available_providers()
     for choice in candidates:
         key = _key(str(path), digest, choice, bool(tf32), threads)
         if key in _CACHE:
             return Session(str(path), digest, provider, choice, bool(tf32), threads)
-        if choice == "cuda" and not cuda_built:
-            if provider == "cuda":
-                raise ProviderUnavailable(
-                    "provider 'cuda': this onnxruntime has no CUDAExecutionProvider "
-                    f"(available: {available_providers()}); install rrim[gpu] or use --provider cpu")
-            continue
         try:
             sess = _build(data, choice, bool(tf32), threads, str(path))
-        except ProviderUnavailable:
-            if provider == "cuda":
-                raise
-            log.warning("%s: CUDA did not load; running on CPU", path.name)
-            continue
         except Exception as e:  # onnxruntime raises its own exception types for bad files
-            if choice == "cuda" and provider == "auto":
-                log.warning("%s: CUDA session failed (%s); running on CPU", path.name, e)
-                continue
-            if choice == "cuda":
+            if choice != "cuda":
+                raise
+            if provider == "cuda":
+                if isinstance(e, ProviderUnavailable):
+                    raise
                 raise ProviderUnavailable(f"provider 'cuda': session failed to load ({e})") from None
-            raise
+            _CUDA_FAILED.add((os.getpid(), str(path)))
+            log.warning("%s: CUDA did not load (%s); running on CPU", path.name, e)
+            continue
         with _LOCK:
             _CACHE.setdefault(key, sess)
         return Session(str(path), digest, provider, choice, bool(tf32), threads)
@@ -195,3 +194,4 @@ def clear_cache() -> None:
     """Drop every cached onnxruntime session of this process."""
     with _LOCK:
         _CACHE.clear()
+        _CUDA_FAILED.clear()
