@@ -236,6 +236,11 @@ def _choose_alpha(problem: _Problem, rule: str):
         warm["u"], c2, _ = problem.solve(10 ** log_a, warm["u"])
         return np.log10(c2) - np.log10(n_data)
 
-    target = scipy.optimize.brentq(excess, la[-1], la[-2], xtol=1e-4)
+    try:
+        target = scipy.optimize.brentq(excess, la[-1], la[-2], xtol=1e-4)
+    except ValueError:
+        # re-solved from another warm start, χ² at the bracket ends can land on the same side of N
+        # (seen on noiseless spectra): keep the last point of the path, which met χ² ≤ N
+        return f, 10 ** la[-1], chi2
     u, chi2, f = problem.solve(10 ** target, warm["u"])
     return f, 10 ** target, chi2
