@@ -1,1 +1,6 @@
-"""Integrations of rrim with xarray and Dask."""
+"""Integrations of rrim with xarray and Dask.
+
+``import rrim.plugins`` registers the ``.rrim`` accessor on xarray Datasets and DataArrays
+(``ds.rrim.invert()``, ``ds.rrim.forward()``); ``import rrim`` alone does not.
+"""
+from . import accessor  # noqa: F401  (registers the accessor)
