@@ -500,6 +500,19 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
                           model.sha256, input_sha, time.perf_counter() - t0, model_seconds, preview_data)
 
 
+def reprocess_one(path, out, model: LoadedModel, opts: ArchiveOptions, *, provider: str, input_sha256: str,
+                  batch_size: int = DEFAULT_BATCH_SIZE, progress=None) -> dict:
+    """One file of ``rrim reprocess`` (the caller holds the output folder's lock): remove temporary
+    files a killed run left for ``out``, invert atomically, and return the JSON-friendly record."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for stale in out.parent.glob(f".{out.name}.*.rrim-tmp"):
+        stale.unlink()
+    s = invert_archive(path, out, model, opts, provider=provider, input_sha256=input_sha256,
+                       batch_size=batch_size, progress=progress)
+    return {"output": str(out), "n_spectra": s.n_spectra, "flag_counts": s.flag_counts, "seconds": round(s.seconds, 3)}
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

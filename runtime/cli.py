@@ -241,9 +241,12 @@ def _plot(summary, plot_path, example_source: Path | None) -> Path:
 @click.option("--dry-run", is_flag=True, help="Say what would be done; write nothing.")
 @click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True,
               help="Seconds to wait for another run's lock on the output folder (then exit 5).")
+@click.option("--dask-scheduler", metavar="ADDRESS", help="Run the files on this Dask distributed scheduler (needs rrim[dask]).")
+@click.option("--dask-workers", type=click.IntRange(min=1), help="Run the files on a local Dask cluster of N worker processes.")
 @_archive_options
-def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_timeout, model_name, sha256, provider,
-                      tf32, batch_size, var, dim, temperature, temperature_var, crop, smoothing, report):
+def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_timeout, dask_scheduler, dask_workers,
+                      model_name, sha256, provider, tf32, batch_size, var, dim, temperature, temperature_var, crop,
+                      smoothing, report):
     """Invert every archive in ARCHIVE_DIR matching --pattern into OUTPUT_DIR/NAME.glue.nc.
 
     Idempotent: a file whose output records the same input sha256, model sha256 and options is
@@ -252,7 +255,7 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     """
     import filelock
 
-    from .archives import ArchiveError, file_sha256, invert_archive, is_current
+    from .archives import ArchiveError, file_sha256, is_current, reprocess_one
     from .inversion import DEFAULT_BATCH_SIZE
 
     _sigterm_as_interrupt()
@@ -282,6 +285,7 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
         _fail(ArchiveError(f"{out_dir}: cannot create the lock file ({e.strerror or e})"), report)
     interrupted = False
     try:
+        jobs = []  # (rel, path, out, digest) of the files to invert
         for path in inputs:
             rel = path.relative_to(src_dir)
             out = out_dir / rel.parent / (rel.name[: -len(path.suffix)] + OUTPUT_SUFFIX if path.suffix else rel.name + OUTPUT_SUFFIX)
@@ -290,24 +294,30 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
                 if not force and is_current(out, digest, model, opts):
                     skipped.append(str(rel))
                     log.info("%s: output current, skipped", rel)
-                    continue
-                if dry_run:
+                elif dry_run:
                     planned.append(str(rel))
-                    continue
-                out.parent.mkdir(parents=True, exist_ok=True)
-                for stale in out.parent.glob(f".{out.name}.*.rrim-tmp"):  # left by a killed run (we hold the lock)
-                    stale.unlink()
-                s = invert_archive(path, out, model, opts, provider=provider, input_sha256=digest,
-                                   batch_size=batch_size or DEFAULT_BATCH_SIZE, progress=_Progress(str(rel)))
-                done.append({"input": str(rel), "output": str(out), "n_spectra": s.n_spectra,
-                             "flag_counts": s.flag_counts, "seconds": round(s.seconds, 3)})
-                log.info("%s → %s (%d spectra)", rel, out.name, s.n_spectra)
-            except KeyboardInterrupt:
-                interrupted = True
-                break
+                else:
+                    jobs.append((rel, path, out, digest))
             except Exception as e:
                 failed.append({"input": str(rel), "error": str(e), "exit_code": _exit_code(e)})
                 log.error("%s: %s", rel, e)
+        kwargs = dict(provider=provider, batch_size=batch_size or DEFAULT_BATCH_SIZE)
+        if dask_scheduler or dask_workers:
+            from .plugins.distributed import reprocess_on_dask
+
+            results = reprocess_on_dask(jobs, model, opts, scheduler=dask_scheduler, n_workers=dask_workers, **kwargs)
+        else:
+            results = ((rel, _attempt(reprocess_one, path, out, model, opts, input_sha256=digest,
+                                      progress=_Progress(str(rel)), **kwargs)) for rel, path, out, digest in jobs)
+        for rel, result in results:
+            if isinstance(result, Exception):
+                failed.append({"input": str(rel), "error": str(result), "exit_code": _exit_code(result)})
+                log.error("%s: %s", rel, result)
+            else:
+                done.append({"input": str(rel), **result})
+                log.info("%s → %s (%d spectra)", rel, Path(result["output"]).name, result["n_spectra"])
+    except KeyboardInterrupt:
+        interrupted = True
     finally:
         if lock is not None:
             lock.release()
@@ -321,6 +331,14 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
         summary.update(status="dry-run", would_process=planned)
     _emit(summary, report)
     sys.exit(code)
+
+
+def _attempt(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or the exception it raised (KeyboardInterrupt passes through)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        return e
 
 
 def _is_netcdf(path: Path) -> bool:

@@ -1,0 +1,40 @@
+"""Dask distributed scale-out of ``rrim reprocess``: one task per file, on an existing scheduler
+(``--dask-scheduler ADDRESS``) or a local cluster of worker processes (``--dask-workers N``).
+
+Only paths, the model's path and sha256 and the options travel to the workers; each worker
+process loads and verifies the model itself and keeps one onnxruntime session (cached per
+process by :mod:`rrim.sessions`). The calling process holds the output folder's lock throughout.
+"""
+from __future__ import annotations
+
+from ..archives import ArchiveOptions, reprocess_one
+from ..models import LoadedModel, load_model
+
+
+def _worker_task(path: str, out: str, model_path: str, sha256: str, opts: ArchiveOptions, provider: str,
+                 input_sha256: str, batch_size: int):
+    """Runs on a worker: the per-file record, or the exception (returned, so that one bad file does
+    not cancel the others)."""
+    try:
+        model = load_model(model_path, sha256=sha256)
+        return reprocess_one(path, out, model, opts, provider=provider, input_sha256=input_sha256, batch_size=batch_size)
+    except Exception as e:
+        return e
+
+
+def reprocess_on_dask(jobs, model: LoadedModel, opts: ArchiveOptions, *, scheduler: str | None = None,
+                      n_workers: int | None = None, provider: str = "auto", batch_size: int):
+    """Yield ``(rel, record or exception)`` for ``jobs`` = [(rel, path, out, input_sha256)] as they finish."""
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None if scheduler else LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
+                                                  dashboard_address=None)
+    try:
+        with Client(scheduler or cluster) as client:
+            futures = {client.submit(_worker_task, str(path), str(out), str(model.path), model.sha256, opts, provider,
+                                     digest, batch_size, pure=False): rel for rel, path, out, digest in jobs}
+            for future in as_completed(futures):
+                yield futures[future], future.result()
+    finally:
+        if cluster is not None:
+            cluster.close()
