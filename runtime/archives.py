@@ -506,11 +506,19 @@ def reprocess_one(path, out, model: LoadedModel, opts: ArchiveOptions, *, provid
     files a killed run left for ``out``, invert atomically, and return the JSON-friendly record."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    for stale in out.parent.glob(f".{out.name}.*.rrim-tmp"):
-        stale.unlink()
+    remove_stale_temporaries(out)
     s = invert_archive(path, out, model, opts, provider=provider, input_sha256=input_sha256,
                        batch_size=batch_size, progress=progress)
     return {"output": str(out), "n_spectra": s.n_spectra, "flag_counts": s.flag_counts, "seconds": round(s.seconds, 3)}
+
+
+def remove_stale_temporaries(out) -> list[Path]:
+    """Delete the temporary files a killed writer left for output ``out`` (call it holding the folder's lock)."""
+    out = Path(out)
+    stale = sorted(out.parent.glob(f".{out.name}.*.rrim-tmp")) if out.parent.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
 
 
 def _umask() -> int:

@@ -255,7 +255,7 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     """
     import filelock
 
-    from .archives import ArchiveError, file_sha256, is_current, reprocess_one
+    from .archives import ArchiveError, file_sha256, is_current, remove_stale_temporaries, reprocess_one
     from .inversion import DEFAULT_BATCH_SIZE
 
     _sigterm_as_interrupt()
@@ -290,6 +290,8 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
             rel = path.relative_to(src_dir)
             out = out_dir / rel.parent / (rel.name[: -len(path.suffix)] + OUTPUT_SUFFIX if path.suffix else rel.name + OUTPUT_SUFFIX)
             try:
+                if not dry_run:  # a run killed while redoing a current output (--force) left its temporary
+                    remove_stale_temporaries(out)
                 digest = file_sha256(path)
                 if not force and is_current(out, digest, model, opts):
                     skipped.append(str(rel))
