@@ -488,9 +488,12 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
                                          str(ds.attrs.get("history", "")), counts))
             os.chmod(tmp, 0o644 & ~_umask())
             os.replace(tmp, out)
-        except BaseException:
+        except BaseException as e:
+            size = os.path.getsize(tmp) if os.path.exists(tmp) else 0
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            if isinstance(e, OSError) or (isinstance(e, RuntimeError) and str(e).startswith("NetCDF")):
+                raise _write_error(out, e, size) from None  # netCDF4 reports a failed write as 'NetCDF: HDF error'
             raise
     preview_data = None
     if preview:
@@ -498,6 +501,28 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
         preview_data.update(omega=model.info.omega.values, Omega=model.info.Omega.values, lead=src.lead)
     return ArchiveSummary(str(input_path), str(out), src.n_spectra, counts, session.provider, model.name,
                           model.sha256, input_sha, time.perf_counter() - t0, model_seconds, preview_data)
+
+
+def _write_error(out: Path, exc: BaseException, written: int) -> ArchiveError:
+    """A clear error for an output that could not be written, with the likely cause when the system shows one."""
+    causes = [exc.strerror] if isinstance(exc, OSError) and exc.strerror else []
+    try:
+        st = os.statvfs(out.parent)
+        if st.f_bavail * st.f_frsize < max(2 * written, 1 << 20):
+            causes.append(f"{st.f_bavail * st.f_frsize} bytes free on its filesystem")
+    except OSError:
+        pass
+    try:
+        import resource
+
+        soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if soft != resource.RLIM_INFINITY:
+            causes.append(f"this process may write files of at most {soft} bytes (ulimit -f)")
+    except (ImportError, OSError, ValueError):
+        pass
+    cause = "; ".join(causes) or "disk full, quota or I/O error"
+    return ArchiveError(f"{out}: writing the output failed after {written} bytes ({exc}; {cause}); "
+                        "the partial file was removed and any earlier output is untouched")
 
 
 def reprocess_one(path, out, model: LoadedModel, opts: ArchiveOptions, *, provider: str, input_sha256: str,
