@@ -66,12 +66,14 @@ def _emit(summary: dict, report: str | None) -> None:
 
 def _fail(exc: BaseException, report: str | None, **context) -> None:
     code = _exit_code(exc)
-    message = str(exc) or type(exc).__name__
+    message = "interrupted (Ctrl-C or SIGTERM); nothing was written" if code == EXIT_INTERRUPTED else \
+        str(exc) or type(exc).__name__
     if code == EXIT_FAILED:
         log.error("%s: %s", type(exc).__name__, message, exc_info=log.isEnabledFor(logging.DEBUG))
     else:
         log.error("%s", message)
-    _emit({"status": "error", "error": message, "exit_code": code, **context}, report)
+    status = "interrupted" if code == EXIT_INTERRUPTED else "error"
+    _emit({"status": status, "error": message, "exit_code": code, **context}, report)
     sys.exit(code)
 
 
@@ -283,6 +285,8 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
         sys.exit(EXIT_BUSY)
     except OSError as e:
         _fail(ArchiveError(f"{out_dir}: cannot create the lock file ({e.strerror or e})"), report)
+    except KeyboardInterrupt as e:  # while waiting for another run's lock
+        _fail(e, report, archive_dir=str(src_dir), output_dir=str(out_dir))
     interrupted = False
     try:
         jobs = []  # (rel, path, out, digest) of the files to invert
