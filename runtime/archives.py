@@ -18,7 +18,8 @@ then ``os.replace``): ``glue`` (…, Omega), ``scattering_rate_fit`` (…, omega
 ω grid in meV, ``residual``, ``flags`` (bits in :mod:`rrim.inversion`), ``lambda``,
 ``omega_log``, ``temperature``, the leading coordinates, and CF-1.12/ACDD-1.3 provenance
 attributes (see :data:`PROVENANCE_ATTRIBUTES`). Spectra are read, inverted and written in
-slabs of about ``chunk_spectra`` so that memory does not grow with the archive.
+slabs of about ``chunk_spectra`` (fewer when the input ω axis is long: at most
+:data:`SLAB_VALUES` input values) so that memory does not grow with the archive.
 """
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ log = logging.getLogger(__name__)
 OUTPUT_FORMAT = "1"
 #: Spectra read, inverted and written per slab.
 DEFAULT_CHUNK_SPECTRA = 4096
+#: At most this many input values are read per slab (32 MiB as float64), however long the input ω axis.
+SLAB_VALUES = 1 << 22
 #: Spectra per NetCDF chunk of the outputs (whole spectra only).
 OUTPUT_CHUNK_SPECTRA = 256
 #: HDF5 chunk cache per output variable (bytes).
@@ -227,6 +230,8 @@ def _temperature(ds, da, path: Path, opts: ArchiveOptions, lead: tuple, shape: t
         unit = tv.attrs.get("units")
         if unit is not None and str(unit).strip() not in TEMPERATURE_UNITS:
             raise ArchiveError(f"{path}: variable {name!r} has units {unit!r}; temperatures must be in K")
+        if not _is_real(tv.dtype):
+            raise ArchiveError(f"{path}: variable {name!r} has dtype {tv.dtype}; temperatures must be numbers in K")
         extra = [d for d in tv.dims if d not in lead]
         if extra:
             raise ArchiveError(f"{path}: variable {name!r} has dimensions {extra} that the spectra of "
@@ -247,6 +252,10 @@ def _temperature(ds, da, path: Path, opts: ArchiveOptions, lead: tuple, shape: t
     return t
 
 
+def _is_real(dtype) -> bool:
+    return np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)
+
+
 def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> _Source:
     """Validate an opened dataset against the options and the model; :class:`ArchiveError` naming the problem."""
     path = Path(path)
@@ -255,7 +264,10 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> _Source:
     da = ds[opts.var]
     if opts.dim not in da.dims:
         raise ArchiveError(f"{path}: variable {opts.var!r} has dimensions {list(da.dims)}, none named {opts.dim!r} (use --dim)")
-    if not np.issubdtype(da.dtype, np.number) or np.issubdtype(da.dtype, np.complexfloating):
+    if da.dims.count(opts.dim) > 1:
+        raise ArchiveError(f"{path}: variable {opts.var!r} has dimension {opts.dim!r} {da.dims.count(opts.dim)} times; "
+                           "it must be the one ω axis of each spectrum")
+    if not _is_real(da.dtype):
         raise ArchiveError(f"{path}: variable {opts.var!r} has dtype {da.dtype}; scattering rates must be real numbers")
     if opts.dim not in ds.coords:
         raise ArchiveError(f"{path}: dimension {opts.dim!r} of variable {opts.var!r} has no coordinate (ω values with units)")
@@ -266,6 +278,12 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> _Source:
     shape = tuple(da.sizes[d] for d in lead)
     if math.prod(shape) == 0:
         raise ArchiveError(f"{path}: variable {opts.var!r} holds no spectra (shape {dict(da.sizes)})")
+    coord = ds[opts.dim]
+    if coord.dims != (opts.dim,):
+        raise ArchiveError(f"{path}: coordinate {opts.dim!r} has dimensions {list(coord.dims)}; it must be "
+                           f"1-D along {opts.dim!r} (one ω axis shared by all spectra)")
+    if not _is_real(coord.dtype):
+        raise ArchiveError(f"{path}: coordinate {opts.dim!r} has dtype {coord.dtype}; ω values must be real numbers")
     w_factor = _units(ds[opts.dim].attrs, path, f"coordinate {opts.dim!r}")
     y_factor = _units(da.attrs, path, f"variable {opts.var!r}")
     w_in = np.asarray(ds[opts.dim].values, dtype=np.float64) * w_factor
@@ -460,7 +478,8 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
             with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
                 _create(nc, src, model)
                 _copy_coords(nc, src, ds)
-                for key in _slabs(src.shape, chunk_spectra):
+                per_slab = max(1, min(int(chunk_spectra), SLAB_VALUES // max(1, src.omega_meV.size)))
+                for key in _slabs(src.shape, per_slab):
                     try:
                         raw = np.asarray(src.data[key].values, dtype=np.float64)
                     except Exception as e:  # truncated or corrupt data blocks surface only on read

@@ -10,7 +10,8 @@ Quality flags (bits of ``InversionResult.flags``, uint8; also written to archive
 ==== =========================== ======================================================
 bit  name                        meaning
 ==== =========================== ======================================================
-1    ``nonfinite_input``         the spectrum had NaN or inf: skipped, glue/fit NaN
+1    ``nonfinite_input``         the spectrum had NaN or inf (or values beyond float32
+                                 once scaled): skipped, glue/fit NaN
 2    ``omega_cropped``           measured ω beyond the model's range were dropped (--crop)
 4    ``omega_extrapolated``      part of the model's ω grid had no data: edge values were
                                  held (--crop) and those points are left out of the residual
@@ -128,7 +129,8 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
 
     n = y.shape[0]
     flags = np.zeros(n, dtype=np.uint8)
-    finite = np.isfinite(y).all(axis=1)
+    with np.errstate(invalid="ignore"):  # values that overflow float32 once scaled cannot reach the model either
+        finite = np.isfinite(y).all(axis=1) & (np.abs(y) <= float(np.finfo(np.float32).max) * info.scale).all(axis=1)
     flags[~finite] |= FLAG_NONFINITE
     lo, hi = info.temperature_range_K
     if not lo - 1e-9 <= T <= hi + 1e-9:
@@ -153,7 +155,7 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
 
     fit = glue @ op.matrix.T
     mask = np.ones(n_w, bool) if valid_omega is None else np.asarray(valid_omega, bool)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         num = np.sqrt(np.mean((fit[:, mask] - y[:, mask]) ** 2, axis=1))
         den = np.sqrt(np.mean(y[:, mask] ** 2, axis=1))
         residual = np.where(finite, num / np.where(den > 0, den, np.inf), np.nan)
