@@ -253,7 +253,8 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
 
     Idempotent: a file whose output records the same input sha256, model sha256 and options is
     skipped. A failing file is reported and the others go on; exit 1 if any failed. One run per
-    output folder at a time (a lock file in it).
+    output folder at a time (a lock file in it). A file reached through a link that leads out of
+    ARCHIVE_DIR is not read (reported as failed).
     """
     import filelock
 
@@ -263,6 +264,8 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     _sigterm_as_interrupt()
     src_dir, out_dir = Path(archive_dir).resolve(), Path(output_dir).resolve()
     try:
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise click.BadParameter(f"--pattern {pattern!r}: must be relative to ARCHIVE_DIR, without '..'")
         opts = _options(var, dim, temperature, temperature_var, crop, smoothing)
         model, session = _load(model_name, sha256, provider, tf32)
         if not dry_run:
@@ -271,9 +274,19 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
             out_dir.mkdir(exist_ok=True)
     except (Exception, KeyboardInterrupt) as e:
         _fail(e, report, archive_dir=str(src_dir), output_dir=str(out_dir))
-    inputs = sorted(p for p in src_dir.glob(pattern)
-                    if p.is_file() and not p.name.startswith(".") and out_dir not in p.resolve().parents)
+    try:
+        found = sorted(p for p in src_dir.glob(pattern)
+                       if p.is_file() and not p.name.startswith(".") and out_dir not in p.resolve().parents)
+    except (ValueError, NotImplementedError) as e:  # pathlib refuses some patterns
+        _fail(click.BadParameter(f"--pattern {pattern!r}: {e}"), report, archive_dir=str(src_dir))
+    # a link that leads out of ARCHIVE_DIR is not followed: the job reads only what the folder holds
+    inputs = [p for p in found if src_dir in p.resolve().parents]
     done, skipped, failed, planned = [], [], [], []
+    for p in found:
+        if src_dir not in p.resolve().parents:
+            failed.append({"input": str(p.relative_to(src_dir)), "exit_code": EXIT_USAGE,
+                           "error": f"{p}: links to {p.resolve()}, outside {src_dir}; not followed"})
+            log.error("%s", failed[-1]["error"])
     t0 = time.perf_counter()
     lock = filelock.FileLock(str(out_dir / LOCK_NAME)) if not dry_run else None
     try:

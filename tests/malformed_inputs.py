@@ -68,7 +68,8 @@ def write_nc(path: Path, base: Base, *, y=None, omega="base", var=VAR, y_dims=("
         if var is not None:
             dt = dtype or y.dtype
             v = f.createVariable(var, dt if np.dtype(dt).kind != "U" else str, y_dims, zlib=zlib)
-            v[...] = y.astype(str).astype(object) if np.dtype(dt).kind == "U" else y.astype(dt)
+            with np.errstate(over="ignore", invalid="ignore"):  # float32 overflow is part of some cases
+                v[...] = y.astype(str).astype(object) if np.dtype(dt).kind == "U" else y.astype(dt)
             v.setncatts({"units": "meV"} if y_attrs is None else y_attrs)
         if temperature is not None:
             t = np.asarray(temperature)
