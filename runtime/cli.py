@@ -15,7 +15,8 @@ Exit codes:
 3    ``--provider cuda`` asked for but CUDA cannot run here
 4    model refused (not ONNX, sha256 mismatch, incomplete metadata, wrong I/O)
 5    another ``rrim reprocess`` holds the output folder's lock
-130  interrupted (Ctrl-C / SIGTERM); no partial output is left
+130  interrupted (Ctrl-C / SIGTERM); no partial output is left. ``reprocess`` finishes
+     the file it is writing and starts no other; a second signal stops at once
 ==== ==========================================================================
 """
 from __future__ import annotations
@@ -85,6 +86,27 @@ def _sigterm_as_interrupt() -> None:
         signal.signal(signal.SIGTERM, handler)
     except ValueError:  # not the main thread (e.g. under a test runner's thread)
         pass
+
+
+class _StopAfterFile:
+    """SIGTERM / SIGINT handling of ``reprocess``: the first signal lets the file being written finish
+    and starts no other (a flag, so no library call can swallow it); a second one stops at once
+    (KeyboardInterrupt: that file's temporary output is removed)."""
+
+    def __init__(self):
+        self.requested = False
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._handler)
+        except ValueError:  # not the main thread (e.g. under a test runner's thread)
+            pass
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("%s: finishing the current file, then stopping (send it again to stop at once)",
+                    signal.Signals(signum).name)
 
 
 class _Progress:
@@ -261,7 +283,7 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     from .archives import ArchiveError, file_sha256, is_current, remove_stale_temporaries, reprocess_one
     from .inversion import DEFAULT_BATCH_SIZE
 
-    _sigterm_as_interrupt()
+    _sigterm_as_interrupt()  # until the lock is held nothing is written: a signal stops at once
     src_dir, out_dir = Path(archive_dir).resolve(), Path(output_dir).resolve()
     try:
         if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
@@ -300,10 +322,13 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
         _fail(ArchiveError(f"{out_dir}: cannot create the lock file ({e.strerror or e})"), report)
     except KeyboardInterrupt as e:  # while waiting for another run's lock
         _fail(e, report, archive_dir=str(src_dir), output_dir=str(out_dir))
+    stop = _StopAfterFile()
     interrupted = False
     try:
         jobs = []  # (rel, path, out, digest) of the files to invert
         for path in inputs:
+            if stop.requested:
+                break
             rel = path.relative_to(src_dir)
             out = out_dir / rel.parent / (rel.name[: -len(path.suffix)] + OUTPUT_SUFFIX if path.suffix else rel.name + OUTPUT_SUFFIX)
             try:
@@ -327,7 +352,8 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
             results = reprocess_on_dask(jobs, model, opts, scheduler=dask_scheduler, n_workers=dask_workers, **kwargs)
         else:
             results = ((rel, _attempt(reprocess_one, path, out, model, opts, input_sha256=digest,
-                                      progress=_Progress(str(rel)), **kwargs)) for rel, path, out, digest in jobs)
+                                      progress=_Progress(str(rel)), **kwargs))
+                       for rel, path, out, digest in jobs if not stop.requested)
         for rel, result in results:
             if isinstance(result, Exception):
                 failed.append({"input": str(rel), "error": str(result), "exit_code": _exit_code(result)})
@@ -335,11 +361,14 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
             else:
                 done.append({"input": str(rel), **result})
                 log.info("%s → %s (%d spectra)", rel, Path(result["output"]).name, result["n_spectra"])
+            if stop.requested:
+                break
     except KeyboardInterrupt:
         interrupted = True
     finally:
         if lock is not None:
             lock.release()
+    interrupted = interrupted or (stop.requested and len(done) + len(failed) + len(skipped) + len(planned) < len(found))
     status = "interrupted" if interrupted else ("failed" if failed else "ok")
     code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if failed else EXIT_OK)
     summary = {"status": status, "exit_code": code, "archive_dir": str(src_dir), "output_dir": str(out_dir),
