@@ -14,7 +14,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from ..archives import OUTPUT_VARIABLES, ArchiveOptions, _provenance, invert_rows, read_source
+from ..archives import OUTPUT_VARIABLES, ArchiveOptions, invert_rows, provenance_attrs, read_source
 from ..inversion import DEFAULT_BATCH_SIZE, FLAGS
 from ..models import DEFAULT_MODEL, load_model
 from ..operator import ForwardOperator
@@ -79,7 +79,7 @@ class _RrimAccessor:
         for name, (_, _, attrs) in OUTPUT_VARIABLES.items():
             out[name].attrs = dict(attrs)
         provider_used = loaded.session(provider).provider
-        out.attrs = _provenance(src, loaded, opts, "n/a (in-memory dataset)", provider_used,
+        out.attrs = provenance_attrs(src, loaded, opts, "n/a (in-memory dataset)", provider_used,
                                 str(ds.attrs.get("history", "")), {})
         out.attrs.pop("flag_counts")
         out.attrs["flag_meanings"] = json.dumps(FLAGS)

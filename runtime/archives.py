@@ -415,8 +415,9 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: _Source, model:
     return out
 
 
-def _provenance(src: _Source, model: LoadedModel, opts: ArchiveOptions, input_sha: str, provider: str,
-                prior_history: str, flag_counts: dict) -> dict:
+def provenance_attrs(src: _Source, model: LoadedModel, opts: ArchiveOptions, input_sha: str, provider: str,
+                     prior_history: str, flag_counts: dict) -> dict:
+    """The CF/ACDD global attributes of an output: what was inverted, with which model, options and provider."""
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     line = (f"{now}: rrim {__version__} invert {src.path.name} var={opts.var} "
             f"(model {model.name} sha256 {model.sha256[:12]}…, provider {provider})")
@@ -503,8 +504,8 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
                     done += rows.shape[0]
                     if progress is not None:
                         progress(done, src.n_spectra)
-                nc.setncatts(_provenance(src, model, opts, input_sha, session.provider,
-                                         str(ds.attrs.get("history", "")), counts))
+                nc.setncatts(provenance_attrs(src, model, opts, input_sha, session.provider,
+                                              str(ds.attrs.get("history", "")), counts))
             os.chmod(tmp, 0o644 & ~_umask())
             os.replace(tmp, out)
         except BaseException as e:
