@@ -17,6 +17,8 @@ try:
 except ImportError:  # Python 3.10
     import tomli as tomllib
 
+import numpy as np
+
 from ..grids import DEFAULT_BOSON, DEFAULT_OMEGA, uniform_grid
 from ..operator import DEFAULT_H, DEFAULT_SCALE, DEFAULT_TEMPERATURE, ForwardOperator
 from ..synthetic import DatasetSettings
@@ -86,13 +88,32 @@ class GridConfig:
 
 @dataclass(frozen=True)
 class OperatorConfig:
-    """The forward operator: kernel, temperature (K), uniform ω and Ω grids (meV), scale s (meV)."""
+    """The forward operator: kernel, temperature (K), uniform ω and Ω grids (meV), scale s (meV).
+
+    ``temperature_range`` = [low, high] K (empty: the one ``temperature``) trains a physics-as-input
+    model over ``n_temperatures`` log-spaced temperatures, one drawn per batch (A(T), P(T) as inputs).
+    """
 
     kernel: str = "shulga"
     temperature: float = DEFAULT_TEMPERATURE
     omega: GridConfig = field(default_factory=lambda: GridConfig(**DEFAULT_OMEGA))
     Omega: GridConfig = field(default_factory=lambda: GridConfig(**DEFAULT_BOSON))
     scale: float = DEFAULT_SCALE
+    temperature_range: tuple[float, ...] = ()
+    n_temperatures: int = 16
+
+    def __post_init__(self):
+        r = self.temperature_range
+        if r and not (len(r) == 2 and 0 < r[0] < r[1]):
+            raise ValueError(f"operator.temperature_range: expected [low, high] K with 0 < low < high, got {list(r)!r}")
+        if self.n_temperatures < 2:
+            raise ValueError(f"operator.n_temperatures: expected an integer ≥ 2, got {self.n_temperatures!r}")
+
+    def training_temperatures(self) -> tuple[float, ...]:
+        """The temperatures (K) the training draws from: log-spaced over the range, or the one temperature."""
+        if not self.temperature_range:
+            return (float(self.temperature),)
+        return tuple(float(t) for t in np.geomspace(*self.temperature_range, self.n_temperatures))
 
     def build(self) -> ForwardOperator:
         return ForwardOperator(uniform_grid(self.omega.start, self.omega.stop, self.omega.n, name="omega"),

@@ -91,6 +91,40 @@ def _tensors(ds: SyntheticDataset, split: str, scale: float) -> tuple[torch.Tens
     return (torch.as_tensor(y / scale, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32))
 
 
+def physics_bank(config: Config, operator: ForwardOperator) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(A/s, P) tensors at each of ``config.operator.training_temperatures()`` (one for a fixed temperature)."""
+    temps = config.operator.training_temperatures()
+    if len(temps) == 1:
+        return [physics_tensors(operator, config.training.h)]
+    return [physics_tensors(operator.at_temperature(T), config.training.h) for T in temps]
+
+
+def noisy_spectra(x: torch.Tensor, A: torch.Tensor, sigmas: tuple[float, ...], rng: np.random.Generator) -> torch.Tensor:
+    """Scaled spectra A x + σ·max|A x|·ε (rows of ``x`` (B, n_Ω)), one σ of ``sigmas`` drawn per row."""
+    y = x @ A.T
+    level = torch.as_tensor(np.asarray(sigmas)[rng.integers(len(sigmas), size=len(x))], dtype=torch.float32)
+    eps = torch.as_tensor(rng.standard_normal(tuple(y.shape)), dtype=torch.float32)
+    return y + (level * y.abs().amax(dim=1))[:, None] * eps
+
+
+def temperature_groups(x: torch.Tensor, bank, sigmas, rng: np.random.Generator) -> list[tuple]:
+    """A fixed evaluation set for a multi-temperature model: each row of ``x`` gets one temperature of
+    ``bank`` (drawn) and noise; returns [(y, x, A, P)] per temperature."""
+    which = rng.integers(len(bank), size=len(x))
+    groups = []
+    for k, (A, P) in enumerate(bank):
+        rows = torch.as_tensor(np.flatnonzero(which == k))
+        if len(rows):
+            groups.append((noisy_spectra(x[rows], A, sigmas, rng), x[rows], A, P))
+    return groups
+
+
+def evaluate_groups(model: nn.Module, groups: list[tuple]) -> np.ndarray:
+    """:func:`evaluate` over several (y, x, A, P) groups, weighted by their sizes."""
+    n = sum(len(g[0]) for g in groups)
+    return sum(evaluate(model, *g) * len(g[0]) for g in groups) / n
+
+
 @torch.no_grad()
 def evaluate(model: nn.Module, y_scaled, x_true, A, P, batch_size: int = 256) -> np.ndarray:
     """MSE of every estimate (for the rRIM: each iterate x_1…x_N) over a split; shape (n_estimates,)."""
@@ -116,11 +150,15 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
     t = config.training
     operator = config.operator.build() if operator is None else operator
     data = make_data(config, operator) if data is None else data
-    A, P = physics_tensors(operator, t.h)
+    bank = physics_bank(config, operator)
     y_train, x_train = _tensors(data, "train", operator.scale)
     y_val, x_val = _tensors(data, "val", operator.scale)
     if len(y_train) == 0 or len(y_val) == 0:
         raise ValueError(f"data.n: {config.data.n} spectra leave an empty training or validation split")
+    # several temperatures: spectra are made per batch at a drawn temperature (a child stream of the data seed)
+    noise_rng = np.random.default_rng(np.random.SeedSequence(config.data.seed).spawn(5)[4])
+    val_groups = (temperature_groups(x_val, bank, config.data.sigmas, noise_rng) if len(bank) > 1
+                  else [(y_val, x_val, *bank[0])])
 
     torch.manual_seed(t.seed)
     model = build_model(config.model, operator)
@@ -136,7 +174,12 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
         running = 0.0
         for i in range(0, len(order), t.batch_size):
             idx = torch.as_tensor(order[i:i + t.batch_size])
-            loss = step_loss(estimates(model, y_train[idx], A, P), x_train[idx], t.step_weights)
+            if len(bank) > 1:
+                A, P = bank[noise_rng.integers(len(bank))]
+                y = noisy_spectra(x_train[idx], A, config.data.sigmas, noise_rng)
+            else:
+                (A, P), y = bank[0], y_train[idx]
+            loss = step_loss(estimates(model, y, A, P), x_train[idx], t.step_weights)
             opt.zero_grad()
             loss.backward()
             if t.clip_norm:
@@ -146,7 +189,7 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
             if t.time_budget_s and time.perf_counter() - start > t.time_budget_s:
                 out_of_time = True
                 break
-        val = float(evaluate(model, y_val, x_val, A, P)[-1])
+        val = float(evaluate_groups(model, val_groups)[-1])
         seen = min(i + t.batch_size, len(order))
         row = dict(epoch=epoch, train_loss=running / seen, val_mse=val, seconds=time.perf_counter() - start)
         result.history.append(row)
@@ -169,7 +212,8 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
     result.seconds = time.perf_counter() - start
     test_y, test_x = _tensors(data, "test", operator.scale)
     if len(test_y):
-        mse = evaluate(model, test_y, test_x, A, P)
+        mse = evaluate_groups(model, temperature_groups(test_x, bank, config.data.sigmas, noise_rng) if len(bank) > 1
+                              else [(test_y, test_x, *bank[0])])
         result.test_metrics = {"test_mse": float(mse[-1]), "step_mse": [float(m) for m in mse]}
     if checkpoint:
         out = Path(t.output_dir)

@@ -198,3 +198,40 @@ def test_cli_train(tmp_path):
     bad.write_text("[training]\nbatch = 3\n")
     result = CliRunner().invoke(cli_main, ["train", str(bad)])
     assert result.exit_code != 0 and "training.batch" in result.output
+
+
+def test_temperature_range_trains_one_model_over_drawn_temperatures(tmp_path):
+    """A physics-as-input model over 10–300 K: A(T)/s and P(T) per drawn temperature (exactly the shared
+    operator's), spectra made per batch, and it learns at temperatures at both ends of the range."""
+    from rrim.export.training import physics_bank, temperature_groups
+
+    config = tiny_config(tmp_path).replace(operator={"temperature_range": [10.0, 300.0], "n_temperatures": 4})
+    temps = config.operator.training_temperatures()
+    np.testing.assert_allclose(temps, [10.0, 10.0 * 30 ** (1 / 3), 10.0 * 30 ** (2 / 3), 300.0])
+    operator = config.operator.build()
+    bank = physics_bank(config, operator)
+    for T, (A, P) in zip(temps, bank):
+        exact = operator.at_temperature(T).scaled_matrix
+        np.testing.assert_allclose(A.numpy(), exact, rtol=1e-6, atol=1e-6 * np.abs(exact).max())
+    assert not torch.allclose(bank[0][0], bank[-1][0])
+
+    data = make_data(config, operator)
+    x_test = torch.as_tensor(data.subset("test")[0], dtype=torch.float32)
+    groups = temperature_groups(x_test, bank, (1e-3,), np.random.default_rng(5))
+    assert len(groups) > 1 and sum(len(g[0]) for g in groups) == len(x_test)
+    torch.manual_seed(config.training.seed)
+    untrained = build_model(config.model, operator)
+    before = [evaluate(untrained, *g)[-1] for g in groups]
+    result = train(config, operator, data)
+    after = [evaluate(result.model, *g)[-1] for g in groups]
+    assert all(a < 0.8 * b for a, b in zip(after, before)), (before, after)
+
+
+@pytest.mark.parametrize("operator, message", [
+    ({"temperature_range": [300.0, 10.0]}, "temperature_range"),
+    ({"temperature_range": [10.0]}, "temperature_range"),
+    ({"temperature_range": [10.0, 300.0], "n_temperatures": 1}, "n_temperatures"),
+])
+def test_bad_temperature_range_is_refused(operator, message):
+    with pytest.raises(ValueError, match=message):
+        config_from_dict({"operator": operator})
