@@ -40,11 +40,12 @@ from . import __version__
 from .inversion import DEFAULT_BATCH_SIZE, FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAGS, invert
 from .models import LoadedModel
 from .quantities import coupling_lambda, omega_log
+from .uncertainty import calibration_digest
 from .units import energy_factor
 
 log = logging.getLogger(__name__)
 
-OUTPUT_FORMAT = "1"
+OUTPUT_FORMAT = "2"  # 2: noise_estimate, ood_score, out_of_distribution flag, optional band and impurity
 #: Spectra read, inverted and written per slab.
 DEFAULT_CHUNK_SPECTRA = 4096
 #: At most this many input values are read per slab (32 MiB as float64), however long the input ω axis.
@@ -60,7 +61,7 @@ PROVENANCE_ATTRIBUTES = (
     "Conventions", "title", "summary", "history", "source", "date_created", "product_version",
     "rrim_version", "rrim_output_format", "model_name", "model_version", "model_sha256", "model_form",
     "execution_provider", "input_file", "input_sha256", "input_variable", "options", "temperature_K",
-    "omega_input_range_meV", "flag_counts",
+    "omega_input_range_meV", "flag_counts", "calibration_sha256",
 )
 
 
@@ -76,7 +77,19 @@ OUTPUT_VARIABLES = {
     "lambda": ("f8", (), {"long_name": "electron-boson coupling λ = 2∫I²χ(Ω)/Ω dΩ", "units": "1"}),
     "omega_log": ("f8", (), {"long_name": "logarithmic average frequency ω_ln", "units": "meV"}),
     "temperature": ("f8", (), {"long_name": "temperature used for the inversion", "units": "K"}),
+    "noise_estimate": ("f8", (), {"long_name": "estimated noise σ̂ of the scattering rate (robust std of second differences/√6)",
+                                  "units": "meV"}),
+    "ood_score": ("f8", (), {"long_name": "out-of-distribution score: refit residual over √(σ̂² + (β·RMS 1/τ)²)",
+                             "units": "1", "comment": "flag out_of_distribution above the model's calibrated threshold; "
+                                                       "NaN when the model has no calibration"}),
 }
+#: Written on request: the calibrated band (``uncertainty``) and the impurity rate (``impurity``).
+BAND_VARIABLES = {
+    name: ("f4", ("Omega",), {"long_name": f"{side} bound of the calibrated uncertainty band of I²χ(Ω)", "units": "1"})
+    for name, side in (("glue_lower", "lower"), ("glue_upper", "upper"))}
+IMPURITY_VARIABLES = {"impurity_rate": ("f8", (), {
+    "long_name": "impurity (ω-independent) scattering rate, estimated and removed before the inversion", "units": "meV",
+    "comment": "included in scattering_rate_fit; see rrim.impurity for how well it is identified"})}
 
 
 class ArchiveError(ValueError):
@@ -93,6 +106,13 @@ class ArchiveOptions:
     temperature: float | None = None
     crop: bool = False
     smoothing_meV: float | None = None
+    uncertainty: float | None = None  # coverage of the band (0.68 or 0.9); None: no band
+    impurity: bool = False
+
+    def output_variables(self) -> dict:
+        """The variables these options write: :data:`OUTPUT_VARIABLES` and the requested extras."""
+        return {**OUTPUT_VARIABLES, **(BAND_VARIABLES if self.uncertainty is not None else {}),
+                **(IMPURITY_VARIABLES if self.impurity else {})}
 
     def to_json(self) -> str:
         return json.dumps({**asdict(self), "output_format": OUTPUT_FORMAT}, sort_keys=True)
@@ -339,10 +359,11 @@ def read_provenance(path) -> dict | None:
 
 
 def is_current(output, input_sha256: str, model: LoadedModel, opts: ArchiveOptions) -> bool:
-    """True when ``output`` exists and records the same input hash, model hash and options."""
+    """True when ``output`` exists and records the same input hash, model hash, options and calibration."""
     attrs = read_provenance(output)
     return bool(attrs) and attrs.get("input_sha256") == input_sha256 and \
-        attrs.get("model_sha256") == model.sha256 and attrs.get("options") == opts.to_json()
+        attrs.get("model_sha256") == model.sha256 and attrs.get("options") == opts.to_json() and \
+        attrs.get("calibration_sha256") == calibration_digest(model)
 
 
 def _copy_coords(nc, src: _Source, ds) -> None:
@@ -351,7 +372,7 @@ def _copy_coords(nc, src: _Source, ds) -> None:
             continue
         if name == "temperature":  # the output's own temperature variable holds what was used
             continue
-        if name in OUTPUT_VARIABLES:
+        if name in OUTPUT_VARIABLES or name in BAND_VARIABLES or name in IMPURITY_VARIABLES:
             log.warning("%s: coordinate %r not copied: the output has its own variable of that name", src.path.name, name)
             continue
         values = np.asarray(c.values)
@@ -364,7 +385,7 @@ def _copy_coords(nc, src: _Source, ds) -> None:
         v.setncatts({k: a for k, a in c.attrs.items() if not k.startswith("_")})
 
 
-def _create(nc, src: _Source, model: LoadedModel) -> None:
+def _create(nc, src: _Source, model: LoadedModel, opts: ArchiveOptions) -> None:
     info = model.info
     for d, n in zip(src.lead, src.shape):
         nc.createDimension(d, n)
@@ -375,7 +396,7 @@ def _create(nc, src: _Source, model: LoadedModel) -> None:
         v[:] = grid.values
         v.setncatts({"units": "meV", "long_name": long})
     chunk = _chunk_shape(src.shape, OUTPUT_CHUNK_SPECTRA)
-    for name, (dtype, core, attrs) in OUTPUT_VARIABLES.items():
+    for name, (dtype, core, attrs) in opts.output_variables().items():
         dims = src.lead + core
         sizes = chunk + tuple(len(info.Omega) if c == "Omega" else len(info.omega) for c in core)
         kw = dict(zlib=True, complevel=4, shuffle=True, chunksizes=sizes) if dims else {}
@@ -389,7 +410,7 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: _Source, model:
                 session, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
     """Invert spectra ``rows`` (m, n_in) as stored in ``src`` (file units, input ω axis) at ``temperatures`` (m,) K.
 
-    Returns the output variables of :data:`OUTPUT_VARIABLES` as arrays with m rows, ``y`` (the
+    Returns the variables of ``opts.output_variables()`` as arrays with m rows, ``y`` (the
     measured spectra on the model's ω grid, meV) and ``model_seconds``.
     """
     finite_in = np.isfinite(rows).all(axis=1)
@@ -397,15 +418,24 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: _Source, model:
         y = src.interpolate(rows)
     y[~finite_in] = np.nan
     m, Omega = rows.shape[0], model.info.Omega
-    out = {"glue": np.empty((m, len(Omega))), "scattering_rate_fit": np.empty_like(y), "residual": np.empty(m),
-           "flags": np.empty(m, dtype=np.uint8), "model_seconds": 0.0}
+    fields = {"glue": "glue", "scattering_rate_fit": "fit", "residual": "residual", "flags": "flags",
+              "noise_estimate": "noise", "ood_score": "ood_score"}
+    if opts.uncertainty is not None:
+        fields.update(glue_lower="glue_lower", glue_upper="glue_upper")
+    if opts.impurity:
+        fields["impurity_rate"] = "impurity"
+    sizes = {"Omega": len(Omega), "omega": len(model.info.omega)}
+    variables = opts.output_variables()
+    out = {name: np.empty((m, *(sizes[c] for c in variables[name][1])), dtype=np.uint8 if name == "flags" else np.float64)
+           for name in fields}
+    out["model_seconds"] = 0.0
     for T in np.unique(temperatures):
         sel = temperatures == T
         r = invert(y[sel], model, batch_size=batch_size, temperature=float(T), smoothing_meV=opts.smoothing_meV,
-                   valid_omega=src.valid, session=session)
+                   valid_omega=src.valid, session=session, coverage=opts.uncertainty, impurity=opts.impurity)
         out["model_seconds"] += r.model_seconds
-        for name, v in (("glue", r.glue), ("scattering_rate_fit", r.fit), ("residual", r.residual), ("flags", r.flags)):
-            out[name][sel] = v
+        for name, attr in fields.items():
+            out[name][sel] = getattr(r, attr)
     out["flags"] |= np.uint8(src.grid_flags)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["lambda"] = coupling_lambda(out["glue"], Omega)
@@ -445,6 +475,7 @@ def provenance_attrs(src: _Source, model: LoadedModel, opts: ArchiveOptions, inp
         "temperature_K": float(temps[0]) if temps.size == 1 else json.dumps([float(t) for t in temps[:50]]),
         "omega_input_range_meV": np.array([src.omega_meV.min(), src.omega_meV.max()]),
         "flag_counts": json.dumps(flag_counts),
+        "calibration_sha256": calibration_digest(model),
     }
 
 
@@ -477,7 +508,7 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
         model_seconds, done = 0.0, 0
         try:
             with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
-                _create(nc, src, model)
+                _create(nc, src, model, opts)
                 _copy_coords(nc, src, ds)
                 per_slab = max(1, min(int(chunk_spectra), SLAB_VALUES // max(1, src.omega_meV.size)))
                 for key in _slabs(src.shape, per_slab):

@@ -163,6 +163,12 @@ def _archive_options(f):
         click.option("--crop", is_flag=True, help="Accept an ω range different from the model's (spectra flagged)."),
         click.option("--smoothing", type=click.FloatRange(min=0, min_open=True), default=None,
                      help="Gaussian smoothing of the glue, σ in meV (off by default)."),
+        click.option("--uncertainty", type=click.Choice(["0.68", "0.9"]), default=None,
+                     help="Also write glue_lower/glue_upper, the band that covers the true glue at this calibrated "
+                          "pointwise coverage (16 noise-resampled inversions per spectrum; needs the model's calibration)."),
+        click.option("--impurity", is_flag=True,
+                     help="Estimate the impurity (constant) scattering rate per spectrum, remove it before inverting "
+                          "and write impurity_rate."),
         click.option("--report", type=click.Path(dir_okay=False), default=None,
                      help="Write the JSON summary here instead of stdout."),
     ]
@@ -171,11 +177,12 @@ def _archive_options(f):
     return f
 
 
-def _options(var, dim, temperature, temperature_var, crop, smoothing):
+def _options(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity):
     from .archives import ArchiveOptions
 
     return ArchiveOptions(var=var, dim=dim, temperature_name=temperature_var, temperature=temperature,
-                          crop=crop, smoothing_meV=smoothing)
+                          crop=crop, smoothing_meV=smoothing, uncertainty=None if uncertainty is None else float(uncertainty),
+                          impurity=impurity)
 
 
 def _load(model_name, sha256, provider, tf32):
@@ -196,7 +203,7 @@ def _load(model_name, sha256, provider, tf32):
 @click.option("--plot-spectra", type=click.IntRange(1, 12), default=3, show_default=True)
 @_archive_options
 def invert_command(input_path, output, example, plot_path, plot_spectra, model_name, sha256, provider, tf32,
-                   batch_size, var, dim, temperature, temperature_var, crop, smoothing, report):
+                   batch_size, var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, report):
     """Invert the scattering rates of INPUT.nc into glue functions written to OUTPUT."""
     from .archives import invert_archive
     from .inversion import DEFAULT_BATCH_SIZE
@@ -207,7 +214,7 @@ def invert_command(input_path, output, example, plot_path, plot_spectra, model_n
     source = EXAMPLE_ARCHIVE if example else Path(input_path)
     progress = _Progress("inverting")
     try:
-        opts = _options(var, dim, temperature, temperature_var, crop, smoothing)
+        opts = _options(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity)
         model, _ = _load(model_name, sha256, provider, tf32)
         summary = invert_archive(source, output, model, opts, provider=provider,
                                  batch_size=batch_size or DEFAULT_BATCH_SIZE, progress=progress,
@@ -270,7 +277,7 @@ def _plot(summary, plot_path, example_source: Path | None) -> Path:
 @_archive_options
 def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_timeout, dask_scheduler, dask_workers,
                       model_name, sha256, provider, tf32, batch_size, var, dim, temperature, temperature_var, crop,
-                      smoothing, report):
+                      smoothing, uncertainty, impurity, report):
     """Invert every archive in ARCHIVE_DIR matching --pattern into OUTPUT_DIR/NAME.glue.nc.
 
     Idempotent: a file whose output records the same input sha256, model sha256 and options is
@@ -288,7 +295,7 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     try:
         if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
             raise click.BadParameter(f"--pattern {pattern!r}: must be relative to ARCHIVE_DIR, without '..'")
-        opts = _options(var, dim, temperature, temperature_var, crop, smoothing)
+        opts = _options(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity)
         model, session = _load(model_name, sha256, provider, tf32)
         if not dry_run:
             if not out_dir.parent.is_dir():
@@ -393,6 +400,52 @@ def _is_netcdf(path: Path) -> bool:
     with open(path, "rb") as f:
         head = f.read(8)
     return head[:3] == b"CDF" or head[:4] == b"\x89HDF"
+
+
+@main.command("calibrate")
+@click.argument("model_name", metavar="MODEL", default="rrim-default")
+@click.option("--sha256", default=None, help="Pin the model file's sha256.")
+@click.option("-n", "--spectra", type=click.IntRange(min=20), default=300, show_default=True,
+              help="Held-out spectra per noise level in the fit draw and in the test draw.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--resamples", type=click.IntRange(min=2), default=16, show_default=True,
+              help="Noise-resampled copies per spectrum (the band's spread).")
+@click.option("--report", "report_md", type=click.Path(dir_okay=False), default=None,
+              help="Markdown report (default: NAME.calibration.md beside the model).")
+def calibrate_command(model_name, sha256, spectra, seed, resamples, report_md):
+    """Calibrate MODEL's uncertainty bands and OOD threshold on held-out synthetic spectra; writes
+    NAME.calibration.json (used by --uncertainty and the out_of_distribution flag) beside the model."""
+    from .calibration import calibrate, report_markdown
+    from .models import load_model
+    from .uncertainty import calibration_path
+
+    try:
+        model = load_model(model_name, sha256=sha256)
+        command = f"rrim calibrate {model_name} -n {spectra} --seed {seed} --resamples {resamples}"
+        cal = calibrate(model, n=spectra, seed=seed, resamples=resamples, command=command)
+        out = calibration_path(model.path)
+        report = Path(report_md) if report_md else out.with_suffix(".md")
+        _atomic_write(out, cal.to_json() + "\n")
+        _atomic_write(report, report_markdown(cal, model))
+    except (Exception, KeyboardInterrupt) as e:
+        _fail(e, None, model=str(model_name))
+    _emit({"calibration": str(out), "report": str(report), "alpha": cal.alpha, "beta": cal.beta,
+           "ood_threshold": cal.ood_threshold, "band_scale": cal.band_scale}, None)
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder."""
+    import os
+    import tempfile
+
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".rrim-tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 @main.command("inspect")

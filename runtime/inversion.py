@@ -17,7 +17,13 @@ bit  name                        meaning
                                  held (--crop) and those points are left out of the residual
 8    ``temperature_out_of_range`` the temperature is outside the model's training range
 16   ``poor_fit``                relative RMS residual > :data:`POOR_FIT_RESIDUAL`
+32   ``out_of_distribution``     OOD score above the model's calibrated threshold
+                                 (:mod:`rrim.uncertainty`; never set without a calibration)
 ==== =========================== ======================================================
+
+Per spectrum also: the noise estimate σ̂ (meV) and the OOD score (:mod:`rrim.uncertainty`); on
+request a calibrated band ``glue_lower``/``glue_upper`` (``coverage``) and the impurity rate c
+(meV, ``impurity=True``, :mod:`rrim.impurity`), removed before the inversion and added to the refit.
 
 Smoothing (off by default): a Gaussian of standard deviation ``smoothing_meV`` applied to x̂
 along Ω (normalized trapezoid-weighted convolution, so a constant stays constant), before the
@@ -25,23 +31,30 @@ refit, so the fit always describes the glue that is returned.
 """
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
 
-from .modelfile import INPUT_A, INPUT_P, INPUT_Y
+from .impurity import estimate_impurity
+from .modelfile import INPUT_A, INPUT_P, INPUT_Y, ModelFileError
 from .models import LoadedModel
+from .uncertainty import (DEFAULT_RESAMPLES, estimate_noise, load_calibration, ood_score, relative_noise,
+                          resample_noise)
+
+log = logging.getLogger(__name__)
 
 FLAG_NONFINITE = 1
 FLAG_CROPPED = 2
 FLAG_EXTRAPOLATED = 4
 FLAG_TEMPERATURE = 8
 FLAG_POOR_FIT = 16
+FLAG_OOD = 32
 FLAGS = {"nonfinite_input": FLAG_NONFINITE, "omega_cropped": FLAG_CROPPED,
          "omega_extrapolated": FLAG_EXTRAPOLATED, "temperature_out_of_range": FLAG_TEMPERATURE,
-         "poor_fit": FLAG_POOR_FIT}
+         "poor_fit": FLAG_POOR_FIT, "out_of_distribution": FLAG_OOD}
 #: Relative RMS residual ‖A x̂ − y‖/‖y‖ above which a spectrum is flagged ``poor_fit``.
 POOR_FIT_RESIDUAL = 0.05
 #: Default spectra per model call: onnxruntime on this CPU was fastest at 16–64 (DESIGN §5);
@@ -52,7 +65,7 @@ DEFAULT_BATCH_SIZE = 64
 @dataclass
 class InversionResult:
     """Glue (n, n_Ω) and fit (n, n_ω, meV) as float64, residual (n,), flags (n,) uint8, provider that ran,
-    temperature (K) and the seconds spent inside the model's session calls."""
+    temperature (K), the seconds spent inside the model's session calls, and the per-spectrum extras."""
 
     glue: np.ndarray
     fit: np.ndarray
@@ -61,6 +74,12 @@ class InversionResult:
     provider: str
     temperature: float
     model_seconds: float = 0.0
+    noise: np.ndarray | None = None  # σ̂ (n,) meV
+    ood_score: np.ndarray | None = None  # (n,), NaN without a calibration
+    glue_lower: np.ndarray | None = None  # (n, n_Ω) with ``coverage``
+    glue_upper: np.ndarray | None = None
+    spread: np.ndarray | None = None  # resample standard deviation (n, n_Ω) with ``resamples``
+    impurity: np.ndarray | None = None  # c (n,) meV with ``impurity``
 
 
 def flag_names(value: int) -> list[str]:
@@ -107,7 +126,8 @@ def smooth(x: np.ndarray, Omega, width_meV: float) -> np.ndarray:
 
 def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
            temperature: float | None = None, smoothing_meV: float | None = None,
-           valid_omega: np.ndarray | None = None, session=None) -> InversionResult:
+           valid_omega: np.ndarray | None = None, session=None, coverage: float | None = None,
+           resamples: int | None = None, impurity: bool = False) -> InversionResult:
     """Invert scattering rates ``y_meV`` (n, n_ω) in meV, already on the model's ω grid.
 
     ``temperature`` (K): the spectra's temperature (default: the model's). 'input'-form models
@@ -115,6 +135,9 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
     and the spectra are flagged. ``valid_omega`` (n_ω,) bool: model ω points backed by data
     (the residual uses only those). Non-finite spectra are flagged and skipped (NaN outputs).
     ``session``: an existing :class:`~rrim.sessions.Session` (else ``model.session(provider)``).
+    ``coverage`` (0.68 or 0.9): also the calibrated band (needs the model's calibration;
+    ``ValueError`` otherwise); ``resamples``: copies per spectrum for the band (default 16; given
+    without ``coverage``, only the raw spread is returned). ``impurity``: estimate and remove c.
     """
     info = model.info
     n_w, n_W = len(info.omega), len(info.Omega)
@@ -123,6 +146,21 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
         raise ValueError(f"y_meV: expected shape (n, {n_w}) on the model's ω grid, got {y.shape}")
     if int(batch_size) != batch_size or batch_size < 1:
         raise ValueError(f"batch_size: expected an integer ≥ 1, got {batch_size!r}")
+    try:
+        calibration = load_calibration(model)
+    except ModelFileError as e:
+        if coverage is not None:
+            raise
+        log.warning("%s; no OOD scores", e)
+        calibration = None
+    if coverage is not None:
+        if calibration is None:
+            raise ValueError(f"coverage: model {model.name!r} has no calibration ({model.path.stem}.calibration.json); "
+                             "make one with `rrim calibrate`")
+        calibration.scale(coverage, np.zeros(0))  # refuses a coverage the calibration lacks
+    K = (calibration.resamples if calibration else DEFAULT_RESAMPLES) if resamples is None else int(resamples)
+    if (coverage is not None or resamples is not None) and K < 2:
+        raise ValueError(f"resamples: expected an integer ≥ 2, got {resamples!r}")
     T = info.temperature if temperature is None else float(temperature)
     op, a32, p32 = physics_at(model, T)
     session = session or model.session(provider)
@@ -136,28 +174,63 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
     if not lo - 1e-9 <= T <= hi + 1e-9:
         flags |= FLAG_TEMPERATURE
 
-    glue = np.full((n, n_W), np.nan)
-    model_seconds = 0.0
     rows = np.flatnonzero(finite)
-    if rows.size:
-        y32 = (y[rows] / info.scale).astype(np.float32)  # the one cast
-        extra = {INPUT_A: a32, INPUT_P: p32} if model.form == "input" else {}
-        out = np.empty((rows.size, n_W), dtype=np.float32)
-        for start in range(0, rows.size, int(batch_size)):
-            stop = min(start + int(batch_size), rows.size)
-            t0 = time.perf_counter()
-            out[start:stop] = session.run({INPUT_Y: y32[start:stop], **extra})
-            model_seconds += time.perf_counter() - t0
-        x = out.astype(np.float64)
-        if smoothing_meV:
-            x = smooth(x, info.Omega, smoothing_meV)
-        glue[rows] = x
+    noise = np.full(n, np.nan)
+    noise[rows] = estimate_noise(y[rows])
+    c = np.zeros(n)
+    if impurity:
+        c = np.full(n, np.nan)
+        c[rows] = estimate_impurity(y[rows], op)
+    y_model = y - c[:, None]
+    run = _ModelRunner(model, session, a32, p32, int(batch_size), smoothing_meV)
+    glue = np.full((n, n_W), np.nan)
+    glue[rows] = run(y_model[rows])
 
-    fit = glue @ op.matrix.T
+    fit = glue @ op.matrix.T + c[:, None]
     mask = np.ones(n_w, bool) if valid_omega is None else np.asarray(valid_omega, bool)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         num = np.sqrt(np.mean((fit[:, mask] - y[:, mask]) ** 2, axis=1))
         den = np.sqrt(np.mean(y[:, mask] ** 2, axis=1))
         residual = np.where(finite, num / np.where(den > 0, den, np.inf), np.nan)
     flags[finite & ~(residual <= POOR_FIT_RESIDUAL)] |= FLAG_POOR_FIT
-    return InversionResult(glue, fit, residual, flags, session.provider, T, model_seconds)
+    score = np.full(n, np.nan)
+    if calibration is not None:
+        score = ood_score(y, fit, noise, calibration.beta, mask)
+        flags[finite & ~(score <= calibration.ood_threshold)] |= FLAG_OOD
+
+    result = InversionResult(glue, fit, residual, flags, session.provider, T, 0.0, noise=noise, ood_score=score,
+                             impurity=c if impurity else None)
+    if coverage is not None or resamples is not None:
+        eps = resample_noise(n_w, K)
+        spread = np.full((n, n_W), np.nan)
+        for start in range(0, rows.size, max(1, int(batch_size) // K) * 8):  # bounded memory: ≤ 8 batches of copies
+            r = rows[start:start + max(1, int(batch_size) // K) * 8]
+            copies = (y_model[r, None, :] + noise[r, None, None] * eps[None]).reshape(-1, n_w)
+            spread[r] = run(copies).reshape(r.size, K, n_W).std(axis=1, ddof=1)
+        result.spread = spread
+        if coverage is not None:
+            result.glue_lower, result.glue_upper = calibration.band(glue, spread, relative_noise(noise, y), coverage)
+    result.model_seconds = run.seconds
+    return result
+
+
+class _ModelRunner:
+    """Scaled spectra in meV (m, n_ω) → glue (m, n_Ω) float64 through the session, in batches, smoothed
+    if asked; counts the seconds spent in session calls."""
+
+    def __init__(self, model: LoadedModel, session, a32, p32, batch_size: int, smoothing_meV):
+        self.model, self.session, self.batch_size, self.smoothing = model, session, batch_size, smoothing_meV
+        self.extra = {INPUT_A: a32, INPUT_P: p32} if model.form == "input" else {}
+        self.seconds = 0.0
+
+    def __call__(self, y: np.ndarray) -> np.ndarray:
+        info = self.model.info
+        y32 = (y / info.scale).astype(np.float32)  # the one cast
+        out = np.empty((len(y), len(info.Omega)), dtype=np.float32)
+        for start in range(0, len(y), self.batch_size):
+            stop = min(start + self.batch_size, len(y))
+            t0 = time.perf_counter()
+            out[start:stop] = self.session.run({INPUT_Y: y32[start:stop], **self.extra})
+            self.seconds += time.perf_counter() - t0
+        x = out.astype(np.float64)
+        return smooth(x, info.Omega, self.smoothing) if self.smoothing else x

@@ -1,0 +1,44 @@
+"""The impurity (elastic, ω-independent) scattering rate: estimated per spectrum and removed before inversion.
+
+Model: y(ω) = A x + c with c ≥ 0 (meV). A constant is nearly degenerate with glue at low Ω, so
+the estimate uses the prior that glue vanishes as Ω → 0: c minimizes, jointly with x,
+‖Aₛx + c/s − y/s‖² + h‖D x‖², D = diag(1/(f(Ω) + 10⁻³)), f(Ω) = 1 − exp(−(Ω/Ω_c)²), with c
+unpenalized. Eliminating x gives c = s·wᵀ(y/s): one dot product per spectrum, w computed once
+per temperature from the shared operator. Clipped at 0. How well c is identified depends on the
+temperature and the glue (measured in docs/experiments/IMPURITY.md, `benchmarks`-style script
+``python -m rrim.impurity_report``).
+"""
+from __future__ import annotations
+
+import json
+from functools import lru_cache
+
+import numpy as np
+
+from .operator import ForwardOperator
+from .synthetic import low_energy_factor
+
+#: Ω_c (meV) of the low-energy prior and the regularization weight h (scaled units).
+IMPURITY_CUTOFF_MEV = 10.0
+IMPURITY_H = 1e-3
+
+
+@lru_cache(maxsize=32)
+def _weights(description: str, temperature: float) -> np.ndarray:
+    op = ForwardOperator.from_description(json.loads(description), temperature=temperature)
+    a = op.scaled_matrix
+    d = 1.0 / (low_energy_factor(op.Omega, IMPURITY_CUTOFF_MEV) + 1e-3)
+    p = np.linalg.solve(a.T @ a + IMPURITY_H * np.diag(d ** 2), a.T)
+    m1 = np.ones(a.shape[0]) - a @ (p @ np.ones(a.shape[0]))  # (I − A P)·1
+    m1_proj = m1 - p.T @ (a.T @ m1)  # (I − A P)ᵀ(I − A P)·1
+    return m1_proj / (m1 @ m1)
+
+
+def impurity_weights(op: ForwardOperator) -> np.ndarray:
+    """w (n_ω,) with c = wᵀ y for spectra y in meV on ``op``'s ω grid (cached per operator and T)."""
+    return _weights(json.dumps(op.describe(), sort_keys=True), float(op.temperature))
+
+
+def estimate_impurity(y_meV: np.ndarray, op: ForwardOperator) -> np.ndarray:
+    """Impurity scattering rate c ≥ 0 (n,) meV of spectra ``y_meV`` (n, n_ω) on ``op``'s ω grid."""
+    return np.maximum(np.asarray(y_meV, dtype=np.float64) @ impurity_weights(op), 0.0)

@@ -1,0 +1,153 @@
+"""Noise estimate, calibrated uncertainty bands and the out-of-distribution score, per spectrum.
+
+- **Noise** σ̂ (meV): 1.4826·MAD(Δ²y)/√6 over the model's ω grid — the robust standard deviation
+  of second differences, which a smooth 1/τ(ω) barely moves (an upper bound where the spectrum
+  is curved on the grid's scale).
+- **Band**: the spectrum's inversion is repeated on ``resamples`` copies y + σ̂·ε_k (the same
+  seeded ε_k (k, n_ω) for every spectrum, so results do not depend on batching) through the same
+  session; with s(Ω) their standard deviation, u(Ω) = √(s² + (α·rms x̂)²) adds the model's own
+  error floor α, and the band is x̂ ± c·u clipped at 0. c depends on the coverage asked for and on
+  the relative noise σ̂/max|y| (bins), and α, c come from the model's calibration: held-out
+  synthetic spectra on which the observed pointwise coverage of the true glue matches the
+  stated one (see :mod:`rrim.calibration`, ``rrim calibrate``).
+- **OOD score**: RMS(A x̂ − y)/√(σ̂² + (β·RMS y)²): the refit residual in units of the noise, with
+  the model's noiseless misfit β (its 95th percentile) as a floor; flagged ``out_of_distribution`` above the calibrated
+  threshold (the 99th percentile on held-out in-distribution spectra).
+
+A calibration lives beside its model as ``NAME.calibration.json`` and names the model's sha256;
+one for another model is refused.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from .modelfile import ModelFileError
+
+CALIBRATION_FORMAT = "rrim-calibration-1"
+#: Coverages a calibration provides (pointwise, of the true glue by [lower, upper]).
+COVERAGES = (0.68, 0.9)
+#: Noise-resampled copies per spectrum.
+DEFAULT_RESAMPLES = 16
+RESAMPLE_SEED = 20241
+#: Edges of the relative-noise bins log10(σ̂/max|y|) of the band scales.
+NOISE_BIN_EDGES = (-4.5, -3.5, -2.5, -1.75)
+
+
+def estimate_noise(y: np.ndarray) -> np.ndarray:
+    """σ̂ (n,) in the units of ``y`` (n, n_ω): robust std of second differences / √6; NaN for non-finite rows."""
+    d2 = np.diff(np.asarray(y, dtype=np.float64), 2, axis=-1)
+    med = np.median(d2, axis=-1, keepdims=True)
+    return 1.4826 * np.median(np.abs(d2 - med), axis=-1) / np.sqrt(6.0)
+
+
+def relative_noise(noise: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """σ̂/max|y| per spectrum (the noise level σ of the synthetic data's convention)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return noise / np.max(np.abs(y), axis=-1)
+
+
+def resample_noise(n_omega: int, resamples: int) -> np.ndarray:
+    """The fixed ε (resamples, n_ω), N(0, 1), used for every spectrum."""
+    return np.random.default_rng(RESAMPLE_SEED).standard_normal((int(resamples), int(n_omega)))
+
+
+def ood_score(y: np.ndarray, fit: np.ndarray, noise: np.ndarray, beta: float, valid=None) -> np.ndarray:
+    """RMS(fit − y)/√(σ̂² + (β·RMS y)²) per spectrum over the ``valid`` ω points (n,)."""
+    mask = slice(None) if valid is None else np.asarray(valid, bool)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        rms_res = np.sqrt(np.mean((fit[:, mask] - y[:, mask]) ** 2, axis=1))
+        rms_y = np.sqrt(np.mean(y[:, mask] ** 2, axis=1))
+        return rms_res / np.sqrt(noise ** 2 + (beta * rms_y) ** 2)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A model's calibration: α (error floor relative to rms x̂), β (noiseless misfit floor), the
+    band scales c per coverage and relative-noise bin, the OOD threshold, and how it was made."""
+
+    model_sha256: str
+    resamples: int
+    alpha: float
+    beta: float
+    band_scale: dict  # {"0.68": [c per bin], …}, bins split at NOISE_BIN_EDGES
+    ood_threshold: float
+    noise_bin_edges: tuple = NOISE_BIN_EDGES
+    provenance: dict = field(default_factory=dict)
+    report: dict = field(default_factory=dict)
+
+    def scale(self, coverage: float, rel_noise: np.ndarray) -> np.ndarray:
+        """c (n,) for ``coverage`` at relative noise levels ``rel_noise`` (n,)."""
+        key = _coverage_key(coverage, self.band_scale)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = np.digitize(np.log10(np.nan_to_num(rel_noise, nan=0.0)), self.noise_bin_edges)
+        return np.asarray(self.band_scale[key], dtype=np.float64)[b]
+
+    def band(self, glue: np.ndarray, spread: np.ndarray, rel_noise: np.ndarray, coverage: float):
+        """(lower, upper) (n, n_Ω) of glue x̂ with resample spread s (n, n_Ω)."""
+        u = np.sqrt(spread ** 2 + (self.alpha * np.sqrt(np.mean(glue ** 2, axis=1, keepdims=True))) ** 2)
+        half = self.scale(coverage, rel_noise)[:, None] * u
+        return np.maximum(glue - half, 0.0), glue + half
+
+    def to_json(self) -> str:
+        return json.dumps({"format": CALIBRATION_FORMAT, **asdict(self)}, indent=1)
+
+    @classmethod
+    def from_file(cls, path: Path, model_sha256: str) -> "Calibration":
+        try:
+            d = json.loads(Path(path).read_text())
+            if d.pop("format") != CALIBRATION_FORMAT:
+                raise ValueError(f"format is not {CALIBRATION_FORMAT!r}")
+            d["noise_bin_edges"] = tuple(d["noise_bin_edges"])
+            cal = cls(**d)
+            for key, scales in cal.band_scale.items():
+                if len(scales) != len(cal.noise_bin_edges) + 1 or not all(np.isfinite(scales)):
+                    raise ValueError(f"band_scale[{key!r}] needs {len(cal.noise_bin_edges) + 1} finite numbers")
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ModelFileError(f"{path}: not a usable rrim calibration ({e})") from None
+        if cal.model_sha256 != model_sha256:
+            raise ModelFileError(f"{path}: calibration made for model sha256 {cal.model_sha256[:12]}…, "
+                                 f"not this model ({model_sha256[:12]}…); run `rrim calibrate` for it")
+        return cal
+
+
+def _coverage_key(coverage: float, table: dict) -> str:
+    for key in table:
+        if abs(float(key) - float(coverage)) < 1e-9:
+            return key
+    raise ValueError(f"coverage: the calibration provides {sorted(float(k) for k in table)}, not {coverage!r}")
+
+
+def calibration_path(model_path) -> Path:
+    """Where a model's calibration lives: ``NAME.calibration.json`` beside ``NAME.onnx``."""
+    p = Path(model_path)
+    return p.with_name(p.stem + ".calibration.json")
+
+
+@lru_cache(maxsize=16)
+def _cached(path: str, mtime_ns: int, sha256: str) -> Calibration:
+    return Calibration.from_file(Path(path), sha256)
+
+
+def calibration_digest(model) -> str:
+    """sha256 of the model's calibration file, or "none" (recorded in outputs: a new calibration redoes them)."""
+    from .sessions import sha256_bytes
+
+    try:
+        return sha256_bytes(calibration_path(model.path).read_bytes())
+    except OSError:
+        return "none"
+
+
+def load_calibration(model) -> Calibration | None:
+    """The calibration of a :class:`~rrim.models.LoadedModel`, or None when it has none."""
+    path = calibration_path(model.path)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError:
+        return None
+    return _cached(str(path), mtime, model.sha256)
