@@ -5,8 +5,8 @@ the estimate uses the prior that glue vanishes as Ω → 0: c minimizes, jointly
 ‖Aₛx + c/s − y/s‖² + h‖D x‖², D = diag(1/(f(Ω) + 10⁻³)), f(Ω) = 1 − exp(−(Ω/Ω_c)²), with c
 unpenalized. Eliminating x gives c = s·wᵀ(y/s): one dot product per spectrum, w computed once
 per temperature from the shared operator. Clipped at 0. How well c is identified depends on the
-temperature and the glue (measured in docs/experiments/IMPURITY.md, `benchmarks`-style script
-``python -m rrim.impurity_report``).
+temperature and the glue: well at 10–30 K, poorly from ~100 K up (measured by
+``benchmarks/impurity_identifiability.py`` in docs/experiments/IMPURITY.md).
 """
 from __future__ import annotations
 

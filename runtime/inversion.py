@@ -87,7 +87,7 @@ def flag_names(value: int) -> list[str]:
     return [name for name, bit in FLAGS.items() if value & bit]
 
 
-@lru_cache(maxsize=16)
+@lru_cache(maxsize=64)  # ~0.6 MB each: an archive's temperatures are computed once, not per slab
 def _physics(model_key: tuple, temperature: float, h: float, info_operator: str):
     """(operator, A/s float32, P float32) at ``temperature`` K, cached per model and temperature."""
     import json

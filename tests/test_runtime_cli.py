@@ -109,6 +109,27 @@ def test_decreasing_omega_and_temperature_per_spectrum(tmp_path, models, spectra
         assert np.all(o["residual"].values < 0.01)  # each refit at its own temperature
 
 
+def test_physics_is_computed_once_per_temperature_across_slabs(tmp_path, models):
+    """Spectra at 3 interleaved temperatures, read in slabs of 2: A(T) and P(T) are built 3 times."""
+    from rrim.archives import ArchiveOptions, invert_archive
+    from rrim.inversion import _physics
+    from rrim.models import load_model
+
+    w = np.linspace(2.0, 400.0, 200)
+    temps = np.tile([15.0, 60.0, 250.0], 4)
+    ys = np.stack([rrim.ForwardOperator(w, temperature=t).forward(np.full(200, 0.3)) for t in temps])
+    ds = xr.Dataset({"scattering_rate": (("sample", "omega"), ys, {"units": "meV"})},
+                    coords={"omega": ("omega", w, {"units": "meV"}), "temperature": ("sample", temps, {"units": "K"})})
+    ds.to_netcdf(tmp_path / "mixed.nc")
+    _physics.cache_clear()
+    invert_archive(tmp_path / "mixed.nc", tmp_path / "mixed.out.nc", load_model(models["input"]), ArchiveOptions(),
+                   provider="cpu", chunk_spectra=2)
+    assert _physics.cache_info().misses == 3
+    with xr.open_dataset(tmp_path / "mixed.out.nc") as o:
+        np.testing.assert_array_equal(o["temperature"].values, temps)
+        assert np.all(o["residual"].values < 0.01)
+
+
 def test_nonfinite_spectra_are_flagged_and_others_processed(tmp_path, models, spectra):
     w, _, y = spectra
     y = y.copy()
