@@ -79,7 +79,8 @@ OUTPUT_VARIABLES = {
     "temperature": ("f8", (), {"long_name": "temperature used for the inversion", "units": "K"}),
     "noise_estimate": ("f8", (), {"long_name": "estimated noise σ̂ of the scattering rate (robust std of second differences/√6)",
                                   "units": "meV"}),
-    "ood_score": ("f8", (), {"long_name": "out-of-distribution score: refit residual over √(σ̂² + (β·RMS 1/τ)²)",
+    "ood_score": ("f8", (), {"long_name": "out-of-distribution score: smaller refit residual (rRIM or non-negative "
+                                          "consistency fit) over √(σ̂² + (β·RMS 1/τ)²)",
                              "units": "1", "comment": "flag out_of_distribution above the model's calibrated threshold; "
                                                        "NaN when the model has no calibration"}),
 }

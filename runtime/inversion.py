@@ -41,8 +41,8 @@ import numpy as np
 from .impurity import estimate_impurity
 from .modelfile import INPUT_A, INPUT_P, INPUT_Y, ModelFileError
 from .models import LoadedModel
-from .uncertainty import (DEFAULT_RESAMPLES, estimate_noise, load_calibration, ood_score, relative_noise,
-                          resample_noise)
+from .uncertainty import (DEFAULT_RESAMPLES, consistency_fit, estimate_noise, load_calibration, ood_score,
+                          relative_noise, resample_noise)
 
 log = logging.getLogger(__name__)
 
@@ -195,8 +195,10 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
     flags[finite & ~(residual <= POOR_FIT_RESIDUAL)] |= FLAG_POOR_FIT
     score = np.full(n, np.nan)
     if calibration is not None:
-        score = ood_score(y, fit, noise, calibration.beta, mask)
-        flags[finite & ~(score <= calibration.ood_threshold)] |= FLAG_OOD
+        data_fit = np.full_like(fit, np.nan)
+        data_fit[rows] = consistency_fit(y_model[rows], op) + c[rows, None]
+        score = ood_score(y, (fit, data_fit), noise, calibration.beta, mask)
+        flags[finite & ~(score <= calibration.threshold(relative_noise(noise, y)))] |= FLAG_OOD
 
     result = InversionResult(glue, fit, residual, flags, session.provider, T, 0.0, noise=noise, ood_score=score,
                              impurity=c if impurity else None)

@@ -10,9 +10,11 @@
   the relative noise σ̂/max|y| (bins), and α, c come from the model's calibration: held-out
   synthetic spectra on which the observed pointwise coverage of the true glue matches the
   stated one (see :mod:`rrim.calibration`, ``rrim calibrate``).
-- **OOD score**: RMS(A x̂ − y)/√(σ̂² + (β·RMS y)²): the refit residual in units of the noise, with
-  the model's noiseless misfit β (its 95th percentile) as a floor; flagged ``out_of_distribution`` above the calibrated
-  threshold (the 99th percentile on held-out in-distribution spectra).
+- **OOD score**: min over two refits of RMS(fit − y)/√(σ̂² + (β·RMS y)²): the rRIM's refit A x̂ and
+  a model-independent non-negative fit (:func:`consistency_fit`, projected preconditioned Landweber),
+  in units of the noise with the noiseless misfit β (95th percentile) as a floor. High means no
+  glue ≥ 0 explains the spectrum well; flagged ``out_of_distribution`` above the calibrated
+  threshold of its relative-noise bin (the 99th percentile on held-out in-distribution spectra).
 
 A calibration lives beside its model as ``NAME.calibration.json`` and names the model's sha256;
 one for another model is refused.
@@ -56,11 +58,35 @@ def resample_noise(n_omega: int, resamples: int) -> np.ndarray:
     return np.random.default_rng(RESAMPLE_SEED).standard_normal((int(resamples), int(n_omega)))
 
 
-def ood_score(y: np.ndarray, fit: np.ndarray, noise: np.ndarray, beta: float, valid=None) -> np.ndarray:
-    """RMS(fit − y)/√(σ̂² + (β·RMS y)²) per spectrum over the ``valid`` ω points (n,)."""
+#: Regularization weight (scaled units) and steps of the model-independent consistency fit.
+CONSISTENCY_H = 1e-4
+CONSISTENCY_STEPS = 30
+
+
+def consistency_fit(y_meV: np.ndarray, op) -> np.ndarray:
+    """A·x of a non-negative glue x fitted to ``y_meV`` (n, n_ω) by projected preconditioned Landweber
+    (x ← max(0, x + P_h(y/s − Aₛx)), h = :data:`CONSISTENCY_H`, :data:`CONSISTENCY_STEPS` steps); meV."""
+    a, p = _consistency_physics(json.dumps(op.describe(), sort_keys=True), float(op.temperature))
+    ys = np.asarray(y_meV, dtype=np.float64) / op.scale
+    x = np.maximum(ys @ p.T, 0.0)
+    for _ in range(CONSISTENCY_STEPS):
+        x = np.maximum(x + (ys - x @ a.T) @ p.T, 0.0)
+    return (x @ a.T) * op.scale
+
+
+@lru_cache(maxsize=64)
+def _consistency_physics(description: str, temperature: float):
+    from .operator import ForwardOperator
+
+    op = ForwardOperator.from_description(json.loads(description), temperature=temperature)
+    return op.scaled_matrix, op.preconditioner(CONSISTENCY_H)
+
+
+def ood_score(y: np.ndarray, fits, noise: np.ndarray, beta: float, valid=None) -> np.ndarray:
+    """min over ``fits`` of RMS(fit − y)/√(σ̂² + (β·RMS y)²) per spectrum over the ``valid`` ω points (n,)."""
     mask = slice(None) if valid is None else np.asarray(valid, bool)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        rms_res = np.sqrt(np.mean((fit[:, mask] - y[:, mask]) ** 2, axis=1))
+        rms_res = np.min([np.sqrt(np.mean((f[:, mask] - y[:, mask]) ** 2, axis=1)) for f in fits], axis=0)
         rms_y = np.sqrt(np.mean(y[:, mask] ** 2, axis=1))
         return rms_res / np.sqrt(noise ** 2 + (beta * rms_y) ** 2)
 
@@ -75,17 +101,24 @@ class Calibration:
     alpha: float
     beta: float
     band_scale: dict  # {"0.68": [c per bin], …}, bins split at NOISE_BIN_EDGES
-    ood_threshold: float
+    ood_threshold: list  # per bin
     noise_bin_edges: tuple = NOISE_BIN_EDGES
     provenance: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
 
+    def noise_bin(self, rel_noise: np.ndarray) -> np.ndarray:
+        """Bin index (n,) of relative noise levels σ̂/max|y| (n,)."""
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.digitize(np.log10(np.nan_to_num(rel_noise, nan=0.0)), self.noise_bin_edges)
+
     def scale(self, coverage: float, rel_noise: np.ndarray) -> np.ndarray:
         """c (n,) for ``coverage`` at relative noise levels ``rel_noise`` (n,)."""
         key = _coverage_key(coverage, self.band_scale)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            b = np.digitize(np.log10(np.nan_to_num(rel_noise, nan=0.0)), self.noise_bin_edges)
-        return np.asarray(self.band_scale[key], dtype=np.float64)[b]
+        return np.asarray(self.band_scale[key], dtype=np.float64)[self.noise_bin(rel_noise)]
+
+    def threshold(self, rel_noise: np.ndarray) -> np.ndarray:
+        """The OOD threshold (n,) at relative noise levels ``rel_noise`` (n,)."""
+        return np.asarray(self.ood_threshold, dtype=np.float64)[self.noise_bin(rel_noise)]
 
     def band(self, glue: np.ndarray, spread: np.ndarray, rel_noise: np.ndarray, coverage: float):
         """(lower, upper) (n, n_Ω) of glue x̂ with resample spread s (n, n_Ω)."""
@@ -104,9 +137,10 @@ class Calibration:
                 raise ValueError(f"format is not {CALIBRATION_FORMAT!r}")
             d["noise_bin_edges"] = tuple(d["noise_bin_edges"])
             cal = cls(**d)
-            for key, scales in cal.band_scale.items():
-                if len(scales) != len(cal.noise_bin_edges) + 1 or not all(np.isfinite(scales)):
-                    raise ValueError(f"band_scale[{key!r}] needs {len(cal.noise_bin_edges) + 1} finite numbers")
+            for key, values in [*((f"band_scale[{k!r}]", v) for k, v in cal.band_scale.items()),
+                                ("ood_threshold", cal.ood_threshold)]:
+                if len(values) != len(cal.noise_bin_edges) + 1 or not all(np.isfinite(values)):
+                    raise ValueError(f"{key} needs {len(cal.noise_bin_edges) + 1} finite numbers")
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ModelFileError(f"{path}: not a usable rrim calibration ({e})") from None
         if cal.model_sha256 != model_sha256:

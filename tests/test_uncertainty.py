@@ -138,7 +138,7 @@ def test_cli_writes_band_impurity_and_redoes_outputs_after_recalibration(tmp_pat
     again = json.loads(CliRunner().invoke(main, args, catch_exceptions=False).stdout)
     assert again["skipped"] and not again["processed"]
     recal = json.loads(cal.to_json())
-    recal["ood_threshold"] *= 2
+    recal["ood_threshold"] = [2 * t for t in recal["ood_threshold"]]
     calibration_path(model.path).write_text(json.dumps(recal))
     try:
         redo = json.loads(CliRunner().invoke(main, args, catch_exceptions=False).stdout)
