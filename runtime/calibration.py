@@ -93,18 +93,22 @@ def fit_calibration(model, val: dict, resamples: int) -> Calibration:
     misfit = np.minimum(_rms(val["fit"] - val["y"]), _rms(val["data_fit"] - val["y"])) / _rms(val["y"])
     beta = float(np.quantile(misfit[clean], BETA_QUANTILE))
     bins = range(len(NOISE_BIN_EDGES) + 1)
-    partial = Calibration(model.sha256, resamples, alpha, beta, {}, [np.inf] * len(bins))
+    temps = calibration_temperatures(model)
+    t_edges = tuple(float(np.sqrt(a * b)) for a, b in zip(temps[:-1], temps[1:]))  # geometric midpoints
+    partial = Calibration(model.sha256, resamples, alpha, beta, {}, [np.inf] * len(bins), NOISE_BIN_EDGES, t_edges)
     b = partial.noise_bin(relative_noise(val["noise"], val["y"]))
+    t_bin = np.digitize(val["T"], t_edges)
 
-    def per_bin(values: np.ndarray, q: float) -> list[float]:
-        """The q-quantile of ``values`` (rows as spectra) in each noise bin (pooled where a bin is thin)."""
-        pooled = float(np.quantile(values, q))
-        return [float(np.quantile(values[b == k], q)) if np.count_nonzero(b == k) >= MIN_BIN_SPECTRA else pooled
+    def per_bin(values: np.ndarray, q: float, rows=slice(None)) -> list[float]:
+        """The q-quantile of ``values[rows]`` (rows as spectra) in each noise bin (pooled where a bin is thin)."""
+        v, bb = values[rows], b[rows]
+        pooled = float(np.quantile(v, q))
+        return [float(np.quantile(v[bb == k], q)) if np.count_nonzero(bb == k) >= MIN_BIN_SPECTRA else pooled
                 for k in bins]
 
     u = np.sqrt(val["spread"] ** 2 + (alpha * _rms(val["glue"]))[:, None] ** 2)
     ratio = np.abs(val["glue"] - val["x"]) / u
-    scales = {f"{q:g}": per_bin(ratio, q) for q in COVERAGES}
+    scales = {f"{q:g}": [per_bin(ratio, q, t_bin == k) for k in range(len(temps))] for q in COVERAGES}
     score = ood_score(val["y"], (val["fit"], val["data_fit"]), val["noise"], beta)
     return Calibration(**{**partial.__dict__, "band_scale": scales, "ood_threshold": per_bin(score, OOD_QUANTILE)})
 
@@ -114,7 +118,10 @@ def measure(cal: Calibration, model, test: dict, ood: dict) -> dict:
     rel = relative_noise(test["noise"], test["y"])
     coverage = {}
     for q in COVERAGES:
-        lo, hi = cal.band(test["glue"], test["spread"], rel, q)
+        lo, hi = np.empty_like(test["glue"]), np.empty_like(test["glue"])
+        for T in np.unique(test["T"]):
+            m = test["T"] == T
+            lo[m], hi[m] = cal.band(test["glue"][m], test["spread"][m], rel[m], q, T)
         inside = (test["x"] >= lo) & (test["x"] <= hi)
         width = np.mean(hi - lo, axis=1) / _rms(test["x"])
         coverage[f"{q:g}"] = {f"{s:g}": {f"{T:g}": {"observed": float(inside[m].mean()),
@@ -131,7 +138,8 @@ def measure(cal: Calibration, model, test: dict, ood: dict) -> dict:
     for name in dict.fromkeys(ood["name"]):
         for s in OOD_SIGMAS:
             m = (ood["name"] == name) & (ood["sigma"] == s)
-            lo, hi = cal.band(ood["glue"][m], ood["spread"][m], relative_noise(ood["noise"][m], ood["y"][m]), 0.9)
+            lo, hi = cal.band(ood["glue"][m], ood["spread"][m], relative_noise(ood["noise"][m], ood["y"][m]), 0.9,
+                              model.info.temperature)
             ood_rates.setdefault(name, {})[f"{s:g}"] = {
                 "flagged": float(np.mean(ood_flagged[m])), "poor_fit": float(np.mean(ood["poor_fit"][m])),
                 "coverage_0.9": float(np.mean((ood["x"][m] >= lo) & (ood["x"][m] <= hi)))}
@@ -179,20 +187,23 @@ def report_markdown(cal: Calibration, model) -> str:
              f"Made by `{p['command']}` ({p['created']}, rrim {p['rrim_version']}, {p['machine']}).",
              f"Held-out Gaussian-mixture glue functions (the training distribution; seeds {p['seed']} (fit) and "
              f"{p['seed'] + 1} (test), never used in training), {p['n_per_sigma']} per noise level, spectra made with the "
-             f"shared physics at {', '.join(f'{t:g}' for t in p['temperatures_K'])} K, noise σ·max(y).", "",
+             f"shared physics at {', '.join(f'{t:.0f}' for t in p['temperatures_K'])} K, noise σ·max(y).", "",
              "## What the band means", "",
              f"`glue_lower`/`glue_upper` at coverage q: the true I²χ(Ω) lies inside the band at a fraction q of the Ω "
              f"points (pointwise, over the Ω grid and the spectra), for spectra like the training data. Built from "
              f"{cal.resamples} noise-resampled copies at the estimated noise σ̂ (spread s) and the model's error floor "
              f"α = {cal.alpha:.3g} (relative to rms x̂): half-width c·√(s² + (α·rms x̂)²), c per coverage and bin of "
-             f"log10(σ̂/max y) (edges {list(cal.noise_bin_edges)}): "
-             + "; ".join(f"q = {k}: c = {', '.join(f'{c:.2f}' for c in v)}" for k, v in cal.band_scale.items()) + ".",
+             f"log10(σ̂/max y) (edges {list(cal.noise_bin_edges)})"
+             + (f" and temperature (edges {', '.join(f'{t:.0f}' for t in cal.temperature_bin_edges)} K)"
+                if cal.temperature_bin_edges else "") + ": "
+             + "; ".join(f"q = {k}: c = " + " | ".join(', '.join(f'{c:.2f}' for c in row) for row in v)
+                         for k, v in cal.band_scale.items()) + ".",
              "It covers the noise and the model's typical error on this distribution; it is *not* a guarantee for "
              "glue unlike the training data (see the OOD table: coverage drops there, which is what the OOD flag is for).",
              "", "## Observed coverage on the test draw", "",
              f"Observed / stated; ✓ within ±{tol:g}. Mean band width relative to rms of the true glue in brackets.", ""]
     temps = list(next(iter(next(iter(r["coverage"].values())).values())))
-    head = "| σ | " + " | ".join(f"q = {q}, T = {t} K" for q in r["coverage"] for t in temps) + " |"
+    head = "| σ | " + " | ".join(f"q = {q}, T = {float(t):.0f} K" for q in r["coverage"] for t in temps) + " |"
     lines += [head, "|---|" + "---|" * (head.count("|") - 2)]
     for s in r["coverage"][next(iter(r["coverage"]))]:
         cells = []

@@ -157,7 +157,7 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
         if calibration is None:
             raise ValueError(f"coverage: model {model.name!r} has no calibration ({model.path.stem}.calibration.json); "
                              "make one with `rrim calibrate`")
-        calibration.scale(coverage, np.zeros(0))  # refuses a coverage the calibration lacks
+        calibration.scale(coverage, np.zeros(0), 0.0)  # refuses a coverage the calibration lacks
     K = (calibration.resamples if calibration else DEFAULT_RESAMPLES) if resamples is None else int(resamples)
     if (coverage is not None or resamples is not None) and K < 2:
         raise ValueError(f"resamples: expected an integer ≥ 2, got {resamples!r}")
@@ -211,7 +211,7 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
             spread[r] = run(copies).reshape(r.size, K, n_W).std(axis=1, ddof=1)
         result.spread = spread
         if coverage is not None:
-            result.glue_lower, result.glue_upper = calibration.band(glue, spread, relative_noise(noise, y), coverage)
+            result.glue_lower, result.glue_upper = calibration.band(glue, spread, relative_noise(noise, y), coverage, T)
     result.model_seconds = run.seconds
     return result
 

@@ -6,8 +6,8 @@
 - **Band**: the spectrum's inversion is repeated on ``resamples`` copies y + σ̂·ε_k (the same
   seeded ε_k (k, n_ω) for every spectrum, so results do not depend on batching) through the same
   session; with s(Ω) their standard deviation, u(Ω) = √(s² + (α·rms x̂)²) adds the model's own
-  error floor α, and the band is x̂ ± c·u clipped at 0. c depends on the coverage asked for and on
-  the relative noise σ̂/max|y| (bins), and α, c come from the model's calibration: held-out
+  error floor α, and the band is x̂ ± c·u clipped at 0. c depends on the coverage asked for, on
+  the relative noise σ̂/max|y| and on the temperature (bins), and α, c come from the model's calibration: held-out
   synthetic spectra on which the observed pointwise coverage of the true glue matches the
   stated one (see :mod:`rrim.calibration`, ``rrim calibrate``).
 - **OOD score**: min over two refits of RMS(fit − y)/√(σ̂² + (β·RMS y)²): the rRIM's refit A x̂ and
@@ -100,9 +100,10 @@ class Calibration:
     resamples: int
     alpha: float
     beta: float
-    band_scale: dict  # {"0.68": [c per bin], …}, bins split at NOISE_BIN_EDGES
-    ood_threshold: list  # per bin
+    band_scale: dict  # {"0.68": [[c per noise bin] per temperature bin], …}
+    ood_threshold: list  # per noise bin
     noise_bin_edges: tuple = NOISE_BIN_EDGES
+    temperature_bin_edges: tuple = ()  # K; () for one temperature bin
     provenance: dict = field(default_factory=dict)
     report: dict = field(default_factory=dict)
 
@@ -111,19 +112,20 @@ class Calibration:
         with np.errstate(divide="ignore", invalid="ignore"):
             return np.digitize(np.log10(np.nan_to_num(rel_noise, nan=0.0)), self.noise_bin_edges)
 
-    def scale(self, coverage: float, rel_noise: np.ndarray) -> np.ndarray:
-        """c (n,) for ``coverage`` at relative noise levels ``rel_noise`` (n,)."""
+    def scale(self, coverage: float, rel_noise: np.ndarray, temperature: float) -> np.ndarray:
+        """c (n,) for ``coverage`` at relative noise levels ``rel_noise`` (n,) and ``temperature`` K."""
         key = _coverage_key(coverage, self.band_scale)
-        return np.asarray(self.band_scale[key], dtype=np.float64)[self.noise_bin(rel_noise)]
+        t_bin = int(np.digitize(float(temperature), self.temperature_bin_edges))
+        return np.asarray(self.band_scale[key], dtype=np.float64)[t_bin][self.noise_bin(rel_noise)]
 
     def threshold(self, rel_noise: np.ndarray) -> np.ndarray:
         """The OOD threshold (n,) at relative noise levels ``rel_noise`` (n,)."""
         return np.asarray(self.ood_threshold, dtype=np.float64)[self.noise_bin(rel_noise)]
 
-    def band(self, glue: np.ndarray, spread: np.ndarray, rel_noise: np.ndarray, coverage: float):
-        """(lower, upper) (n, n_Ω) of glue x̂ with resample spread s (n, n_Ω)."""
+    def band(self, glue: np.ndarray, spread: np.ndarray, rel_noise: np.ndarray, coverage: float, temperature: float):
+        """(lower, upper) (n, n_Ω) of glue x̂ with resample spread s (n, n_Ω), spectra at ``temperature`` K."""
         u = np.sqrt(spread ** 2 + (self.alpha * np.sqrt(np.mean(glue ** 2, axis=1, keepdims=True))) ** 2)
-        half = self.scale(coverage, rel_noise)[:, None] * u
+        half = self.scale(coverage, rel_noise, temperature)[:, None] * u
         return np.maximum(glue - half, 0.0), glue + half
 
     def to_json(self) -> str:
@@ -136,11 +138,14 @@ class Calibration:
             if d.pop("format") != CALIBRATION_FORMAT:
                 raise ValueError(f"format is not {CALIBRATION_FORMAT!r}")
             d["noise_bin_edges"] = tuple(d["noise_bin_edges"])
+            d["temperature_bin_edges"] = tuple(d.get("temperature_bin_edges", ()))
             cal = cls(**d)
-            for key, values in [*((f"band_scale[{k!r}]", v) for k, v in cal.band_scale.items()),
-                                ("ood_threshold", cal.ood_threshold)]:
-                if len(values) != len(cal.noise_bin_edges) + 1 or not all(np.isfinite(values)):
-                    raise ValueError(f"{key} needs {len(cal.noise_bin_edges) + 1} finite numbers")
+            n_noise, n_T = len(cal.noise_bin_edges) + 1, len(cal.temperature_bin_edges) + 1
+            for key, values, shape in [*((f"band_scale[{k!r}]", v, (n_T, n_noise)) for k, v in cal.band_scale.items()),
+                                       ("ood_threshold", cal.ood_threshold, (n_noise,))]:
+                values = np.asarray(values, dtype=np.float64)
+                if values.shape != shape or not np.isfinite(values).all():
+                    raise ValueError(f"{key} needs {shape} finite numbers")
         except (OSError, ValueError, KeyError, TypeError) as e:
             raise ModelFileError(f"{path}: not a usable rrim calibration ({e})") from None
         if cal.model_sha256 != model_sha256:

@@ -1,5 +1,5 @@
-"""The shipped default model: sha256 agrees across file, index and card; its golden output
-reproduces through onnxruntime alone (torch never imported); its card states its limits."""
+"""The shipped models: sha256 agrees across file, index, card and calibration; golden outputs
+reproduce through onnxruntime alone (torch never imported); cards state their limits."""
 from __future__ import annotations
 
 import hashlib
@@ -31,11 +31,26 @@ def test_sha256_matches_index_and_card():
         assert words in card
 
 
-def test_golden_reproduces_with_onnxruntime_alone(tmp_path):
+def test_any_temperature_model_is_shipped_with_card_and_calibrations():
+    index = json.loads((MODELS / "index.json").read_text())
+    entry = index.get("models", index)["rrim-any-temperature"]
+    data = (MODELS / entry["file"]).read_bytes()
+    assert entry["form"] == "input" and entry["sha256"] == hashlib.sha256(data).hexdigest()
+    card = (MODELS / "rrim-any-temperature.md").read_text()
+    assert entry["sha256"] in card and "python -m rrim.export.any_temperature_model" in card and "| 300 |" in card
+    for name in (NAME, "rrim-any-temperature"):
+        cal = json.loads((MODELS / f"{name}.calibration.json").read_text())
+        assert cal["model_sha256"] == index.get("models", index)[name]["sha256"]
+        report = (MODELS / f"{name}.calibration.md").read_text()
+        assert "rrim calibrate" in report and "✗" not in report.split("## Out-of")[0]  # every coverage within tolerance
+
+
+@pytest.mark.parametrize("name", [NAME, "rrim-any-temperature"])
+def test_golden_reproduces_with_onnxruntime_alone(tmp_path, name):
     script = (
         "import sys\n"
         "from rrim.models import check_golden, load_model\n"
-        f"check = check_golden(load_model({NAME!r}), provider='cpu')\n"
+        f"check = check_golden(load_model({name!r}), provider='cpu')\n"
         "assert check.passed, check\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
         "print(check.max_rel_error)\n"
