@@ -14,7 +14,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from ..archives import OUTPUT_VARIABLES, ArchiveOptions, invert_rows, provenance_attrs, read_source
+from ..archives import ArchiveOptions, invert_rows, provenance_attrs, read_source
 from ..inversion import DEFAULT_BATCH_SIZE, FLAGS
 from ..models import DEFAULT_MODEL, load_model
 from ..operator import ForwardOperator
@@ -28,8 +28,8 @@ def _invert_block(rows, temperatures, *, src, model_path, sha256, opts, provider
     lead = rows.shape[:-1]
     out = invert_rows(rows.reshape(-1, rows.shape[-1]).astype(np.float64), temperatures.reshape(-1), src, model,
                       opts, session=model.session(provider), batch_size=batch_size)
-    return tuple(np.asarray(out[name]).reshape(*lead, *out[name].shape[1:]).astype(OUTPUT_VARIABLES[name][0])
-                 for name in OUTPUT_VARIABLES)
+    return tuple(np.asarray(out[name]).reshape(*lead, *out[name].shape[1:]).astype(dtype)
+                 for name, (dtype, _, _) in opts.output_variables().items())
 
 
 class _RrimAccessor:
@@ -41,42 +41,46 @@ class _RrimAccessor:
 
     def invert(self, var: str = "scattering_rate", dim: str = "omega", model=DEFAULT_MODEL, provider: str = "auto",
                temperature: float | None = None, temperature_name: str = "temperature", crop: bool = False,
-               smoothing_meV: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE, sha256: str | None = None) -> xr.Dataset:
+               smoothing_meV: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE, sha256: str | None = None,
+               uncertainty: float | None = None, impurity: bool = False) -> xr.Dataset:
         """Glue functions of the spectra in ``var`` (core dimension ``dim``), as ``rrim invert`` writes them.
 
-        ``temperature`` (K) overrides the dataset's; ``model`` is an installed name or a path.
+        ``temperature`` (K) overrides the dataset's; ``model`` is an installed name or a path;
+        ``uncertainty`` (0.68 or 0.9) adds the calibrated band ``glue_lower``/``glue_upper``;
+        ``impurity`` estimates and removes the impurity rate (``impurity_rate``).
         Lazy on dask-backed input. Raises :class:`rrim.archives.ArchiveError` for bad input.
         """
         ds = self._dataset(var)
         loaded = load_model(model, sha256=sha256)
         opts = ArchiveOptions(var=var, dim=dim, temperature_name=temperature_name, temperature=temperature,
-                              crop=crop, smoothing_meV=smoothing_meV)
+                              crop=crop, smoothing_meV=smoothing_meV, uncertainty=uncertainty, impurity=impurity)
+        variables = opts.output_variables()
         src = read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), loaded, opts)
         data = src.data
         temps = xr.DataArray(src.temperature, dims=src.lead, coords={d: data[d] for d in src.lead if d in data.coords})
         if data.chunks is not None:
             temps = temps.chunk({d: data.chunksizes[d] for d in src.lead})
         n_Omega, n_omega = len(loaded.info.Omega), len(loaded.info.omega)
-        cores = {"Omega": ["Omega"], "scattering_rate_fit": [_FIT_DIM]}
+        cores = {"scattering_rate_fit": [_FIT_DIM]}
         results = xr.apply_ufunc(
             _invert_block, data, temps,
             kwargs=dict(src=dataclasses.replace(src, data=None), model_path=str(loaded.path), sha256=loaded.sha256,
                         opts=opts, provider=provider, batch_size=batch_size),
             input_core_dims=[[dim], []],
-            output_core_dims=[cores.get(name, ["Omega"] if name == "glue" else []) for name in OUTPUT_VARIABLES],
-            output_dtypes=[np.dtype(v[0]) for v in OUTPUT_VARIABLES.values()],
+            output_core_dims=[cores.get(name, list(core)) for name, (_, core, _) in variables.items()],
+            output_dtypes=[np.dtype(v[0]) for v in variables.values()],
             dask="parallelized", dask_gufunc_kwargs={"output_sizes": {"Omega": n_Omega, _FIT_DIM: n_omega}},
             keep_attrs=False,
         )
         # non-index coordinates are dropped before merging (comparing dask coordinates would compute
         # them; the input's temperature coordinate would clash with the `temperature` output) and re-added
-        out = xr.Dataset({name: r.reset_coords(drop=True) for name, r in zip(OUTPUT_VARIABLES, results)})
+        out = xr.Dataset({name: r.reset_coords(drop=True) for name, r in zip(variables, results)})
         out = out.assign_coords({k: c for k, c in data.coords.items()
                                  if k not in out.coords and k not in out.data_vars and dim not in c.dims})
         out = out.rename({_FIT_DIM: "omega"}).assign_coords(
             Omega=("Omega", loaded.info.Omega.values, {"units": "meV", "long_name": "boson energy Ω"}),
             omega=("omega", loaded.info.omega.values, {"units": "meV", "long_name": "optical energy ω (model grid)"}))
-        for name, (_, _, attrs) in OUTPUT_VARIABLES.items():
+        for name, (_, _, attrs) in variables.items():
             out[name].attrs = dict(attrs)
         provider_used = loaded.session(provider).provider
         out.attrs = provenance_attrs(src, loaded, opts, "n/a (in-memory dataset)", provider_used,
@@ -97,6 +101,59 @@ class _RrimAccessor:
         rate = rate.rename({_FIT_DIM: "omega"}).assign_coords(omega=("omega", op.omega.values, {"units": "meV"}))
         rate.attrs = {"long_name": "scattering rate 1/τ = A·I²χ", "units": "meV", "temperature_K": op.temperature}
         return rate.rename("scattering_rate")
+
+
+    def plot(self, path, spectra=None, var: str = "scattering_rate", dim: str = "omega", model=DEFAULT_MODEL,
+             provider: str = "auto", truth: str | None = None, title: str = "", **options):
+        """A PNG (or any matplotlib format) with one row per spectrum: glue (with the band where there is
+        one, and ``truth``, a variable of true glue, if given) | measured 1/τ on the model's grid with
+        the refit | residual. Returns the path. Needs ``rrim[plot]``.
+
+        On input data (``var`` on ``dim``) the selected spectra are inverted first, eagerly, with
+        ``model``/``provider`` and :meth:`invert`'s ``options`` (e.g. ``uncertainty=0.9``); on what
+        :meth:`invert` returned they are drawn as they are (the refit stands in for the data).
+        ``spectra``: flat indices over the leading dimensions (default: the first 4).
+        """
+        from ..plotting import plot_inversions
+
+        ds = self._obj if isinstance(self._obj, xr.Dataset) else self._obj.to_dataset(name=self._obj.name or var)
+        if "glue" in ds:
+            lead = [d for d in ds.glue.dims if d != "Omega"]
+            flat = ds.stack(_spectrum=lead) if lead else ds.expand_dims("_spectrum")
+            idx = _indices(spectra, flat.sizes["_spectrum"])
+            sel = flat.isel(_spectrum=idx)
+            get = {n: sel[n].transpose("_spectrum", ...).values for n in sel.data_vars if "_spectrum" in sel[n].dims}
+            missing = [n for n in ("scattering_rate_fit", "residual") if n not in get]
+            if missing:
+                raise ValueError(f"plot: the dataset has 'glue' but lacks {', '.join(map(repr, missing))}; "
+                                 "plot input data or what ds.rrim.invert() returns")
+            omega, Omega, y = ds.omega.values, ds.Omega.values, get["scattering_rate_fit"]
+        else:
+            if var not in ds:
+                raise ValueError(f"plot: the dataset has neither the input variable {var!r} nor a 'glue' output")
+            loaded = load_model(model)
+            opts = ArchiveOptions(var=var, dim=dim, **{k: options[k] for k in ("temperature", "temperature_name", "crop",
+                                                                                "smoothing_meV", "uncertainty", "impurity")
+                                                         if k in options})
+            src = read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), loaded, opts)
+            flat = src.data.stack(_spectrum=list(src.lead)) if src.lead else src.data.expand_dims("_spectrum")
+            idx = _indices(spectra, flat.sizes["_spectrum"])
+            rows = np.asarray(flat.isel(_spectrum=idx).transpose("_spectrum", dim).values, dtype=np.float64)
+            get = invert_rows(rows, np.asarray(src.temperature).reshape(-1)[idx], src, loaded, opts,
+                              session=loaded.session(provider))
+            omega, Omega, y = loaded.info.omega.values, loaded.info.Omega.values, get["y"]
+        band = (get["glue_lower"], get["glue_upper"]) if "glue_lower" in get else None
+        true = None if truth is None else np.asarray(ds[truth].stack(_spectrum=[d for d in ds[truth].dims if d != "Omega"])
+                                                     .transpose("_spectrum", ...).values)[idx]
+        return plot_inversions(path, omega, Omega, y, get["glue"], get["scattering_rate_fit"], get["residual"],
+                               labels=[f"spectrum {i}" for i in idx], truth=true, title=title, band=band)
+
+
+def _indices(spectra, n: int) -> list[int]:
+    idx = list(range(min(4, n))) if spectra is None else [int(i) for i in spectra]
+    if not idx or any(not 0 <= i < n for i in idx):
+        raise ValueError(f"spectra: expected indices in 0…{n - 1}, got {spectra!r}")
+    return idx
 
 
 xr.register_dataset_accessor("rrim")(_RrimAccessor)

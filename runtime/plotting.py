@@ -6,8 +6,10 @@ from pathlib import Path
 import numpy as np
 
 
-def plot_inversions(path, omega, Omega, y, glue, fit, residual, labels=None, truth=None, title: str = "") -> Path:
-    """One row per spectrum: glue I²χ(Ω) (and ``truth`` if given) | measured 1/τ with the refit | residual.
+def plot_inversions(path, omega, Omega, y, glue, fit, residual, labels=None, truth=None, title: str = "",
+                    band=None) -> Path:
+    """One row per spectrum: glue I²χ(Ω) (and ``truth``, ``band`` = (lower, upper) if given) | measured
+    1/τ with the refit | residual.
 
     ``omega``, ``Omega`` (meV) grids; ``y``, ``fit`` (k, n_ω) meV; ``glue`` (k, n_Ω); ``residual`` (k,).
     Writes a PNG (or any format matplotlib infers from the suffix) and returns its path.
@@ -25,6 +27,8 @@ def plot_inversions(path, omega, Omega, y, glue, fit, residual, labels=None, tru
         label = labels[i] if labels is not None else f"spectrum {i}"
         ax = axes[i, 0]
         ax.plot(Omega, glue[i], color="C0", label="rRIM")
+        if band is not None:
+            ax.fill_between(Omega, band[0][i], band[1][i], color="C0", alpha=0.25, lw=0, label="band")
         if truth is not None:
             ax.plot(Omega, truth[i], "k--", lw=1, label="truth")
         ax.set_ylabel("I²χ(Ω)")

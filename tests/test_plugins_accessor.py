@@ -75,3 +75,46 @@ def test_forward_reproduces_noiseless_spectra(example):
     rel = np.linalg.norm(rate.values - y, axis=-1) / np.linalg.norm(y, axis=-1)
     assert np.median(rel) < 5e-3  # noise 1e-3 of max and linear interpolation
     assert measured.glue.shape[-1] == rate.shape[-1]
+
+
+def test_band_and_impurity_through_the_accessor_equal_the_cli(tmp_path, example):
+    out = tmp_path / "cli.nc"
+    args = ["invert", "--example", "-o", str(out), "--provider", "cpu", "--uncertainty", "0.9", "--impurity"]
+    assert CliRunner().invoke(main, args, catch_exceptions=False).exit_code == 0
+    got = example.chunk({"sample": 2}).rrim.invert(provider="cpu", uncertainty=0.9, impurity=True)
+    with xr.open_dataset(out) as cli:
+        for name in ("glue_lower", "glue_upper", "impurity_rate", "noise_estimate", "ood_score"):
+            np.testing.assert_allclose(got[name].values, cli[name].values, rtol=1e-6, atol=1e-6, err_msg=name)
+            assert got[name].attrs["long_name"] == cli[name].attrs["long_name"]
+
+
+def test_plot_inverts_selected_input_spectra_or_draws_outputs(tmp_path, example):
+    pytest.importorskip("matplotlib")
+    png = example.rrim.plot(tmp_path / "in.png", spectra=[0, 5], provider="cpu", truth="glue_true", uncertainty=0.68)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+    result = example.rrim.invert(provider="cpu")
+    assert result.rrim.plot(tmp_path / "out.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(ValueError, match="lacks 'scattering_rate_fit'"):
+        result[["glue"]].rrim.plot(tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="spectra: expected indices"):
+        example.rrim.plot(tmp_path / "bad.png", spectra=[99], provider="cpu")
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_accessor_on_a_distributed_client_equals_in_process(example):
+    distributed = pytest.importorskip("dask.distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster) as client:
+        lazy = example.chunk({"sample": 2}).rrim.invert(provider="cpu")
+        on_cluster = lazy.compute()  # the default scheduler is now the client's
+        sessions = client.run(_sessions_in_this_process)
+        assert len(sessions) == 2 and sum(sessions.values()) >= 1  # the work ran in the worker processes
+    eager = example.rrim.invert(provider="cpu")
+    np.testing.assert_array_equal(on_cluster.glue.values, eager.glue.values)
+    np.testing.assert_array_equal(on_cluster.flags.values, eager.flags.values)
+
+
+def _sessions_in_this_process() -> int:
+    from rrim import sessions
+
+    return len(sessions._CACHE)
