@@ -12,27 +12,35 @@ from ..models import LoadedModel, load_model
 
 
 def _worker_task(path: str, out: str, model_path: str, sha256: str, opts: ArchiveOptions, provider: str,
-                 input_sha256: str, batch_size: int):
+                 input_sha256: str, batch_size: int, threads: int | None):
     """Runs on a worker: the per-file record, or the exception (returned, so that one bad file does
     not cancel the others)."""
     try:
         model = load_model(model_path, sha256=sha256)
-        return reprocess_one(path, out, model, opts, provider=provider, input_sha256=input_sha256, batch_size=batch_size)
+        return reprocess_one(path, out, model, opts, provider=provider, input_sha256=input_sha256, batch_size=batch_size,
+                             threads=threads)
     except Exception as e:
         return e
 
 
 def reprocess_on_dask(jobs, model: LoadedModel, opts: ArchiveOptions, *, scheduler: str | None = None,
                       n_workers: int | None = None, provider: str = "auto", batch_size: int):
-    """Yield ``(rel, record or exception)`` for ``jobs`` = [(rel, path, out, input_sha256)] as they finish."""
+    """Yield ``(rel, record or exception)`` for ``jobs`` = [(rel, path, out, input_sha256)] as they finish.
+
+    On a local cluster of N workers each session gets 1/N of this machine's CPUs (N sessions with
+    all cores each would oversubscribe them); on a given scheduler each worker uses its machine's CPUs.
+    """
     from dask.distributed import Client, LocalCluster, as_completed
+
+    from ..sessions import available_cpus
 
     cluster = None if scheduler else LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=None)
+    threads = None if scheduler else max(1, available_cpus() // max(1, n_workers or 1))
     try:
         with Client(scheduler or cluster) as client:
             futures = {client.submit(_worker_task, str(path), str(out), str(model.path), model.sha256, opts, provider,
-                                     digest, batch_size, pure=False): rel for rel, path, out, digest in jobs}
+                                     digest, batch_size, threads, pure=False): rel for rel, path, out, digest in jobs}
             for future in as_completed(futures):
                 yield futures[future], future.result()
     finally:

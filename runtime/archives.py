@@ -483,7 +483,7 @@ def provenance_attrs(src: _Source, model: LoadedModel, opts: ArchiveOptions, inp
 def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOptions = ArchiveOptions(), *,
                    provider: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
                    chunk_spectra: int = DEFAULT_CHUNK_SPECTRA, progress=None, preview: int = 0,
-                   input_sha256: str | None = None) -> ArchiveSummary:
+                   input_sha256: str | None = None, threads: int | None = None) -> ArchiveSummary:
     """Invert every spectrum of ``input_path`` and write ``output_path`` atomically.
 
     ``progress(done, total)`` is called with the numbers of spectra done and in all after each slab. ``preview`` > 0
@@ -495,7 +495,7 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
     t0 = time.perf_counter()
     input_path = Path(input_path)
     out = check_output_path(output_path, input_path)
-    session = model.session(provider)
+    session = model.session(provider, threads=threads)
     with open_dataset(input_path) as ds:
         input_sha = input_sha256 or file_sha256(input_path)
         src = read_source(ds, input_path, model, opts)
@@ -578,14 +578,15 @@ def _write_error(out: Path, exc: BaseException, written: int) -> ArchiveError:
 
 
 def reprocess_one(path, out, model: LoadedModel, opts: ArchiveOptions, *, provider: str, input_sha256: str,
-                  batch_size: int = DEFAULT_BATCH_SIZE, progress=None) -> dict:
+                  batch_size: int = DEFAULT_BATCH_SIZE, progress=None, threads: int | None = None) -> dict:
     """One file of ``rrim reprocess`` (the caller holds the output folder's lock): remove temporary
-    files a killed run left for ``out``, invert atomically, and return the JSON-friendly record."""
+    files a killed run left for ``out``, invert atomically, and return the JSON-friendly record.
+    ``threads``: the session's intra-op threads (default: the CPUs available)."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     s = invert_archive(path, out, model, opts, provider=provider, input_sha256=input_sha256,
-                       batch_size=batch_size, progress=progress)
+                       batch_size=batch_size, progress=progress, threads=threads)
     return {"output": str(out), "n_spectra": s.n_spectra, "flag_counts": s.flag_counts, "seconds": round(s.seconds, 3)}
 
 
