@@ -25,7 +25,7 @@ from ..synthetic import add_noise
 from .config import Config, DataConfig, ModelConfig, OperatorConfig, TrainingConfig
 from .default_model import TRAIN_SIGMAS, write_index
 from .onnx_export import export_checkpoint, golden_path, machine_description
-from .training import load_checkpoint, make_data, predict, train
+from .training import make_data, predict, trained
 
 NAME = "rrim-any-temperature"
 MODEL_VERSION = "1.0.0"
@@ -38,7 +38,7 @@ EVAL_T = (10.0, 20.0, 50.0, 100.0, 200.0, 300.0)
 #: Noise levels of the table (σ·max y).
 EVAL_SIGMAS = (1e-3, 1e-2)
 EVAL_SEED = 2027
-EPOCHS = 8
+EPOCHS = 20
 
 
 def training_config(temperature: float | None, runs: Path) -> Config:
@@ -51,14 +51,6 @@ def training_config(temperature: float | None, runs: Path) -> Config:
                   data=DataConfig(n=4000, sigma=TRAIN_SIGMAS, seed=0), operator=operator,
                   training=TrainingConfig(lr=1e-3, batch_size=32, max_epochs=EPOCHS, patience=EPOCHS, seed=0,
                                           output_dir=str(runs / f"temperature-{tag}")))
-
-
-def trained(cfg: Config, retrain: bool):
-    """(model, config, extra) of ``cfg``'s checkpoint, training it first if needed."""
-    path = Path(cfg.training.output_dir) / "model.pt"
-    if retrain or not path.exists() or load_checkpoint(path)[1] != cfg:
-        train(cfg)
-    return (*load_checkpoint(path), path)
 
 
 def _rel_l2(x_hat, x) -> float:

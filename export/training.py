@@ -226,6 +226,15 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
     return result
 
 
+def trained(config: Config, retrain: bool = False):
+    """(model, config, extra, checkpoint path) of ``config``'s finished run in its output folder,
+    training it first when there is none, it was made with another configuration, or ``retrain``."""
+    path = Path(config.training.output_dir) / "model.pt"
+    if retrain or not path.exists() or load_checkpoint(path)[1] != config:
+        train(config)
+    return (*load_checkpoint(path), path)
+
+
 def _progress(total: int):
     """A tqdm bar on stderr only when stderr is a terminal, else None."""
     if not sys.stderr.isatty():
