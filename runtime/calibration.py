@@ -175,7 +175,7 @@ def calibrate(model, *, n: int = 300, seed: int = 0, resamples: int = DEFAULT_RE
     provenance = {"command": command, "seed": seed, "n_per_sigma": n, "sigmas": list(CAL_SIGMAS),
                   "temperatures_K": list(calibration_temperatures(model)), "rrim_version": __version__,
                   "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-                  "machine": f"{platform.system()} {platform.machine()}, Python {platform.python_version()}"}
+                  "machine": f"{platform.platform()}, Python {platform.python_version()}"}
     return Calibration(**{**cal.__dict__, "provenance": provenance, "report": report})
 
 

@@ -153,7 +153,8 @@ def _archive_options(f):
         click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                      help="auto: CUDA if it really loads, else CPU; cuda: fail (exit 3) if CUDA cannot run."),
         click.option("--tf32", is_flag=True, help="Allow TF32 on CUDA (off by default)."),
-        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Spectra per model call."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None,
+                     help="Spectra per model call (default: the fastest of 16…256, measured once per model and machine)."),
         click.option("--var", default="scattering_rate", show_default=True, help="Variable holding 1/τ."),
         click.option("--dim", default="omega", show_default=True, help="Its ω dimension (with a units coordinate)."),
         click.option("--temperature", type=click.FloatRange(min=0), default=None,
@@ -206,7 +207,7 @@ def invert_command(input_path, output, example, plot_path, plot_spectra, model_n
                    batch_size, var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, report):
     """Invert the scattering rates of INPUT.nc into glue functions written to OUTPUT."""
     from .archives import invert_archive
-    from .inversion import DEFAULT_BATCH_SIZE
+    from .tuning import choose_batch_size
 
     _sigterm_as_interrupt()
     if example == bool(input_path):
@@ -215,12 +216,12 @@ def invert_command(input_path, output, example, plot_path, plot_spectra, model_n
     progress = _Progress("inverting")
     try:
         opts = _options(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity)
-        model, _ = _load(model_name, sha256, provider, tf32)
-        summary = invert_archive(source, output, model, opts, provider=provider,
-                                 batch_size=batch_size or DEFAULT_BATCH_SIZE, progress=progress,
-                                 preview=plot_spectra if plot_path else 0)
+        model, session = _load(model_name, sha256, provider, tf32)
+        batch_size = batch_size or choose_batch_size(model, session)
+        summary = invert_archive(source, output, model, opts, provider=provider, batch_size=batch_size,
+                                 progress=progress, preview=plot_spectra if plot_path else 0)
         progress.close()
-        result = {"status": "ok", **summary.to_dict(), "output": str(Path(output).resolve())}
+        result = {"status": "ok", **summary.to_dict(), "output": str(Path(output).resolve()), "batch_size": batch_size}
         if example:
             result["example_glue_error"] = _example_error(source, output)
         if plot_path:
@@ -288,7 +289,7 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     import filelock
 
     from .archives import ArchiveError, file_sha256, is_current, remove_stale_temporaries, reprocess_one
-    from .inversion import DEFAULT_BATCH_SIZE
+    from .tuning import choose_batch_size
 
     _sigterm_as_interrupt()  # until the lock is held nothing is written: a signal stops at once
     src_dir, out_dir = Path(archive_dir).resolve(), Path(output_dir).resolve()
@@ -352,7 +353,7 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
             except Exception as e:
                 failed.append({"input": str(rel), "error": str(e), "exit_code": _exit_code(e)})
                 log.error("%s: %s", rel, e)
-        kwargs = dict(provider=provider, batch_size=batch_size or DEFAULT_BATCH_SIZE)
+        kwargs = dict(provider=provider, batch_size=batch_size or (choose_batch_size(model, session) if jobs else 1))
         if dask_scheduler or dask_workers:
             from .plugins.distributed import reprocess_on_dask
 

@@ -1,10 +1,19 @@
 """Shared fixtures: seeded RNGs and the default operators (no dependence on the current directory)."""
 from __future__ import annotations
 
+import os
+import tempfile
+
 import numpy as np
 import pytest
 
 import rrim
+
+
+def pytest_configure(config):
+    """The batch-size measurements of the CLI (rrim.tuning) go to a folder of this run, shared by the
+    subprocesses the tests start, never to the user's cache."""
+    os.environ.setdefault("RRIM_CACHE_DIR", tempfile.mkdtemp(prefix="rrim-test-cache-"))
 
 
 @pytest.fixture

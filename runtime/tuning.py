@@ -1,0 +1,106 @@
+"""The micro-batch chosen by measurement: each candidate batch size is timed on this machine, with this
+model, provider and thread count, and the fastest wins.
+
+The timing (:data:`CANDIDATES`, a warm-up call then ≥ :data:`SECONDS` per candidate, two rounds in
+alternating order, best of the two) runs once per (model sha256, provider, threads, CPU,
+onnxruntime version) and is remembered in ``$XDG_CACHE_HOME/rrim/batch-sizes.json`` (``~/.cache``
+by default; ``RRIM_CACHE_DIR`` overrides the folder), written atomically; an unreadable cache is
+ignored and rewritten. ``rrim invert``/``reprocess`` use it unless ``--batch-size`` is given.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .inversion import DEFAULT_BATCH_SIZE, physics_at
+from .modelfile import INPUT_A, INPUT_P, INPUT_Y
+
+log = logging.getLogger(__name__)
+
+CANDIDATES = (16, 32, 64, 128, 256)
+SECONDS = 0.1
+_MEMO: dict[str, int] = {}
+
+
+def cache_file() -> Path:
+    folder = os.environ.get("RRIM_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rrim"
+    return Path(folder) / "batch-sizes.json"
+
+
+def _machine_key(model, session) -> str:
+    import onnxruntime
+
+    cpu = platform.machine()
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model.sha256}|{session.provider}|{session.threads}|{cpu}|{onnxruntime.__version__}"
+
+
+def measure(run, n_omega: int, candidates=CANDIDATES, seconds: float = SECONDS, clock=time.perf_counter) -> dict:
+    """Spectra/s per candidate batch for ``run(y32)`` on (batch, n_ω) float32 inputs: best of two rounds."""
+    y = np.linspace(0.1, 1.0, n_omega, dtype=np.float32)[None, :]
+    rates: dict[int, float] = {}
+    for order in (list(candidates), list(candidates)[::-1]):
+        for b in order:
+            batch = np.repeat(y, b, axis=0)
+            run(batch)  # warm-up: allocations for this shape
+            calls, t0 = 0, clock()
+            while (elapsed := clock() - t0) < seconds or calls == 0:
+                run(batch)
+                calls += 1
+            rates[b] = max(rates.get(b, 0.0), calls * b / max(elapsed, 1e-12))
+    return rates
+
+
+def choose_batch_size(model, session) -> int:
+    """The fastest of :data:`CANDIDATES` for ``model`` on ``session`` (measured once, then remembered)."""
+    key = _machine_key(model, session)
+    if key in _MEMO:
+        return _MEMO[key]
+    path = cache_file()
+    try:
+        known = json.loads(path.read_text())
+        if not isinstance(known, dict):
+            known = {}
+    except (OSError, ValueError):
+        known = {}
+    value = known.get(key)
+    if isinstance(value, int) and value in CANDIDATES:
+        _MEMO[key] = value
+        return value
+    extra = {}
+    if model.form == "input":
+        _, a32, p32 = physics_at(model, model.info.temperature)
+        extra = {INPUT_A: a32, INPUT_P: p32}
+    try:
+        rates = measure(lambda y32: session.run({INPUT_Y: y32, **extra}), len(model.info.omega))
+    except Exception as e:  # never fail a job over tuning
+        log.warning("batch-size measurement failed (%s); using %d", e, DEFAULT_BATCH_SIZE)
+        return DEFAULT_BATCH_SIZE
+    best = max(rates, key=rates.get)
+    log.info("batch size %d chosen by measurement (%s spectra/s)", best,
+             ", ".join(f"{b}: {r:,.0f}" for b, r in sorted(rates.items())))
+    _MEMO[key] = best
+    known[key] = best
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(known, f, indent=1)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.info("batch-size cache not written (%s)", e)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
+    return best
