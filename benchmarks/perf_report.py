@@ -12,7 +12,8 @@ min–max over the repeats:
   same rounds, on a 1024³ product (the BLAS peak: the floor) and on the model's largest conv written
   as a GEMM at batch 64 (what the model's own shapes allow);
 - the runtime (`rrim.inversion.invert`: scaling, the one float32 cast, the model, refit and
-  residuals) at batch sizes 1…1024 and 1 or 2 intra-op threads, as a share of the floor;
+  residuals) at batch sizes 1…1024 on 1 or 2 CPUs (a session's ``threads``: concurrent one-thread
+  calls, see rrim.sessions), as a share of the floor;
 - peers on the same spectra: onnxruntime's bare session call, PyTorch eager with the checkpoint's
   weights (`torch.inference_mode`, same threads), iterated and tuned Tikhonov in numpy, NNLS and
   MEM (`rrim.solvers`, on a subset);
@@ -95,7 +96,7 @@ def contenders(model, op, y, y_val, x_val, args, tmp: Path) -> tuple[dict, list[
     def bare(b=DEFAULT_BATCH_SIZE):
         for i in range(0, len(ys), b):
             session.run({"y": ys[i:i + b]})
-    out[f"onnxruntime session.run only, batch {DEFAULT_BATCH_SIZE}, {cpus} thr"] = (bare, len(ys))
+    out[f"onnxruntime session.run only, batch {DEFAULT_BATCH_SIZE}, one call at a time"] = (bare, len(ys))
     rows, torch_note = torch_contenders(model, ys, DEFAULT_BATCH_SIZE)
     out.update(rows)
     weight = tune_tikhonov_weight(op, y_val, x_val)
@@ -257,17 +258,16 @@ def main(argv=None) -> None:
     L.append(f"- ≥ 40 % of the floor at every batch ≥ 16 ({cpus} threads): worst **{pct16:.0f} %** (batch {batch_of(worst16)}) — "
              + ("met." if pct16 >= 40 else f"missed by {40 - pct16:.0f} percentage points. Where the fall is at large "
                 "batches, the likely cause is that the activations (channels × 200 points × batch, per step) outgrow the "
-                "cache; the runtime's batch is one fixed number "
-                f"({DEFAULT_BATCH_SIZE}), not chosen from a measurement."))
+                "cache. `rrim invert`/`reprocess` choose their batch by measurement (rrim.tuning) among 16…256."))
     if torch_rows:
         t_same = med[f"PyTorch eager, batch {DEFAULT_BATCH_SIZE}, {cpus} thr"]
         r_def = med[f"runtime invert, batch {DEFAULT_BATCH_SIZE}, {cpus} thr"]
         L.append(f"- ≥ 2× PyTorch eager: runtime at batch {DEFAULT_BATCH_SIZE} (whole `invert`) / PyTorch eager at the same batch "
                  f"and threads (model only) = **{r_def / t_same:.2f}×**; best runtime / best PyTorch = "
                  f"{best / max(torch_rows.values()):.2f}× — " + ("met." if r_def >= 2 * t_same else
-                 f"missed ({r_def / t_same:.2f}× of the 2× asked): onnxruntime and PyTorch run the same convs "
-                 "through similar CPU kernels, so the exporter's graph (per-step Concat/Slice copies, unfused GRU gates) "
-                 "decides the gap."))
+                 f"missed ({r_def / t_same:.2f}× of the 2× asked): onnxruntime and PyTorch run the same thin convs "
+                 "through similar CPU kernels; a graph without the per-step Concat/Slice copies (GRU convs split by "
+                 "input) measured 0.9–1.17× of the exported one in a trial, so it was not adopted."))
     else:
         L.append("- ≥ 2× PyTorch eager: not measured (PyTorch not installed).")
     ratio = med[arch] / med[inmem]
@@ -279,11 +279,13 @@ def main(argv=None) -> None:
              + (" (flat: within 25 %)." if max(peak) <= 1.25 * min(peak) else
                 " (not flat between these sizes: it grew; only a 1e6 run (--large) can tell whether that is a bounded "
                 "cache filling up or growth with the archive)."))
-    L.append(f"- Leaner model (≥ 4× fewer FLOPs per spectrum, ≤ {flops / 4e6:.2f} MFLOP, and ≥ 10,000 spectra/s): not built — "
-             f"the shipped model is the only one measured; its best is {fmt(best)} spectra/s "
-             f"({10_000 / best:.1f}× short). Even at 100 % of this floor it would reach only {fmt(floor)} spectra/s, so "
-             f"10,000 spectra/s needs ≤ {med[g_name] / 1e4 / 1e6:.1f} MFLOP per spectrum at the floor, or "
-             f"≤ {0.5 * med[g_name] / 1e4 / 1e6:.1f} MFLOP at 50 % of it.")
+    lean = ROOT / "docs" / "experiments" / "LEAN.md"
+    verdict = next((line for line in lean.read_text().splitlines() if line.startswith("**")), "") if lean.exists() else ""
+    L.append(f"- Leaner model (≥ 4× fewer FLOPs per spectrum, ≤ {flops / 4e6:.2f} MFLOP, and ≥ 10,000 spectra/s): "
+             f"the sweep is `python -m rrim.export.lean_models` → docs/experiments/LEAN.md; {verdict or 'not run yet.'} "
+             f"The shipped model's best here is {fmt(best)} spectra/s; 10,000 spectra/s needs "
+             f"≤ {med[g_name] / 1e4 / 1e6:.1f} MFLOP per spectrum at the floor, or ≤ {0.5 * med[g_name] / 1e4 / 1e6:.1f} "
+             "MFLOP at 50 % of it.")
     L.append("- GPU: not measured — no GPU was lent to the task that wrote this report; the CUDA path was not run.")
     L.append("")
     args.report.write_text("\n".join(L))

@@ -228,11 +228,9 @@ class _ModelRunner:
     def __call__(self, y: np.ndarray) -> np.ndarray:
         info = self.model.info
         y32 = (y / info.scale).astype(np.float32)  # the one cast
-        out = np.empty((len(y), len(info.Omega)), dtype=np.float32)
-        for start in range(0, len(y), self.batch_size):
-            stop = min(start + self.batch_size, len(y))
-            t0 = time.perf_counter()
-            out[start:stop] = self.session.run({INPUT_Y: y32[start:stop], **self.extra})
-            self.seconds += time.perf_counter() - t0
-        x = out.astype(np.float64)
+        feeds = [{INPUT_Y: y32[start:start + self.batch_size], **self.extra} for start in range(0, len(y), self.batch_size)]
+        t0 = time.perf_counter()
+        out = self.session.run_batches(feeds)
+        self.seconds += time.perf_counter() - t0
+        x = np.concatenate(out).astype(np.float64) if out else np.empty((0, len(info.Omega)))
         return smooth(x, info.Omega, self.smoothing) if self.smoothing else x

@@ -6,6 +6,12 @@ provider is available *and* a session really loads with it, else CPU), ``"cpu"``
 whose sha256 is part of the cache key, so a file changed on disk never reuses a stale session.
 A :class:`Session` pickles as its description (path, sha256, provider, options) and reopens its
 onnxruntime session lazily in the receiving process: onnxruntime sessions never travel.
+
+Threads on the CPU: ``threads`` is how many CPUs a session may use. Its onnxruntime session runs
+each call on one intra-op thread, and :meth:`Session.run_batches` runs up to ``threads`` calls
+at once (onnxruntime's ``run`` is thread-safe and releases the GIL): measured on this model's
+thin convolutions, two concurrent one-thread calls gave ~2× the throughput of one two-thread
+call (benchmarks/PERFORMANCE.md). On CUDA the calls run one after another.
 """
 from __future__ import annotations
 
@@ -90,6 +96,26 @@ class Session:
         """Run the model on float32 ``feeds`` (name → array); returns the first output."""
         return self.ort_session.run(None, feeds)[0]
 
+    def run_batches(self, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """:meth:`run` on each of ``feeds``, up to ``threads`` at once on the CPU; outputs in order."""
+        if self.provider != "cpu" or self.threads == 1 or len(feeds) < 2:
+            return [self.run(f) for f in feeds]
+        return list(_pool(self.threads).map(self.run, feeds))
+
+
+_POOLS: dict[tuple, "object"] = {}
+
+
+def _pool(workers: int):
+    """A thread pool of ``workers`` for this process (a forked child builds its own)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    key = (os.getpid(), workers)
+    with _LOCK:
+        if key not in _POOLS:
+            _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="rrim-batch")
+        return _POOLS[key]
+
 
 def _key(path: str, sha256: str, provider: str, tf32: bool, threads: int) -> tuple:
     return (os.getpid(), path, sha256, provider, tf32, threads)
@@ -116,6 +142,7 @@ def _session_options(threads: int):
 
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep: a shared machine
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -131,7 +158,9 @@ def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
         providers = [("CUDAExecutionProvider", {"use_tf32": "1" if tf32 else "0"}), "CPUExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]
-    sess = ort.InferenceSession(data, sess_options=_session_options(threads), providers=providers)
+    # CPU: one intra-op thread per call, parallel calls (Session.run_batches) use the other CPUs
+    intra = threads if provider == "cuda" else 1
+    sess = ort.InferenceSession(data, sess_options=_session_options(intra), providers=providers)
     if provider == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
         # onnxruntime falls back to CPU silently when CUDA libraries or the driver are missing
         raise ProviderUnavailable(f"{source}: CUDAExecutionProvider did not load (onnxruntime fell back to CPU)")
@@ -142,7 +171,8 @@ def make_session(model_path, provider: str = "auto", *, tf32: bool = False, thre
                  sha256: str | None = None) -> Session:
     """A cached session for ``model_path`` on ``provider`` ('auto', 'cpu' or 'cuda').
 
-    ``threads``: intra-op threads (default: the CPUs available to this process). ``tf32``: allow
+    ``threads``: CPUs the session may use (default: those available to this process) — on the CPU as
+    concurrent one-thread calls (:meth:`Session.run_batches`), on CUDA as intra-op threads. ``tf32``: allow
     TF32 matrix products on CUDA (off by default: it changes results at the 1e-3 level).
     ``sha256``: if given, the file's bytes must match it (:class:`~rrim.modelfile.ModelFileError`).
     Raises :class:`ProviderUnavailable` for 'cuda' when CUDA cannot run; 'auto' then uses CPU.

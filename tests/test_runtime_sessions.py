@@ -45,3 +45,33 @@ def test_cuda_refused_clearly_when_it_cannot_run(tmp_path, small_operator, cuda_
     path = write_model(tmp_path, small_operator)
     with pytest.raises(sessions.ProviderUnavailable, match="CUDAExecutionProvider did not load"):
         sessions.make_session(path, "cuda")
+
+
+def test_run_batches_runs_cpu_calls_concurrently_and_keeps_their_order(tmp_path, default_operator, monkeypatch):
+    import threading
+    import time
+
+    import numpy as np
+
+    from rrim.models import load_model
+    from rrim.sessions import Session
+    from runtime_helpers import write_model
+
+    model = load_model(write_model(tmp_path, default_operator, "baked"))
+    two, one = model.session("cpu", threads=2), model.session("cpu", threads=1)
+    feeds = [{"y": np.full((3, 200), 0.1 * (k + 1), np.float32)} for k in range(6)]
+    expected = [one.run(f) for f in feeds]
+    seen, real = set(), Session.run
+
+    def recording(self, f):
+        seen.add(threading.get_ident())
+        time.sleep(0.02)  # long enough for the other pool thread to take the next call
+        return real(self, f)
+
+    monkeypatch.setattr(Session, "run", recording)
+    got = two.run_batches(feeds)
+    assert len(seen) == 2  # two pool threads ran calls
+    for a, b in zip(got, expected):
+        np.testing.assert_array_equal(a, b)
+    seen.clear()
+    assert all(np.array_equal(a, b) for a, b in zip(one.run_batches(feeds), expected)) and len(seen) == 1
