@@ -25,6 +25,8 @@ from .modelfile import INPUT_A, INPUT_P, INPUT_Y
 log = logging.getLogger(__name__)
 
 CANDIDATES = (16, 32, 64, 128, 256)
+#: On CUDA large batches keep the device busy.
+CUDA_CANDIDATES = (256, 1024, 4096)
 SECONDS = 0.1
 _MEMO: dict[str, int] = {}
 
@@ -63,7 +65,8 @@ def measure(run, n_omega: int, candidates=CANDIDATES, seconds: float = SECONDS, 
 
 
 def choose_batch_size(model, session) -> int:
-    """The fastest of :data:`CANDIDATES` for ``model`` on ``session`` (measured once, then remembered)."""
+    """The fastest of :data:`CANDIDATES` (:data:`CUDA_CANDIDATES` on CUDA) for ``model`` on ``session``
+    (measured once, then remembered)."""
     key = _machine_key(model, session)
     if key in _MEMO:
         return _MEMO[key]
@@ -75,7 +78,8 @@ def choose_batch_size(model, session) -> int:
     except (OSError, ValueError):
         known = {}
     value = known.get(key)
-    if isinstance(value, int) and value in CANDIDATES:
+    candidates = CUDA_CANDIDATES if session.provider == "cuda" else CANDIDATES
+    if isinstance(value, int) and value in candidates:
         _MEMO[key] = value
         return value
     extra = {}
@@ -83,7 +87,7 @@ def choose_batch_size(model, session) -> int:
         _, a32, p32 = physics_at(model, model.info.temperature)
         extra = {INPUT_A: a32, INPUT_P: p32}
     try:
-        rates = measure(lambda y32: session.run({INPUT_Y: y32, **extra}), len(model.info.omega))
+        rates = measure(lambda y32: session.run({INPUT_Y: y32, **extra}), len(model.info.omega), candidates)
     except Exception as e:  # never fail a job over tuning
         log.warning("batch-size measurement failed (%s); using %d", e, DEFAULT_BATCH_SIZE)
         return DEFAULT_BATCH_SIZE

@@ -75,3 +75,20 @@ def test_run_batches_runs_cpu_calls_concurrently_and_keeps_their_order(tmp_path,
         np.testing.assert_array_equal(a, b)
     seen.clear()
     assert all(np.array_equal(a, b) for a, b in zip(one.run_batches(feeds), expected)) and len(seen) == 1
+
+
+def test_io_binding_path_equals_plain_run(tmp_path, default_operator):
+    """The CUDA path's I/O binding, exercised on the CPU device (no GPU here): same output as run()."""
+    import numpy as np
+
+    from rrim.models import load_model
+    from rrim.sessions import run_bound
+    from runtime_helpers import write_model
+
+    model = load_model(write_model(tmp_path, default_operator, "input"))
+    session = model.session("cpu")
+    from rrim.inversion import physics_at
+
+    _, a32, p32 = physics_at(model, 50.0)
+    feeds = {"y": np.linspace(0.1, 1, 3 * 200, dtype=np.float32).reshape(3, 200), "A": a32, "P": p32}
+    np.testing.assert_array_equal(run_bound(session.ort_session, feeds, "cpu"), session.run(feeds))

@@ -43,7 +43,7 @@ def model_and_session(tmp_path, monkeypatch, default_operator):
 
 def test_choice_is_measured_once_and_remembered(model_and_session, monkeypatch):
     model, session = model_and_session
-    monkeypatch.setattr(tuning, "measure", lambda run, n, **kw: (run(np.zeros((2, n), np.float32)),
+    monkeypatch.setattr(tuning, "measure", lambda run, n, *a, **kw: (run(np.zeros((2, n), np.float32)),
                                                                  {16: 1.0, 64: 3.0, 256: 2.0})[1])
     assert tuning.choose_batch_size(model, session) == 64
     cached = json.loads(tuning.cache_file().read_text())
@@ -58,7 +58,7 @@ def test_corrupt_cache_is_ignored_and_rewritten(model_and_session, monkeypatch):
     model, session = model_and_session
     tuning.cache_file().parent.mkdir(parents=True)
     tuning.cache_file().write_text("{not json")
-    monkeypatch.setattr(tuning, "measure", lambda run, n, **kw: {32: 5.0, 128: 1.0})
+    monkeypatch.setattr(tuning, "measure", lambda run, n, *a, **kw: {32: 5.0, 128: 1.0})
     assert tuning.choose_batch_size(model, session) == 32
     assert list(json.loads(tuning.cache_file().read_text()).values()) == [32]
 
