@@ -65,9 +65,10 @@ def main() -> None:
               "Median relative error ‖x̂ − x‖₂/‖x‖₂ without and with `--impurity`.", "",
               "| T (K) | glue | without | with `--impurity` |", "|---|---|---|---|", *effect, "",
               "Reading: at low temperature the constant is well separated from the glue (the thermal smearing of "
-              "the kernel is small, so 1/τ(ω → 0) measures c); at 100 K and above it is degenerate with glue at "
-              "low Ω and the estimate is biased and broad — there, `--impurity` trades one error for another and "
-              "should be used only with an independent estimate of c.", ""]
+              "the kernel is small, so 1/τ(ω → 0) measures c) and removing it is what makes the glue right; the "
+              "estimate's spread grows with temperature as c becomes degenerate with glue at low Ω, and near room "
+              "temperature it carries little information (compare the rows) — there, use `--impurity` only with an "
+              "independent estimate of c in mind.", ""]
     REPORT.parent.mkdir(parents=True, exist_ok=True)
     REPORT.write_text("\n".join(lines))
     print("\n".join(lines))
