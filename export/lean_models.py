@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models import MODELS_DIR
-from ..sessions import make_session
+from ..sessions import available_cpus, make_session
 from ..solvers import Tikhonov, tune_tikhonov_weight
 from ..synthetic import add_noise
 from .config import Config, DataConfig, ModelConfig, OperatorConfig, TrainingConfig
@@ -57,15 +57,16 @@ def training_config(hidden: int, n_steps: int, runs: Path) -> Config:
 
 
 def throughput(paths: dict, y32: np.ndarray, rounds: int = 5) -> dict:
-    """Median spectra/s of a bare session call per model at batch :data:`BATCH`, round-robin, rotating order."""
-    sessions = {k: make_session(p, "cpu").ort_session for k, p in paths.items()}
+    """Median spectra/s per model at batch :data:`BATCH` through the runtime's sessions (all CPUs:
+    concurrent one-thread calls, :meth:`rrim.sessions.Session.run_batches`), round-robin, rotating order."""
+    sessions = {k: make_session(p, "cpu") for k, p in paths.items()}
+    feeds = [{"y": y32[i:i + BATCH]} for i in range(0, len(y32), BATCH)]
     times = {k: [] for k in paths}
     names = list(paths)
     for r in range(rounds + 1):
         for k in names[r % len(names):] + names[:r % len(names)]:
             t0 = time.perf_counter()
-            for i in range(0, len(y32), BATCH):
-                sessions[k].run(None, {"y": y32[i:i + BATCH]})
+            sessions[k].run_batches(feeds)
             if r:  # the first round warms up
                 times[k].append(len(y32) / (time.perf_counter() - t0))
     return {k: statistics.median(v) for k, v in times.items()}
@@ -145,7 +146,7 @@ Every network: the same data (4000 noise-mixed Gaussian-mixture spectra at 100 K
 Adam lr 1e-3, batch 32; only the GRU width (hidden) and the steps N_t differ. Test MSE on the
 held-out split re-noised at each σ (seed {EVAL_SEED}), in brackets relative to the best network; tuned
 Tikhonov (weight chosen on the validation split at the same σ): {', '.join(f'σ = {s}: {v:.4g}' for s, v in tikhonov.items())}.
-Throughput: bare onnxruntime session call, batch {BATCH}, 2 threads, median of 5 rounds; share of
+Throughput: the runtime's session on all {available_cpus()} CPUs (concurrent one-thread calls), batch {BATCH}, median of 5 rounds; share of
 the floor = spectra/s × FLOPs per spectrum over the float32 GEMM rate measured in the same run
 ({gemm / 1e9:.0f} GFLOP/s, 1024³).
 

@@ -82,6 +82,7 @@ OUTPUT_VARIABLES = {
     "ood_score": ("f8", (), {"long_name": "out-of-distribution score: smaller refit residual (rRIM or non-negative "
                                           "consistency fit) over √(σ̂² + (β·RMS 1/τ)²)",
                              "units": "1", "comment": "flag out_of_distribution above the model's calibrated threshold; "
+                                                       "below it the rRIM's own score (the consistency fit is skipped); "
                                                        "NaN when the model has no calibration"}),
 }
 #: Written on request: the calibrated band (``uncertainty``) and the impurity rate (``impurity``).

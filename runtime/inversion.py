@@ -195,10 +195,14 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
     flags[finite & ~(residual <= POOR_FIT_RESIDUAL)] |= FLAG_POOR_FIT
     score = np.full(n, np.nan)
     if calibration is not None:
-        data_fit = np.full_like(fit, np.nan)
-        data_fit[rows] = consistency_fit(y_model[rows], op) + c[rows, None]
-        score = ood_score(y, (fit, data_fit), noise, calibration.beta, mask)
-        flags[finite & ~(score <= calibration.threshold(relative_noise(noise, y)))] |= FLAG_OOD
+        threshold = calibration.threshold(relative_noise(noise, y))
+        score = ood_score(y, (fit,), noise, calibration.beta, mask)
+        # the consistency fit can only lower a score: it is needed only where the rRIM's is above the threshold
+        high = np.flatnonzero(finite & ~(score <= threshold))
+        if high.size:
+            data_fit = consistency_fit(y_model[high], op) + c[high, None]
+            score[high] = ood_score(y[high], (fit[high], data_fit), noise[high], calibration.beta, mask)
+        flags[finite & ~(score <= threshold)] |= FLAG_OOD
 
     result = InversionResult(glue, fit, residual, flags, session.provider, T, 0.0, noise=noise, ood_score=score,
                              impurity=c if impurity else None)

@@ -15,6 +15,8 @@
   in units of the noise with the noiseless misfit β (95th percentile) as a floor. High means no
   glue ≥ 0 explains the spectrum well; flagged ``out_of_distribution`` above the calibrated
   threshold of its relative-noise bin (the 99th percentile on held-out in-distribution spectra).
+  The runtime computes the consistency fit only where the rRIM's own score is above the threshold
+  (below it, the score reported is the rRIM's: the minimum could only be lower, the flag the same).
 
 A calibration lives beside its model as ``NAME.calibration.json`` and names the model's sha256;
 one for another model is refused.

@@ -38,14 +38,14 @@ def test_any_temperature_model_is_shipped_with_card_and_calibrations():
     assert entry["form"] == "input" and entry["sha256"] == hashlib.sha256(data).hexdigest()
     card = (MODELS / "rrim-any-temperature.md").read_text()
     assert entry["sha256"] in card and "python -m rrim.export.any_temperature_model" in card and "| 300 |" in card
-    for name in (NAME, "rrim-any-temperature"):
+    for name in (NAME, "rrim-any-temperature", "rrim-lean"):
         cal = json.loads((MODELS / f"{name}.calibration.json").read_text())
         assert cal["model_sha256"] == index.get("models", index)[name]["sha256"]
         report = (MODELS / f"{name}.calibration.md").read_text()
         assert "rrim calibrate" in report and "✗" not in report.split("## Out-of")[0]  # every coverage within tolerance
 
 
-@pytest.mark.parametrize("name", [NAME, "rrim-any-temperature"])
+@pytest.mark.parametrize("name", [NAME, "rrim-any-temperature", "rrim-lean"])
 def test_golden_reproduces_with_onnxruntime_alone(tmp_path, name):
     script = (
         "import sys\n"
