@@ -31,6 +31,7 @@ import math
 import os
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -50,6 +51,8 @@ OUTPUT_FORMAT = "2"  # 2: noise_estimate, ood_score, out_of_distribution flag, o
 DEFAULT_CHUNK_SPECTRA = 4096
 #: At most this many input values are read per slab (32 MiB as float64), however long the input ω axis.
 SLAB_VALUES = 1 << 22
+#: zlib level of the outputs (with byte shuffling).
+OUTPUT_COMPLEVEL = 4
 #: Spectra per NetCDF chunk of the outputs (whole spectra only).
 OUTPUT_CHUNK_SPECTRA = 256
 #: HDF5 chunk cache per output variable (bytes).
@@ -401,7 +404,7 @@ def _create(nc, src: _Source, model: LoadedModel, opts: ArchiveOptions) -> None:
     for name, (dtype, core, attrs) in opts.output_variables().items():
         dims = src.lead + core
         sizes = chunk + tuple(len(info.Omega) if c == "Omega" else len(info.omega) for c in core)
-        kw = dict(zlib=True, complevel=4, shuffle=True, chunksizes=sizes) if dims else {}
+        kw = dict(zlib=True, complevel=OUTPUT_COMPLEVEL, shuffle=True, chunksizes=sizes) if dims else {}
         v = nc.createVariable(name, dtype, dims, fill_value=None if dtype == "u1" else np.nan, **kw)
         # chunks are written whole, once: a small cache keeps memory flat (the default grows to 16+ MiB per variable)
         v.set_var_chunk_cache(size=OUTPUT_CHUNK_CACHE_BYTES, nelems=61, preemption=1.0)
@@ -513,15 +516,11 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
                 _create(nc, src, model, opts)
                 _copy_coords(nc, src, ds)
                 per_slab = max(1, min(int(chunk_spectra), SLAB_VALUES // max(1, src.omega_meV.size)))
-                for key in _slabs(src.shape, per_slab):
-                    try:
-                        raw = np.asarray(src.data[key].values, dtype=np.float64)
-                    except Exception as e:  # truncated or corrupt data blocks surface only on read
-                        raise ArchiveError(f"{input_path}: variable {opts.var!r} cannot be read ({e})") from None
-                    slab_shape = raw.shape[:-1]
-                    rows = raw.reshape(-1, raw.shape[-1])
-                    res = invert_rows(rows, src.temperature[key].reshape(-1), src, model, opts,
-                                      session=session, batch_size=batch_size)
+
+                def finish(key, slab_shape, future):
+                    """Write one inverted slab (main thread: all file access stays here)."""
+                    nonlocal model_seconds, done
+                    res = future.result()
                     model_seconds += res.pop("model_seconds")
                     for name, values in res.items():
                         if name != "y":
@@ -531,12 +530,32 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
                         counts[name] += int(np.count_nonzero(flags & bit))
                     if preview and len(keep["y"]) < preview:
                         take = slice(0, preview - len(keep["y"]))
-                        idx = np.stack(np.unravel_index(np.arange(done, done + rows.shape[0]), src.shape or (1,)), -1)
+                        idx = np.stack(np.unravel_index(np.arange(done, done + len(y)), src.shape or (1,)), -1)
                         for k, v in (("y", y), ("glue", glue), ("fit", fit), ("residual", residual), ("flags", flags), ("index", idx)):
                             keep[k].extend(v[take])
-                    done += rows.shape[0]
+                    done += len(y)
                     if progress is not None:
                         progress(done, src.n_spectra)
+
+                # one slab in flight: slab k is inverted in a worker thread (the model calls release the GIL)
+                # while this thread reads slab k + 1 and writes slab k − 1
+                worker = ThreadPoolExecutor(1, thread_name_prefix="rrim-slab")
+                pending = None
+                try:
+                    for key in _slabs(src.shape, per_slab):
+                        try:
+                            raw = np.asarray(src.data[key].values, dtype=np.float64)
+                        except Exception as e:  # truncated or corrupt data blocks surface only on read
+                            raise ArchiveError(f"{input_path}: variable {opts.var!r} cannot be read ({e})") from None
+                        future = worker.submit(invert_rows, raw.reshape(-1, raw.shape[-1]), src.temperature[key].reshape(-1),
+                                               src, model, opts, session=session, batch_size=batch_size)
+                        if pending is not None:
+                            finish(*pending)
+                        pending = (key, raw.shape[:-1], future)
+                    if pending is not None:
+                        finish(*pending)
+                finally:
+                    worker.shutdown(wait=False, cancel_futures=True)
                 nc.setncatts(provenance_attrs(src, model, opts, input_sha, session.provider,
                                               str(ds.attrs.get("history", "")), counts))
             os.chmod(tmp, 0o644 & ~_umask())
