@@ -99,11 +99,29 @@ class Session:
             return run_bound(self.ort_session, feeds, "cuda")
         return self.ort_session.run(None, feeds)[0]
 
-    def run_batches(self, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-        """:meth:`run` on each of ``feeds``, up to ``threads`` at once on the CPU; outputs in order."""
-        if self.provider != "cpu" or self.threads == 1 or len(feeds) < 2:
+    def run_batches(self, feeds: list[dict[str, np.ndarray]], batch_input: str = "y") -> list[np.ndarray]:
+        """:meth:`run` on each of ``feeds``, outputs in order. On the CPU a feed's ``batch_input`` is cut
+        into calls of at most :data:`CPU_CALL_ROWS` rows (the rows are independent), and up to ``threads``
+        calls run at once: large batches neither leave CPUs idle nor outgrow the cache."""
+        if self.provider != "cpu":
             return [self.run(f) for f in feeds]
-        return list(_pool(self.threads).map(self.run, feeds))
+        calls, owner = [], []
+        for i, f in enumerate(feeds):
+            rows = len(f[batch_input])
+            for start in range(0, max(rows, 1), CPU_CALL_ROWS):
+                calls.append({**f, batch_input: f[batch_input][start:start + CPU_CALL_ROWS]})
+                owner.append(i)
+        outs = ([self.run(c) for c in calls] if self.threads == 1 or len(calls) < 2
+                else list(_pool(self.threads).map(self.run, calls)))
+        parts: list[list[np.ndarray]] = [[] for _ in feeds]
+        for i, out in zip(owner, outs):
+            parts[i].append(out)
+        return [p[0] if len(p) == 1 else np.concatenate(p) for p in parts]
+
+
+#: Rows per model call on the CPU (run_batches): throughput per call was flat from 16 to 64 rows and
+#: fell beyond 128 on this model (benchmarks/PERFORMANCE.md).
+CPU_CALL_ROWS = 64
 
 
 def run_bound(sess, feeds: dict[str, np.ndarray], device: str) -> np.ndarray:

@@ -92,3 +92,22 @@ def test_io_binding_path_equals_plain_run(tmp_path, default_operator):
     _, a32, p32 = physics_at(model, 50.0)
     feeds = {"y": np.linspace(0.1, 1, 3 * 200, dtype=np.float32).reshape(3, 200), "A": a32, "P": p32}
     np.testing.assert_array_equal(run_bound(session.ort_session, feeds, "cpu"), session.run(feeds))
+
+
+def test_run_batches_cuts_large_batches_into_cpu_calls(tmp_path, default_operator, monkeypatch):
+    import numpy as np
+
+    from rrim import sessions
+    from rrim.models import load_model
+    from runtime_helpers import write_model
+
+    model = load_model(write_model(tmp_path, default_operator, "baked"))
+    session = model.session("cpu", threads=2)
+    y = np.linspace(0.05, 1.0, 150 * 200, dtype=np.float32).reshape(150, 200)
+    whole = session.run({"y": y})
+    sizes, real = [], sessions.Session.run
+    monkeypatch.setattr(sessions.Session, "run", lambda self, f: sizes.append(len(f["y"])) or real(self, f))
+    out = session.run_batches([{"y": y}, {"y": y[:10]}])
+    assert sorted(sizes) == [10, 22, 64, 64]
+    np.testing.assert_allclose(out[0], whole, rtol=1e-6, atol=1e-7 * float(np.abs(whole).max()))
+    np.testing.assert_allclose(out[1], whole[:10], rtol=1e-6, atol=1e-7 * float(np.abs(whole).max()))
