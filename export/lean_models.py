@@ -37,11 +37,12 @@ from .training import make_data, predict, trained
 NAME = "rrim-lean"
 MODEL_VERSION = "1.0.0"
 REPORT = Path(__file__).resolve().parents[1] / "docs" / "experiments" / "LEAN.md"
-#: (hidden, n_steps): the reference first, then candidates from large to small.
+#: (hidden, n_steps): the reference first, then the candidates (narrower GRUs, fewer steps, both).
 REFERENCE = (16, 15)
-CANDIDATES = ((12, 15), (8, 15), (8, 10), (6, 15), (6, 10), (4, 15))
+CANDIDATES = ((12, 15), (8, 15), (8, 10), (6, 15), (6, 10), (4, 15), (16, 4), (12, 5), (12, 4))
 EVAL_SIGMAS = (1e-3, 1e-2)
-#: A candidate keeps the accuracy if its test MSE ≤ (1 + TOLERANCE) × the best network's at each σ.
+#: A candidate keeps the accuracy if its test MSE ≤ (1 + TOLERANCE) × the best network's (lowest
+#: geometric-mean MSE over σ) at each σ.
 TOLERANCE = 0.05
 EPOCHS = 20
 EVAL_SEED = 2028
@@ -105,7 +106,9 @@ def build(runs: Path, models_dir: Path, command: str) -> dict:
         for k, r in results.items():
             r["spectra_per_s"] = rate[k]
             r["floor_share"] = rate[k] * r["mflop"] * 1e6 / gemm
-        best = {s: min(r["mse"][s] for r in results.values()) for s in tikhonov}
+        # the best network: the lowest geometric-mean MSE over the noise levels; its MSE at each σ is the bar
+        best_key = min(results, key=lambda k: np.mean(np.log(list(results[k]["mse"].values()))))
+        best = dict(results[best_key]["mse"])
         for r in results.values():
             r["keeps_accuracy"] = all(r["mse"][s] <= (1 + TOLERANCE) * best[s] for s in best)
             r["beats_tikhonov"] = all(r["mse"][s] < tikhonov[s] for s in tikhonov)
@@ -121,14 +124,15 @@ def build(runs: Path, models_dir: Path, command: str) -> dict:
             write_index(out.parent, {"name": NAME, "file": out.name, "sha256": summary["sha256"], "form": "baked",
                                      "golden": golden_path(out).name, "card": f"{NAME}.md",
                                      "model_version": MODEL_VERSION, "bytes": summary["bytes"]})
-    text = write_report(results, tikhonov, best, ref_mflop, chosen, summary, gemm, command, time.perf_counter() - start)
+    text = write_report(results, tikhonov, best, best_key, ref_mflop, chosen, summary, gemm, command,
+                        time.perf_counter() - start)
     if chosen:
         (Path(models_dir) / f"{NAME}.md").write_text(text)  # the card: the sweep that chose it
     table = {k: {f: v for f, v in r.items() if f not in ("model", "checkpoint")} for k, r in results.items()}
     return {"chosen": chosen, "summary": summary, "results": table, "tuned_tikhonov_mse": tikhonov}
 
 
-def write_report(results, tikhonov, best, ref_mflop, chosen, summary, gemm, command, wall_s) -> None:
+def write_report(results, tikhonov, best, best_key, ref_mflop, chosen, summary, gemm, command, wall_s) -> str:
     sig = list(tikhonov)
     rows = [f"| {k} | {r['mflop']:.2f} | {ref_mflop / r['mflop']:.1f}× | "
             + " | ".join(f"{r['mse'][s]:.4g} ({r['mse'][s] / best[s]:.2f})" for s in sig)
@@ -144,7 +148,8 @@ the machine is shared, so throughputs were measured round-robin in one loop and 
 
 Every network: the same data (4000 noise-mixed Gaussian-mixture spectra at 100 K, seed 0), {EPOCHS} epochs,
 Adam lr 1e-3, batch 32; only the GRU width (hidden) and the steps N_t differ. Test MSE on the
-held-out split re-noised at each σ (seed {EVAL_SEED}), in brackets relative to the best network; tuned
+held-out split re-noised at each σ (seed {EVAL_SEED}), in brackets relative to the best network ({best_key}:
+the lowest geometric-mean MSE over σ); tuned
 Tikhonov (weight chosen on the validation split at the same σ): {', '.join(f'σ = {s}: {v:.4g}' for s, v in tikhonov.items())}.
 Throughput: the runtime's session on all {available_cpus()} CPUs (concurrent one-thread calls), batch {BATCH}, median of 5 rounds; share of
 the floor = spectra/s × FLOPs per spectrum over the float32 GEMM rate measured in the same run
