@@ -104,15 +104,19 @@ class _RrimAccessor:
 
 
     def plot(self, path, spectra=None, var: str = "scattering_rate", dim: str = "omega", model=DEFAULT_MODEL,
-             provider: str = "auto", truth: str | None = None, title: str = "", **options):
+             provider: str = "auto", truth: str | None = None, title: str = "", data=None, **options):
         """A PNG (or any matplotlib format) with one row per spectrum: glue (with the band where there is
         one, and ``truth``, a variable of true glue, if given) | measured 1/τ on the model's grid with
-        the refit | residual. Returns the path. Needs ``rrim[plot]``.
+        the refit | fit − measured. Returns the path. Drawn by :func:`rrim.plotting.plot_inversions`;
+        needs ``rrim[plot]``.
 
         On input data (``var`` on ``dim``) the selected spectra are inverted first, eagerly, with
-        ``model``/``provider`` and :meth:`invert`'s ``options`` (e.g. ``uncertainty=0.9``); on what
-        :meth:`invert` returned they are drawn as they are (the refit stands in for the data).
-        ``spectra``: flat indices over the leading dimensions (default: the first 4).
+        ``model``/``provider`` and :meth:`invert`'s ``options`` (e.g. ``uncertainty=0.9``). On what
+        :meth:`invert` returned (``glue``, ``scattering_rate_fit``, ``residual``) they are drawn as
+        they are; the measured spectra come from ``data`` (the input Dataset, same leading dimensions)
+        or from ``var`` on ``dim`` in this dataset if it holds them (``model`` must be the one that
+        inverted them), else the measured curve and fit − measured are left empty (the residual
+        stays in the title). ``spectra``: flat indices over the leading dimensions (default: the first 4).
         """
         from ..plotting import plot_inversions
 
@@ -127,7 +131,11 @@ class _RrimAccessor:
             if missing:
                 raise ValueError(f"plot: the dataset has 'glue' but lacks {', '.join(map(repr, missing))}; "
                                  "plot input data or what ds.rrim.invert() returns")
-            omega, Omega, y = ds.omega.values, ds.Omega.values, get["scattering_rate_fit"]
+            omega, Omega = ds.omega.values, ds.Omega.values
+            y = _measured(data if data is not None else ds if var in ds else None, {d: ds.sizes[d] for d in lead}, idx,
+                          omega, var, dim, model, options)
+            if y is None:
+                y = np.full_like(get["scattering_rate_fit"], np.nan, dtype=np.float64)  # no data: nothing drawn
         else:
             if var not in ds:
                 raise ValueError(f"plot: the dataset has neither the input variable {var!r} nor a 'glue' output")
@@ -147,6 +155,29 @@ class _RrimAccessor:
                                                      .transpose("_spectrum", ...).values)[idx]
         return plot_inversions(path, omega, Omega, y, get["glue"], get["scattering_rate_fit"], get["residual"],
                                labels=[f"spectrum {i}" for i in idx], truth=true, title=title, band=band)
+
+
+def _measured(data, sizes: dict, idx: list, omega: np.ndarray, var: str, dim: str, model, options: dict):
+    """The spectra ``idx`` (flat over the outputs' leading ``sizes``) of ``var`` in ``data``, on the outputs'
+    ω grid in meV, or None without ``data``."""
+    if data is None:
+        return None
+    lead = list(sizes)
+    data = data if isinstance(data, xr.Dataset) else data.to_dataset(name=data.name or var)
+    loaded = load_model(model)
+    if len(loaded.info.omega) != len(omega) or not np.allclose(loaded.info.omega.values, omega):
+        raise ValueError(f"plot: model {loaded.name!r} has another ω grid than these outputs; pass the model that "
+                         "inverted them (model=...)")
+    opts = ArchiveOptions(var=var, dim=dim, crop=options.get("crop", False),
+                          temperature=0.0)  # only the ω interpolation is used, never the temperature
+    src = read_source(data, data.encoding.get("source", "<in-memory dataset>"), loaded, opts)
+    if dict(zip(src.lead, src.shape)) != sizes:
+        raise ValueError(f"plot: {var!r} in data has leading dimensions {dict(zip(src.lead, src.shape))}, "
+                         f"the outputs {sizes}; they must match")
+    flat = src.data.transpose(*lead, dim).stack(_spectrum=lead) if lead else src.data.expand_dims("_spectrum")
+    rows = np.asarray(flat.isel(_spectrum=idx).transpose("_spectrum", dim).values, dtype=np.float64)
+    with np.errstate(invalid="ignore"):
+        return src.interpolate(rows)
 
 
 def _indices(spectra, n: int) -> list[int]:

@@ -101,11 +101,48 @@ def test_plot_inverts_selected_input_spectra_or_draws_outputs(tmp_path, example)
     assert not (tmp_path / "bad.png").exists()
 
 
-def test_accessor_on_a_distributed_client_equals_in_process(example):
+def test_plot_without_the_glue_output_names_it(tmp_path, example):
+    result = example.rrim.invert(provider="cpu")
+    with pytest.raises(ValueError, match="nor a 'glue' output"):
+        result.drop_vars("glue").rrim.plot(tmp_path / "bad.png")
+    with pytest.raises(ValueError, match="input variable 'rate'"):
+        example.rrim.plot(tmp_path / "bad.png", var="rate")
+    assert not (tmp_path / "bad.png").exists()
+
+
+def test_plot_of_outputs_draws_the_measured_spectra_from_the_input(monkeypatch, tmp_path, example):
+    from rrim import plotting
+
+    calls = []
+    monkeypatch.setattr(plotting, "plot_inversions", lambda path, *args, **kw: calls.append((args, kw)) or path)
+    result = example.rrim.invert(provider="cpu")
+    example.rrim.plot(tmp_path / "a.png", spectra=[1, 7], provider="cpu")  # inverts: y is the measured data
+    result.rrim.plot(tmp_path / "b.png", spectra=[1, 7], data=example)
+    result.rrim.plot(tmp_path / "c.png", spectra=[1, 7])  # no input: no measured curve
+    (omega, Omega, y, glue, fit, residual), kw = calls[0]
+    for args, kw_out in calls[1:]:
+        np.testing.assert_array_equal(args[0], omega)
+        np.testing.assert_allclose(args[3], glue, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(args[5], residual, rtol=1e-6)
+        assert kw_out["labels"] == kw["labels"] == ["spectrum 1", "spectrum 7"]
+    np.testing.assert_allclose(calls[1][0][2], y, rtol=1e-12)
+    assert np.isnan(calls[2][0][2]).all()
+    with pytest.raises(ValueError, match="leading dimensions"):
+        result.rrim.plot(tmp_path / "d.png", data=example.isel(sample=slice(0, 2)))
+
+
+def test_accessor_on_a_distributed_client_equals_in_process(tmp_path, example):
     distributed = pytest.importorskip("dask.distributed")
+    paths = []
+    for i in range(2):  # a chunked dataset over two files, read by the workers themselves
+        example.isel(sample=slice(2 * i, 2 * i + 2)).to_netcdf(tmp_path / f"part{i}.nc")
+        paths.append(tmp_path / f"part{i}.nc")
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as client:
-        lazy = example.chunk({"sample": 2}).rrim.invert(provider="cpu")
+            distributed.Client(cluster) as client, \
+            xr.open_mfdataset(paths, combine="nested", concat_dim="sample", data_vars="minimal", coords="minimal",
+                              compat="override", chunks={}) as multi:  # one chunk per file
+        lazy = multi.rrim.invert(provider="cpu")
+        assert hasattr(lazy.glue.data, "dask") and lazy.glue.data.npartitions == 2
         on_cluster = lazy.compute()  # the default scheduler is now the client's
         sessions = client.run(_sessions_in_this_process)
         assert len(sessions) == 2 and sum(sessions.values()) >= 1  # the work ran in the worker processes
