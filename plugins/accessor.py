@@ -144,9 +144,8 @@ class _RrimAccessor:
                                                                                 "smoothing_meV", "uncertainty", "impurity")
                                                          if k in options})
             src = read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), loaded, opts)
-            flat = src.data.stack(_spectrum=list(src.lead)) if src.lead else src.data.expand_dims("_spectrum")
-            idx = _indices(spectra, flat.sizes["_spectrum"])
-            rows = np.asarray(flat.isel(_spectrum=idx).transpose("_spectrum", dim).values, dtype=np.float64)
+            idx = _indices(spectra, src.n_spectra)
+            rows = _source_rows(src, idx, list(src.lead), dim)
             get = invert_rows(rows, np.asarray(src.temperature).reshape(-1)[idx], src, loaded, opts,
                               session=loaded.session(provider))
             omega, Omega, y = loaded.info.omega.values, loaded.info.Omega.values, get["y"]
@@ -174,10 +173,15 @@ def _measured(data, sizes: dict, idx: list, omega: np.ndarray, var: str, dim: st
     if dict(zip(src.lead, src.shape)) != sizes:
         raise ValueError(f"plot: {var!r} in data has leading dimensions {dict(zip(src.lead, src.shape))}, "
                          f"the outputs {sizes}; they must match")
-    flat = src.data.transpose(*lead, dim).stack(_spectrum=lead) if lead else src.data.expand_dims("_spectrum")
-    rows = np.asarray(flat.isel(_spectrum=idx).transpose("_spectrum", dim).values, dtype=np.float64)
     with np.errstate(invalid="ignore"):
-        return src.interpolate(rows)
+        return src.interpolate(_source_rows(src, idx, lead, dim))
+
+
+def _source_rows(src, idx: list, lead: list, dim: str) -> np.ndarray:
+    """Spectra ``idx`` (flat indices over the leading dimensions in the order ``lead``) of a validated
+    source, as stored: (len(idx), n_in) float64 on the input's ω axis ``dim``."""
+    flat = src.data.transpose(*lead, dim).stack(_spectrum=lead) if lead else src.data.expand_dims("_spectrum")
+    return np.asarray(flat.isel(_spectrum=idx).transpose("_spectrum", dim).values, dtype=np.float64)
 
 
 def _indices(spectra, n: int) -> list[int]:

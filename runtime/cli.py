@@ -417,6 +417,7 @@ def calibrate_command(model_name, sha256, spectra, seed, resamples, report_md):
     """Calibrate MODEL's uncertainty bands and OOD threshold on held-out synthetic spectra; writes
     NAME.calibration.json (used by --uncertainty and the out_of_distribution flag) beside the model."""
     from .calibration import calibrate, report_markdown
+    from .files import atomic_write_text
     from .models import load_model
     from .uncertainty import calibration_path
 
@@ -426,27 +427,12 @@ def calibrate_command(model_name, sha256, spectra, seed, resamples, report_md):
         cal = calibrate(model, n=spectra, seed=seed, resamples=resamples, command=command)
         out = calibration_path(model.path)
         report = Path(report_md) if report_md else out.with_suffix(".md")
-        _atomic_write(out, cal.to_json() + "\n")
-        _atomic_write(report, report_markdown(cal, model))
+        atomic_write_text(out, cal.to_json() + "\n")
+        atomic_write_text(report, report_markdown(cal, model))
     except (Exception, KeyboardInterrupt) as e:
         _fail(e, None, model=str(model_name))
     _emit({"calibration": str(out), "report": str(report), "alpha": cal.alpha, "beta": cal.beta,
            "ood_threshold": cal.ood_threshold, "band_scale": cal.band_scale}, None)
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder."""
-    import os
-    import tempfile
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".rrim-tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @main.command("inspect")

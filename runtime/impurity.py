@@ -10,8 +10,7 @@ temperature and the glue: well at 10–30 K, poorly from ~100 K up (measured by
 """
 from __future__ import annotations
 
-import json
-from functools import lru_cache
+import weakref
 
 import numpy as np
 
@@ -23,20 +22,20 @@ IMPURITY_CUTOFF_MEV = 10.0
 IMPURITY_H = 1e-3
 
 
-@lru_cache(maxsize=32)
-def _weights(description: str, temperature: float) -> np.ndarray:
-    op = ForwardOperator.from_description(json.loads(description), temperature=temperature)
-    a = op.scaled_matrix
-    d = 1.0 / (low_energy_factor(op.Omega, IMPURITY_CUTOFF_MEV) + 1e-3)
-    p = np.linalg.solve(a.T @ a + IMPURITY_H * np.diag(d ** 2), a.T)
-    m1 = np.ones(a.shape[0]) - a @ (p @ np.ones(a.shape[0]))  # (I − A P)·1
-    m1_proj = m1 - p.T @ (a.T @ m1)  # (I − A P)ᵀ(I − A P)·1
-    return m1_proj / (m1 @ m1)
+_WEIGHTS: "weakref.WeakKeyDictionary[ForwardOperator, np.ndarray]" = weakref.WeakKeyDictionary()
 
 
 def impurity_weights(op: ForwardOperator) -> np.ndarray:
-    """w (n_ω,) with c = wᵀ y for spectra y in meV on ``op``'s ω grid (cached per operator and T)."""
-    return _weights(json.dumps(op.describe(), sort_keys=True), float(op.temperature))
+    """w (n_ω,) with c = wᵀ y for spectra y in meV on ``op``'s ω grid (computed once per operator; the
+    runtime's operators are cached per model and temperature)."""
+    if op not in _WEIGHTS:
+        a = op.scaled_matrix
+        d = 1.0 / (low_energy_factor(op.Omega, IMPURITY_CUTOFF_MEV) + 1e-3)
+        p = np.linalg.solve(a.T @ a + IMPURITY_H * np.diag(d ** 2), a.T)
+        m1 = np.ones(a.shape[0]) - a @ (p @ np.ones(a.shape[0]))  # (I − A P)·1
+        m1_proj = m1 - p.T @ (a.T @ m1)  # (I − A P)ᵀ(I − A P)·1
+        _WEIGHTS[op] = m1_proj / (m1 @ m1)
+    return _WEIGHTS[op]
 
 
 def estimate_impurity(y_meV: np.ndarray, op: ForwardOperator) -> np.ndarray:

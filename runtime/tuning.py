@@ -13,12 +13,12 @@ import json
 import logging
 import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_write_text
 from .inversion import DEFAULT_BATCH_SIZE, physics_at
 from .modelfile import INPUT_A, INPUT_P, INPUT_Y
 
@@ -96,15 +96,9 @@ def choose_batch_size(model, session) -> int:
              ", ".join(f"{b}: {r:,.0f}" for b, r in sorted(rates.items())))
     _MEMO[key] = best
     known[key] = best
-    tmp = None
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump(known, f, indent=1)
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(known, indent=1))
     except OSError as e:
         log.info("batch-size cache not written (%s)", e)
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)
     return best

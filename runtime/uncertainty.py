@@ -67,21 +67,13 @@ CONSISTENCY_STEPS = 30
 
 def consistency_fit(y_meV: np.ndarray, op) -> np.ndarray:
     """A·x of a non-negative glue x fitted to ``y_meV`` (n, n_ω) by projected preconditioned Landweber
-    (x ← max(0, x + P_h(y/s − Aₛx)), h = :data:`CONSISTENCY_H`, :data:`CONSISTENCY_STEPS` steps); meV."""
-    a, p = _consistency_physics(json.dumps(op.describe(), sort_keys=True), float(op.temperature))
+    (x ← max(0, x + P_h(y/s − Aₛx)), h = :data:`CONSISTENCY_H`, :data:`CONSISTENCY_STEPS` steps); meV.
+    P_h is cached on ``op`` (the runtime's operators are cached per model and temperature)."""
     ys = np.asarray(y_meV, dtype=np.float64) / op.scale
-    x = np.maximum(ys @ p.T, 0.0)
+    x = np.maximum(ys @ op.preconditioner(CONSISTENCY_H).T, 0.0)
     for _ in range(CONSISTENCY_STEPS):
-        x = np.maximum(x + (ys - x @ a.T) @ p.T, 0.0)
-    return (x @ a.T) * op.scale
-
-
-@lru_cache(maxsize=64)
-def _consistency_physics(description: str, temperature: float):
-    from .operator import ForwardOperator
-
-    op = ForwardOperator.from_description(json.loads(description), temperature=temperature)
-    return op.scaled_matrix, op.preconditioner(CONSISTENCY_H)
+        x = np.maximum(x + op.gradient(ys, x, CONSISTENCY_H), 0.0)
+    return op.forward(x)
 
 
 def ood_score(y: np.ndarray, fits, noise: np.ndarray, beta: float, valid=None) -> np.ndarray:
