@@ -29,13 +29,16 @@ MODEL_KINDS = ("rrim", "fcn", "cnn")
 @dataclass(frozen=True)
 class ModelConfig:
     """Which network and its size. ``hidden``/``n_steps``/``x0``/``nonnegative`` are the rRIM's
-    (see :class:`rrim.export.nets.RRIMSettings`); ``width``/``depth`` the FCN's; ``channels``/``depth`` the CNN's."""
+    and ``regularization``/``correction_steps`` the rRIM's (see :class:`rrim.export.nets.RRIMSettings`);
+    ``width``/``depth`` the FCN's; ``channels``/``depth`` the CNN's."""
 
     kind: str = "rrim"
     hidden: int = 32
     n_steps: int = 15
     x0: str = "tikhonov"
     nonnegative: bool = True
+    regularization: str = "fixed"
+    correction_steps: int = 0
     width: int = 512
     depth: int = 3
     channels: int = 32
@@ -48,6 +51,11 @@ class ModelConfig:
                 raise ValueError(f"model.{name}: expected an integer ≥ 1, got {getattr(self, name)!r}")
         if self.x0 not in ("zeros", "tikhonov"):
             raise ValueError(f"model.x0: expected 'zeros' or 'tikhonov', got {self.x0!r}")
+        if self.regularization not in ("fixed", "adaptive"):
+            raise ValueError(f"model.regularization: expected 'fixed' or 'adaptive', got {self.regularization!r}")
+        if self.correction_steps < 0 or (self.correction_steps and self.regularization != "adaptive"):
+            raise ValueError(f"model.correction_steps: expected an integer ≥ 0, and 0 unless regularization = "
+                             f"'adaptive', got {self.correction_steps!r}")
 
 
 @dataclass(frozen=True)
@@ -56,17 +64,34 @@ class DataConfig:
 
     ``sigma`` may be a list: each spectrum then gets one of the levels (drawn with the data seed),
     which is noise-robust training; validation and test splits get the same mixture.
+
+    For the adaptive rRIM (drawn afresh for every batch): ``sigma_jitter_decades`` multiplies each
+    σ > 0 by 10^u, u uniform in ±half that many decades; ``prior`` is 'gaussian_mixture' (the
+    paper's) or 'realistic' (:func:`rrim.synthetic.realistic_prior`); ``fine_factor`` > 1 computes
+    the spectra from glue on a grid that many times finer than the model's Ω grid (no inverse
+    crime); ``coverage`` 'partial' measures each batch on a mask of
+    :func:`rrim.synthetic.coverage_masks` ('full': every ω point).
     """
 
     n: int = 1000
     sigma: float | tuple[float, ...] = 0.0
     seed: int = 0
+    sigma_jitter_decades: float = 0.0
+    prior: str = "gaussian_mixture"
+    fine_factor: int = 1
+    coverage: str = "full"
 
     def __post_init__(self):
         sigmas = self.sigma if isinstance(self.sigma, tuple) else (self.sigma,)
         if not sigmas or any(s < 0 for s in sigmas):
             raise ValueError(f"data.sigma: expected a noise level ≥ 0 or a non-empty list of them, got {self.sigma!r}")
         DatasetSettings(n=self.n, sigma=0.0, seed=self.seed)  # validates n and seed
+        if self.prior not in ("gaussian_mixture", "realistic"):
+            raise ValueError(f"data.prior: expected 'gaussian_mixture' or 'realistic', got {self.prior!r}")
+        if self.coverage not in ("full", "partial"):
+            raise ValueError(f"data.coverage: expected 'full' or 'partial', got {self.coverage!r}")
+        if self.fine_factor < 1 or self.sigma_jitter_decades < 0:
+            raise ValueError("data.fine_factor: expected an integer ≥ 1; data.sigma_jitter_decades: ≥ 0")
 
     @property
     def sigmas(self) -> tuple[float, ...]:
@@ -125,7 +150,17 @@ class OperatorConfig:
 class TrainingConfig:
     """Optimization: Adam(lr), batch size, epochs, early-stopping patience (epochs without a better
     validation loss), loss step weights w_t (empty: all 1), h of P, seed, an optional wall-clock
-    budget in seconds (0: none), the gradient-norm clip (0: none) and the output folder."""
+    budget in seconds (0: none), the gradient-norm clip (0: none) and the output folder.
+
+    Learning-rate schedule: with ``lr_patience`` > 0 the rate is multiplied by ``lr_factor`` after
+    that many epochs without a better validation MSE (reduce on plateau); training ends after
+    ``patience`` such epochs, or when the rate falls below ``min_lr``. ``chunk_s`` > 0 ends a run
+    after that many seconds *unfinished*: the state is saved in the output folder
+    (``state.pt``) and the same command resumes it; only a finished run writes ``model.pt``.
+
+    ``loss`` 'mse' is the paper's Σ_t MSE(x_t, x); 'relative' (adaptive rRIM) divides each spectrum's
+    squared error by that of the Tikhonov start x_0 (plus 1e-4·mean x², detached), so that every
+    noise level counts alike instead of the noisiest dominating."""
 
     lr: float = 1e-3
     batch_size: int = 32
@@ -137,6 +172,11 @@ class TrainingConfig:
     time_budget_s: float = 0.0
     clip_norm: float = 1.0
     output_dir: str = "runs/default"
+    lr_patience: int = 0
+    lr_factor: float = 0.5
+    min_lr: float = 0.0
+    chunk_s: float = 0.0
+    loss: str = "mse"
 
     def __post_init__(self):
         for name in ("batch_size", "max_epochs", "patience"):
@@ -145,7 +185,11 @@ class TrainingConfig:
         for name in ("lr", "h"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"training.{name}: expected a number > 0, got {getattr(self, name)!r}")
-        for name in ("time_budget_s", "seed", "clip_norm"):
+        if self.loss not in ("mse", "relative"):
+            raise ValueError(f"training.loss: expected 'mse' or 'relative', got {self.loss!r}")
+        if not 0 < self.lr_factor < 1:
+            raise ValueError(f"training.lr_factor: expected a number in (0, 1), got {self.lr_factor!r}")
+        for name in ("time_budget_s", "seed", "clip_norm", "lr_patience", "min_lr", "chunk_s"):
             if getattr(self, name) < 0:
                 raise ValueError(f"training.{name}: expected a value ≥ 0, got {getattr(self, name)!r}")
         if any(w < 0 for w in self.step_weights):
@@ -163,8 +207,10 @@ class Config:
 
     def __post_init__(self):
         w = self.training.step_weights
-        if self.model.kind == "rrim" and w and len(w) != self.model.n_steps:
-            raise ValueError(f"training.step_weights: expected {self.model.n_steps} weights (model.n_steps), got {len(w)}")
+        n = self.model.n_steps + (1 if self.model.correction_steps else 0)
+        if self.model.kind == "rrim" and w and len(w) != n:
+            raise ValueError(f"training.step_weights: expected {n} weights (model.n_steps, plus one for the "
+                             f"corrected estimate with model.correction_steps), got {len(w)}")
 
     def to_dict(self) -> dict:
         """Plain JSON-able dict (tuples become lists); :func:`config_from_dict` inverts it."""

@@ -2,6 +2,8 @@
 
 Shapes: y is scaled scattering rates y/s (batch, n_ω); A is A/s (n_ω, n_Ω); P is
 (AₛᵀAₛ + hI)⁻¹Aₛᵀ (n_Ω, n_ω); x is the glue function (batch, n_Ω). All float32 in training.
+The noise-adaptive rRIM takes instead of P the singular basis of the measured rows of A/s, U (n_ω, r),
+S (r,), Vt (r, n_Ω) (:mod:`rrim.regularization`), and a weight h (batch, 1) per spectrum.
 """
 from __future__ import annotations
 
@@ -11,20 +13,34 @@ import torch
 from torch import nn
 
 
+#: How the regularization of the physics step is set: one h for every spectrum (the paper's rRIM),
+#: or per spectrum from the data, with the measured-ω mask in the basis (the noise-adaptive rRIM).
+REGULARIZATIONS = ("fixed", "adaptive")
+
+
 @dataclass(frozen=True)
 class RRIMSettings:
-    """Update-network and recurrence settings (DESIGN §2; ``hidden`` is a documented default)."""
+    """Update-network and recurrence settings (DESIGN §2; ``hidden`` is a documented default).
+
+    ``regularization`` 'adaptive' builds :class:`AdaptiveRRIM`; ``correction_steps`` (adaptive only)
+    Tikhonov steps x ← max(0, x + P_h(y − A x)) after the last network update, which make the output
+    explain the data (0: off, for the ablation).
+    """
 
     hidden: int = 32
     n_steps: int = 15
     x0: str = "tikhonov"  # "zeros" or "tikhonov" (x_0 = P y, the plain Tikhonov solution)
     nonnegative: bool = True
+    regularization: str = "fixed"
+    correction_steps: int = 0
 
     def __post_init__(self):
         if self.x0 not in ("zeros", "tikhonov"):
             raise ValueError(f"x0: expected 'zeros' or 'tikhonov', got {self.x0!r}")
-        if self.n_steps < 1 or self.hidden < 1:
-            raise ValueError("n_steps and hidden must be ≥ 1")
+        if self.regularization not in REGULARIZATIONS:
+            raise ValueError(f"regularization: expected one of {REGULARIZATIONS}, got {self.regularization!r}")
+        if self.n_steps < 1 or self.hidden < 1 or self.correction_steps < 0:
+            raise ValueError("n_steps and hidden must be ≥ 1, correction_steps ≥ 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,17 +75,18 @@ class UpdateNetwork(nn.Module):
     Conv1d(k=5) → ConvGRU → Conv1d(k=3, dilation 2) → ConvGRU → Conv1d(k=3) (DESIGN §2).
     """
 
-    def __init__(self, hidden: int):
+    def __init__(self, hidden: int, in_channels: int = 2):
         super().__init__()
         self.hidden = hidden
-        self.inp = nn.Conv1d(2, hidden, 5, padding=2)
+        self.inp = nn.Conv1d(in_channels, hidden, 5, padding=2)
         self.gru1 = ConvGRUCell(hidden, hidden)
         self.mid = nn.Conv1d(hidden, hidden, 3, padding=2, dilation=2)
         self.gru2 = ConvGRUCell(hidden, hidden)
         self.out = nn.Conv1d(hidden, 1, 3, padding=1)
 
-    def forward(self, x, grad, h1, h2):
-        f = torch.relu(self.inp(torch.stack([x, grad], 1)))
+    def forward(self, x, grad, h1, h2, *extra):
+        """``extra``: further input channels (B, n_Ω) after [x, ∇] (the adaptive rRIM's log h)."""
+        f = torch.relu(self.inp(torch.stack([x, grad, *extra], 1)))
         h1 = self.gru1(f, h1)
         h2 = self.gru2(torch.relu(self.mid(h1)), h2)
         return self.out(h2).squeeze(1), h1, h2
@@ -104,42 +121,141 @@ class RRIM(nn.Module):
         return iterates
 
 
+def tikhonov_step(r: torch.Tensor, U, S, Vt, h: torch.Tensor) -> torch.Tensor:
+    """P_h r = V diag(S/(S² + h)) Uᵀ r for residuals r (B, n_ω) and weights h (B, 1) → (B, n_Ω)."""
+    return ((r @ U) * (S / (S * S + h))) @ Vt
+
+
+#: log10(h) enters the update network as (log10 h − LOG_H_CENTRE)/LOG_H_SPREAD (about −1…1 over
+#: the weights rrim.regularization chooses).
+LOG_H_CENTRE, LOG_H_SPREAD = -6.0, 6.0
+
+
+class AdaptiveRRIM(nn.Module):
+    """The noise-adaptive rRIM: x_{t+1} = max(0, x_t + g_φ(x_t, ∇_t, log h)), ∇_t = P_h(y − A x_t),
+    with h chosen per spectrum from the data and P_h in the singular basis of the measured points,
+    x_0 = P_h y; then ``correction_steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) in
+    float64 (:func:`correct`: the exported graph ends at x_{N_t}, the runtime applies them in float64,
+    where float32 would cost accuracy on noiseless data).
+
+    The graph works in the singular basis: its input is β = Uᵀy, computed in float64 by the caller
+    (in float32, the rounding of Uᵀy along the small singular values, ~1e-7·‖y‖, would be amplified
+    by up to 1/(2√h) and onnxruntime and PyTorch would disagree), and Uᵀ(y − A x) = β − S·(Vt x), so
+    ∇_t = V[g·(β − S·Vt x)] with g = S/(S² + h).
+
+    ``forward(beta, S, Vt, h, U=None, A=None, h_correction=None, y_correction=None)``: β (B, r); S (r,);
+    Vt (r, n_Ω) (r = min(n_ω, n_Ω), zero-padded); h (B, 1) clipped for float32
+    (:func:`rrim.regularization.choose_weights`); for the data-consistency steps U (n_ω, r) with zero
+    rows where unmeasured, A (n_ω, n_Ω), their weight h_correction (B, 1) and the float64 spectra
+    y_correction (B, n_ω), zero where unmeasured. Returns the iterates [x_1, …, x_{N_t}] followed by
+    the corrected estimate (when ``correction_steps`` > 0).
+    """
+
+    #: positions of the per-spectrum physics arguments after β (h, h_correction, y_correction)
+    PER_SPECTRUM = (2, 5, 6)
+
+    def __init__(self, settings: RRIMSettings):
+        super().__init__()
+        if settings.regularization != "adaptive":
+            raise ValueError("AdaptiveRRIM: settings.regularization must be 'adaptive'")
+        self.settings = settings
+        self.update = UpdateNetwork(settings.hidden, in_channels=3)
+
+    def start(self, beta, S, Vt, h, *correction) -> torch.Tensor:
+        """x_0 (B, n_Ω): P_h y (projected on x ≥ 0), or zeros."""
+        if self.settings.x0 != "tikhonov":
+            return beta.new_zeros(beta.shape[0], Vt.shape[1])
+        x = (beta * (S / (S * S + h))) @ Vt
+        return torch.relu(x) if self.settings.nonnegative else x
+
+    def forward(self, beta, S, Vt, h, U=None, A=None, h_correction=None, y_correction=None) -> list[torch.Tensor]:
+        s = self.settings
+        gain = S / (S * S + h)
+        x = self.start(beta, S, Vt, h)
+        level = ((torch.log10(h) - LOG_H_CENTRE) / LOG_H_SPREAD).expand(-1, Vt.shape[1])
+        h1 = beta.new_zeros(beta.shape[0], self.update.hidden, Vt.shape[1])
+        h2 = torch.zeros_like(h1)
+        iterates = []
+        for _ in range(s.n_steps):
+            grad = ((beta - (x @ Vt.T) * S) * gain) @ Vt
+            dx, h1, h2 = self.update(x, grad, h1, h2, level)
+            x = x + dx
+            if s.nonnegative:
+                x = torch.relu(x)
+            iterates.append(x)
+        if s.correction_steps:
+            if U is None or A is None or y_correction is None:
+                raise ValueError("U, A, y_correction: the data-consistency steps need them")
+            hc = h if h_correction is None else h_correction
+            iterates.append(correct(x, y_correction, A, U, S, Vt, hc, s.correction_steps).to(x.dtype))
+        return iterates
+
+
+def correct(x, y, A, U, S, Vt, h, steps: int) -> torch.Tensor:
+    """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) in float64 (as the runtime does
+    them, :func:`rrim.regularization.correct`); float64 result (B, n_Ω)."""
+    y, A, U, S, Vt, h = (t.double() for t in (y, A, U, S, Vt, h))
+    x = x.double()
+    for _ in range(steps):
+        x = torch.relu(x + tikhonov_step(y - x @ A.T, U, S, Vt, h))
+    return x
+
+
+def build_rrim(settings: RRIMSettings) -> nn.Module:
+    """:class:`RRIM` or :class:`AdaptiveRRIM` by ``settings.regularization``."""
+    return AdaptiveRRIM(settings) if settings.regularization == "adaptive" else RRIM(settings)
+
+
 class IdentityUpdate(nn.Module):
     """g(∇, x, s) = ∇: turns an :class:`RRIM` into iterated Tikhonov (for tests)."""
 
     hidden = 1
 
-    def forward(self, x, grad, h1, h2):
+    def forward(self, x, grad, h1, h2, *extra):
         return grad, h1, h2
 
 
-class FCN(nn.Module):
-    """Fully connected baseline y (B, n_ω) → x (B, n_Ω); ReLU output keeps x ≥ 0."""
+class _Standardized(nn.Module):
+    """Base of the FCN/CNN baselines: inputs standardized per ω point with the training spectra's
+    mean and std (:meth:`standardize`, stored as buffers, exported with the weights); the output is
+    clamped at 0 in evaluation only (an output ReLU in training kills outputs for good)."""
+
+    def __init__(self, n_omega: int):
+        super().__init__()
+        self.register_buffer("y_mean", torch.zeros(n_omega))
+        self.register_buffer("y_std", torch.ones(n_omega))
+
+    def standardize(self, y: torch.Tensor) -> None:
+        """Set the input statistics from training spectra y (N, n_ω)."""
+        self.y_mean.copy_(y.mean(0))
+        self.y_std.copy_(y.std(0).clamp_min(1e-6 * float(y.std(0).max())))
+
+    def forward(self, y):
+        x = self.body((y - self.y_mean) / self.y_std)
+        return x if self.training else x.clamp_min(0)
+
+
+class FCN(_Standardized):
+    """Fully connected baseline y (B, n_ω) → x (B, n_Ω)."""
 
     def __init__(self, n_omega: int, n_Omega: int, width: int = 512, depth: int = 3):
-        super().__init__()
+        super().__init__(n_omega)
         layers, n = [], n_omega
         for _ in range(depth):
             layers += [nn.Linear(n, width), nn.ReLU()]
             n = width
-        layers += [nn.Linear(n, n_Omega), nn.ReLU()]
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, y):
-        return self.net(y)
+        layers.append(nn.Linear(n, n_Omega))
+        self.body = nn.Sequential(*layers)
 
 
-class CNN(nn.Module):
+class CNN(_Standardized):
     """Convolutional baseline y (B, n_ω) → x (B, n_Ω): 1-D convolutions then a linear read-out."""
 
     def __init__(self, n_omega: int, n_Omega: int, channels: int = 32, depth: int = 3):
-        super().__init__()
-        layers, c = [], 1
+        super().__init__(n_omega)
+        layers, c = [nn.Unflatten(1, (1, n_omega))], 1
         for _ in range(depth):
             layers += [nn.Conv1d(c, channels, 5, padding=2), nn.ReLU(), nn.MaxPool1d(2)]
             c = channels
-        self.features = nn.Sequential(*layers)
-        self.head = nn.Sequential(nn.Flatten(), nn.Linear(channels * (n_omega // 2 ** depth), n_Omega), nn.ReLU())
-
-    def forward(self, y):
-        return self.head(self.features(y.unsqueeze(1)))
+        layers += [nn.Flatten(), nn.Linear(channels * (n_omega // 2 ** depth), n_Omega)]
+        self.body = nn.Sequential(*layers)

@@ -14,6 +14,7 @@ file, and a graph saved after them imports onnxruntime-only opset domains.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import datetime as _dt
 import platform
@@ -27,11 +28,13 @@ import torch
 from torch import nn
 
 from .. import __version__ as rrim_version
-from ..modelfile import FORMS, INPUT_A, INPUT_P, INPUT_Y, METADATA_KEYS, MIN_OPSET, OUTPUT_X, ModelInfo
+from ..modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y, METADATA_KEYS,
+                         MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
 from ..operator import DEFAULT_H, ForwardOperator
+from ..regularization import H_MAX, H_MIN
 from ..synthetic import DatasetSettings, make_dataset, ood_shapes
-from .nets import RRIM
-from .training import load_checkpoint, physics_tensors
+from .nets import RRIM, AdaptiveRRIM
+from .training import adaptive_physics, load_checkpoint, physics_tensors
 
 OPSET = max(18, MIN_OPSET)
 #: Parity bar: max|x_onnx − x_torch| ≤ PARITY_RTOL·max|x_torch|. 1e-4 ≈ 840·eps(float32): room for
@@ -45,27 +48,50 @@ INFO_FIELDS = ("model_name", "model_version", "temperature_range_K", "training",
 
 
 class FinalIterate(nn.Module):
-    """The rRIM with A and P as inputs, returning only the last iterate (physics-as-input form)."""
+    """The rRIM returning only its final estimate; graph inputs ``names`` in the contract's order
+    (:func:`rrim.modelfile.input_shapes`), the physics among them baked in as float32 buffers
+    ``baked`` (name → tensor) when the form is 'baked'."""
 
-    def __init__(self, rrim: RRIM):
+    def __init__(self, rrim: nn.Module, names: list[str], baked: dict[str, torch.Tensor]):
         super().__init__()
-        self.rrim = rrim
+        self.rrim, self.names, self.order = rrim, names, _physics_order(rrim)
+        for k, v in baked.items():
+            self.register_buffer(f"baked_{k}", v)
+        self.baked = list(baked)
 
-    def forward(self, y: torch.Tensor, A: torch.Tensor, P: torch.Tensor) -> torch.Tensor:
-        return self.rrim(y, A, P)[-1]
+    def forward(self, first: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
+        given = dict(zip(self.names[1:], inputs))
+        given.update({k: getattr(self, f"baked_{k}") for k in self.baked})
+        return self.rrim(first, *(given[k] for k in self.order))[-1]
 
 
-class BakedFinalIterate(nn.Module):
-    """The rRIM with A/s and P held as float32 buffers, returning only the last iterate (baked form)."""
+def graph_model(model: nn.Module) -> nn.Module:
+    """The part of ``model`` the ONNX graph holds: a float32 CPU copy in eval mode, for the adaptive
+    rRIM without its float64 data-consistency steps (the runtime applies those, see the metadata)."""
+    rrim = copy.deepcopy(model).cpu().float().eval()
+    if isinstance(rrim, AdaptiveRRIM):
+        rrim.settings = dataclasses.replace(rrim.settings, correction_steps=0)
+    return rrim
 
-    def __init__(self, rrim: RRIM, A: torch.Tensor, P: torch.Tensor):
-        super().__init__()
-        self.rrim = rrim
-        self.register_buffer("A", A)
-        self.register_buffer("P", P)
 
-    def forward(self, y: torch.Tensor) -> torch.Tensor:
-        return self.rrim(y, self.A, self.P)[-1]
+def _physics_order(rrim: nn.Module) -> tuple[str, ...]:
+    """The contract names of the physics arguments of ``rrim.forward`` after y, in order."""
+    return (INPUT_S, INPUT_VT, INPUT_H) if isinstance(rrim, AdaptiveRRIM) else (INPUT_A, INPUT_P)
+
+
+def graph_inputs(model: nn.Module, operator: ForwardOperator, h: float, y: np.ndarray) -> dict[str, np.ndarray]:
+    """Every float32 graph input of ``model`` for scaled spectra y (B, n_ω) measured everywhere, by
+    contract name: y, A, P for the paper's rRIM; β = Uᵀy, S, Vt and h (B, 1) for the adaptive one."""
+    if isinstance(model, AdaptiveRRIM):
+        beta, *tensors = adaptive_physics(operator, np.asarray(y, dtype=np.float64))[:4]
+        first = beta.numpy()
+    else:
+        first, tensors = np.asarray(y, dtype=np.float32), physics_tensors(operator, h)
+    return {_first_input(model): first, **{k: t.numpy() for k, t in zip(_physics_order(model), tensors)}}
+
+
+def _first_input(model: nn.Module) -> str:
+    return INPUT_BETA if isinstance(model, AdaptiveRRIM) else INPUT_Y
 
 
 @dataclass(frozen=True)
@@ -78,7 +104,7 @@ class ParityReport:
     batches: tuple[int, ...]
 
 
-def model_info(model: RRIM, operator: ForwardOperator, form: str, h: float, **info_fields) -> ModelInfo:
+def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float, **info_fields) -> ModelInfo:
     """The model file's metadata; ``ValueError`` naming the first missing or empty field of :data:`INFO_FIELDS`."""
     if form not in FORMS:
         raise ValueError(f"form: expected one of {FORMS}, got {form!r}")
@@ -99,6 +125,9 @@ def model_info(model: RRIM, operator: ForwardOperator, form: str, h: float, **in
         model_name=str(info_fields["model_name"]), model_version=str(info_fields["model_version"]), form=form,
         operator=operator.describe(), temperature_range_K=(low, high), h=float(h), n_steps=model.settings.n_steps,
         architecture={"kind": "rrim", **model.settings.to_dict()}, training=dict(info_fields["training"]),
+        regularization=({"rule": "gcv", "h_min": H_MIN, "h_max": H_MAX, "mask": form == "input",
+                         "correction_steps": model.settings.correction_steps}
+                        if isinstance(model, AdaptiveRRIM) else {}),
         metrics=dict(info_fields["metrics"]), rrim_version=rrim_version, torch_version=torch.__version__,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         provenance=dict(info_fields["provenance"]),
@@ -117,7 +146,7 @@ def representative_spectra(operator: ForwardOperator, n: int = 9, sigma: float =
     return (np.concatenate([ds.y, ood]) / operator.scale).astype(np.float32)
 
 
-def export_onnx(model: RRIM, operator: ForwardOperator, path, *, form: str = "baked", h: float = DEFAULT_H,
+def export_onnx(model: nn.Module, operator: ForwardOperator, path, *, form: str = "baked", h: float = DEFAULT_H,
                 verify: bool = True, **info_fields) -> Path:
     """Export ``model`` for ``operator`` (its grids, kernel, temperature, scale) to the ONNX file ``path``.
 
@@ -128,25 +157,23 @@ def export_onnx(model: RRIM, operator: ForwardOperator, path, *, form: str = "ba
     ``PATH.golden.npz`` is written beside it (``y``, ``x``, and for the input form ``A``, ``P``).
     Raises ``ValueError`` for incomplete metadata, a bad form or a failed parity check.
     """
-    if not isinstance(model, RRIM):
-        raise ValueError(f"model: expected an rrim.export.nets.RRIM, got {type(model).__name__}")
+    if not isinstance(model, (RRIM, AdaptiveRRIM)):
+        raise ValueError(f"model: expected an rrim.export.nets.RRIM or AdaptiveRRIM, got {type(model).__name__}")
     info = model_info(model, operator, form, h, **info_fields)
     path = Path(path)
     if path.suffix != ".onnx":
         raise ValueError(f"path: expected a file name ending in .onnx, got {str(path)!r}")
     path.parent.mkdir(parents=True, exist_ok=True)
-    rrim = copy.deepcopy(model).cpu().float().eval()
-    A, P = physics_tensors(operator, h)
-    y = torch.as_tensor(representative_spectra(operator)[:2])
-    if form == "baked":
-        module, args, names = BakedFinalIterate(rrim, A, P).eval(), (y,), [INPUT_Y]
-    else:
-        module, args, names = FinalIterate(rrim).eval(), (y, A, P), [INPUT_Y, INPUT_A, INPUT_P]
+    rrim = graph_model(model)
+    inputs = graph_inputs(rrim, operator, h, representative_spectra(operator)[:2])
+    names = list(input_shapes(info))
+    module = FinalIterate(rrim, names, {k: torch.as_tensor(v) for k, v in inputs.items() if k not in names}).eval()
+    args = tuple(torch.as_tensor(inputs[k]) for k in names)
+    dynamic = {k: {0: "batch"} for k in (*PER_ROW, OUTPUT_X) if k in names or k == OUTPUT_X}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice (see module doc)
         torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET, input_names=names,
-                          output_names=[OUTPUT_X], do_constant_folding=True,
-                          dynamic_axes={INPUT_Y: {0: "batch"}, OUTPUT_X: {0: "batch"}})
+                          output_names=[OUTPUT_X], do_constant_folding=True, dynamic_axes=dynamic)
     proto = onnx.load(str(path))
     proto.producer_name, proto.doc_string = "rrim.export", f"rRIM ({info.model_name}), {form} form; see metadata"
     onnx.helper.set_model_props(proto, info.to_metadata())
@@ -166,28 +193,28 @@ def _onnx_session(path):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def _feeds(session, y: np.ndarray, A: np.ndarray, P: np.ndarray) -> dict:
-    feeds = {INPUT_Y: y}
-    names = {i.name for i in session.get_inputs()}
-    if INPUT_A in names:
-        feeds.update({INPUT_A: A, INPUT_P: P})
-    return feeds
+def _reference(model: nn.Module, operator: ForwardOperator, h: float, y: np.ndarray):
+    """(PyTorch's graph output (B, n_Ω) float32, the graph inputs by contract name) for scaled y."""
+    inputs = graph_inputs(model, operator, h, y)
+    order = (_first_input(model), *_physics_order(model))
+    with torch.no_grad():
+        x = graph_model(model)(*(torch.as_tensor(inputs[k]) for k in order))
+    return x[-1].numpy(), inputs
 
 
-def verify_onnx(path, model: RRIM, operator: ForwardOperator, h: float = DEFAULT_H,
+def verify_onnx(path, model: nn.Module, operator: ForwardOperator, h: float = DEFAULT_H,
                 y: np.ndarray | None = None) -> ParityReport:
     """onnxruntime (CPU) against PyTorch on ``y`` (default :func:`representative_spectra`) in batches
     of 1, 7 and all; ``ValueError`` if max|Δx| > :data:`PARITY_RTOL`·max|x|."""
-    A, P = physics_tensors(operator, h)
     y = representative_spectra(operator) if y is None else np.asarray(y, dtype=np.float32)
-    with torch.no_grad():
-        x_ref = model.cpu().float().eval()(torch.as_tensor(y), A, P)[-1].numpy()
+    x_ref, inputs = _reference(model, operator, h, y)
     session = _onnx_session(path)
+    names = [i.name for i in session.get_inputs()]
     scale = max(float(np.abs(x_ref).max()), float(np.finfo(np.float32).tiny))
     tol, worst, batches = PARITY_RTOL * scale, 0.0, (*PARITY_BATCHES, len(y))
     for b in batches:
         for i in range(0, len(y), b):
-            (x,) = session.run([OUTPUT_X], _feeds(session, y[i:i + b], A.numpy(), P.numpy()))
+            (x,) = session.run([OUTPUT_X], {k: inputs[k][i:i + b] if k in PER_ROW else inputs[k] for k in names})
             if x.dtype != np.float32 or x.shape != x_ref[i:i + b].shape:
                 raise ValueError(f"{path}: output {OUTPUT_X!r} is {x.dtype} {x.shape}, expected float32 {x_ref[i:i + b].shape}")
             worst = max(worst, float(np.abs(x - x_ref[i:i + b]).max()))
@@ -203,16 +230,13 @@ def golden_path(path) -> Path:
     return path.with_name(path.stem + ".golden.npz")
 
 
-def write_golden(path, model: RRIM, operator: ForwardOperator, h: float = DEFAULT_H) -> Path:
-    """Golden file for ``path``: ``y`` (representative scaled spectra, float32) and ``x`` (PyTorch's
-    output, float32), plus ``A``, ``P`` (float32) when the model takes them as inputs."""
-    A, P = physics_tensors(operator, h)
+def write_golden(path, model: nn.Module, operator: ForwardOperator, h: float = DEFAULT_H) -> Path:
+    """Golden file for ``path``: ``y`` (representative scaled spectra, float32), ``x`` (PyTorch's
+    graph output, float32) and every other graph input of the model (``A``, ``P``; or ``beta``, ``h``…)."""
     y = representative_spectra(operator)
-    with torch.no_grad():
-        x = model.cpu().float().eval()(torch.as_tensor(y), A, P)[-1].numpy()
-    arrays = {"y": y, "x": x.astype(np.float32)}
-    if {i.name for i in _onnx_session(path).get_inputs()} >= {INPUT_A, INPUT_P}:
-        arrays.update(A=A.numpy(), P=P.numpy())
+    x, inputs = _reference(model, operator, h, y)
+    names = {i.name for i in _onnx_session(path).get_inputs()}
+    arrays = {"y": y, "x": x.astype(np.float32), **{k: v for k, v in inputs.items() if k in names and k != INPUT_Y}}
     out = golden_path(path)
     np.savez_compressed(out, **arrays)
     return out
@@ -227,7 +251,7 @@ def export_checkpoint(checkpoint, output, *, form: str = "baked", name: str | No
     provenance (``command``, the checkpoint's sha256, this machine)."""
     checkpoint, output = Path(checkpoint), Path(output)
     model, config, extra = load_checkpoint(checkpoint)
-    if not isinstance(model, RRIM):
+    if not isinstance(model, (RRIM, AdaptiveRRIM)):
         raise ValueError(f"{checkpoint}: holds a {config.model.kind!r} model; only the rRIM is exported")
     operator, h = config.operator.build(), config.training.h
     T = operator.temperature

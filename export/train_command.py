@@ -15,6 +15,8 @@ def train_command(config_path, output_dir):
     """Train the rRIM or an FCN/CNN baseline described by the TOML file CONFIG.
 
     Logs one line per epoch to stderr; prints a JSON summary (checkpoint, losses, test MSE) to stdout.
+    The state is saved after every epoch: the same command resumes an interrupted run; a run cut by
+    ``training.chunk_s`` reports "finished": false and writes no model.pt.
     """
     from .config import load_config
     from .training import train
@@ -27,6 +29,7 @@ def train_command(config_path, output_dir):
         result = train(config)
     except ValueError as e:
         raise click.UsageError(str(e)) from None
-    click.echo(json.dumps({"checkpoint": str(result.checkpoint_path), "best_val_mse": result.best_val_loss,
+    click.echo(json.dumps({"finished": result.finished, "checkpoint": str(result.checkpoint_path),
+                           "best_val_mse": result.best_val_loss,
                            "best_epoch": result.best_epoch, "epochs": len(result.history),
                            "seconds": round(result.seconds, 1), **result.test_metrics}))

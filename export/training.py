@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -17,9 +18,11 @@ import torch
 from torch import nn
 
 from ..operator import ForwardOperator
+from ..regularization import H_MAX, H_MIN, choose_weights, masked_svd
 from ..synthetic import DatasetSettings, SyntheticDataset, add_noise, make_dataset
 from .config import Config, ModelConfig, config_from_dict
-from .nets import CNN, FCN, RRIM, RRIMSettings
+from .adaptive_data import AdaptiveData
+from .nets import CNN, FCN, RRIM, AdaptiveRRIM, RRIMSettings, build_rrim
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +42,16 @@ class TrainResult:
     checkpoint_path: Path | None = None
     test_metrics: dict = field(default_factory=dict)
     seconds: float = 0.0
+    finished: bool = True
 
 
 def build_model(model: ModelConfig, operator: ForwardOperator) -> nn.Module:
     """The network of ``model.kind`` for ``operator``'s grids (float32, freshly initialized)."""
     n_omega, n_Omega = operator.shape
     if model.kind == "rrim":
-        return RRIM(RRIMSettings(hidden=model.hidden, n_steps=model.n_steps, x0=model.x0, nonnegative=model.nonnegative))
+        return build_rrim(RRIMSettings(hidden=model.hidden, n_steps=model.n_steps, x0=model.x0,
+                                       nonnegative=model.nonnegative, regularization=model.regularization,
+                                       correction_steps=model.correction_steps))
     if model.kind == "fcn":
         return FCN(n_omega, n_Omega, width=model.width, depth=model.depth)
     return CNN(n_omega, n_Omega, channels=model.channels, depth=model.depth)
@@ -57,17 +63,29 @@ def physics_tensors(operator: ForwardOperator, h: float) -> tuple[torch.Tensor, 
             torch.tensor(np.array(operator.preconditioner(h)), dtype=torch.float32))
 
 
-def estimates(model: nn.Module, y_scaled: torch.Tensor, A: torch.Tensor, P: torch.Tensor) -> list[torch.Tensor]:
-    """The model's estimates of x for scaled spectra (B, n_ω): all rRIM iterates, or [FCN/CNN output]."""
-    if isinstance(model, RRIM):
-        return model(y_scaled, A, P)
+def estimates(model: nn.Module, y_scaled: torch.Tensor, *physics: torch.Tensor) -> list[torch.Tensor]:
+    """The model's estimates of x for scaled spectra (B, n_ω): all rRIM iterates (``physics`` = (A, P),
+    or :func:`adaptive_physics` for the adaptive rRIM), or [FCN/CNN output] (physics unused)."""
+    if isinstance(model, (RRIM, AdaptiveRRIM)):
+        return model(y_scaled, *physics)
     return [model(y_scaled)]
 
 
-def step_loss(xs: list[torch.Tensor], x_true: torch.Tensor, weights: tuple[float, ...] = ()) -> torch.Tensor:
-    """Σ_t w_t·MSE(x_t, x_true) over the estimates ``xs`` (w_t = 1 when ``weights`` is empty)."""
+def step_loss(xs: list[torch.Tensor], x_true: torch.Tensor, weights: tuple[float, ...] = (),
+              row_weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Σ_t w_t·MSE(x_t, x_true) over the estimates ``xs`` (w_t = 1 when ``weights`` is empty); with
+    ``row_weights`` (B,) each spectrum's squared error is weighted (mean over the batch)."""
     w = weights or (1.0,) * len(xs)
-    return sum(wt * torch.mean((x - x_true) ** 2) for wt, x in zip(w, xs))
+    if row_weights is None:
+        return sum(wt * torch.mean((x - x_true) ** 2) for wt, x in zip(w, xs))
+    return sum(wt * torch.mean(((x - x_true) ** 2).mean(1) * row_weights) for wt, x in zip(w, xs))
+
+
+def relative_weights(model: nn.Module, y: torch.Tensor, x_true: torch.Tensor, physics) -> torch.Tensor:
+    """1/(MSE(x_0, x) + 1e-4·mean x²) per spectrum (B,), x_0 the adaptive rRIM's Tikhonov start."""
+    with torch.no_grad():
+        err = ((model.start(y, *physics) - x_true) ** 2).mean(1)
+        return 1.0 / (err + 1e-4 * (x_true ** 2).mean(1))
 
 
 def make_data(config: Config, operator: ForwardOperator) -> SyntheticDataset:
@@ -84,11 +102,6 @@ def make_data(config: Config, operator: ForwardOperator) -> SyntheticDataset:
         y[level == i] = add_noise(ds.y_clean[level == i], s, rng)
     ds.y = y
     return ds
-
-
-def _tensors(ds: SyntheticDataset, split: str, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
-    x, y = ds.subset(split)
-    return (torch.as_tensor(y / scale, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32))
 
 
 def physics_bank(config: Config, operator: ForwardOperator) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -119,104 +132,182 @@ def temperature_groups(x: torch.Tensor, bank, sigmas, rng: np.random.Generator) 
     return groups
 
 
-def evaluate_groups(model: nn.Module, groups: list[tuple]) -> np.ndarray:
-    """:func:`evaluate` over several (y, x, A, P) groups, weighted by their sizes."""
+class FixedData:
+    """Batches for the paper's rRIM (fixed h) and the FCN/CNN: the seeded dataset of
+    :func:`make_data`; with several training temperatures, spectra are made per batch at a drawn one."""
+
+    def __init__(self, config: Config, operator: ForwardOperator, data: SyntheticDataset | None = None):
+        self.config = config
+        data = make_data(config, operator) if data is None else data
+        self.splits = data.splits
+        self.x = torch.as_tensor(data.x, dtype=torch.float32)
+        self.y = torch.as_tensor(data.y / operator.scale, dtype=torch.float32)
+        self.bank = physics_bank(config, operator)
+
+    def batch(self, rows: np.ndarray, rng: np.random.Generator) -> tuple:
+        """(y/s, x, (A, P)) of the dataset rows ``rows``."""
+        rows = torch.as_tensor(rows)
+        if len(self.bank) > 1:
+            A, P = self.bank[rng.integers(len(self.bank))]
+            return noisy_spectra(self.x[rows], A, self.config.data.sigmas, rng), self.x[rows], (A, P)
+        return self.y[rows], self.x[rows], self.bank[0]
+
+    def groups(self, split: str, rng: np.random.Generator) -> list[tuple]:
+        """The split as fixed evaluation groups [(y, x, physics)]."""
+        rows = torch.as_tensor(self.splits[split])
+        if len(self.bank) > 1:
+            return [(y, x, (A, P)) for y, x, A, P in temperature_groups(self.x[rows], self.bank, self.config.data.sigmas, rng)]
+        return [(self.y[rows], self.x[rows], self.bank[0])] if len(rows) else []
+
+
+def training_data(config: Config, operator: ForwardOperator, data: SyntheticDataset | None = None):
+    """:class:`rrim.export.adaptive_data.AdaptiveData` for the adaptive rRIM, else :class:`FixedData`."""
+    if config.model.kind == "rrim" and config.model.regularization == "adaptive":
+        if data is not None:
+            raise ValueError("data: the adaptive rRIM draws its spectra per batch; pass no dataset")
+        return AdaptiveData(config, operator)
+    return FixedData(config, operator, data)
+
+
+def evaluate_groups(model: nn.Module, groups: list[tuple], relative: bool = False) -> np.ndarray:
+    """:func:`evaluate` over several (y, x, physics) groups, weighted by their sizes."""
     n = sum(len(g[0]) for g in groups)
-    return sum(evaluate(model, *g) * len(g[0]) for g in groups) / n
+    return sum(evaluate(model, y, x, *physics, relative=relative) * len(y) for y, x, physics in groups) / n
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, y_scaled, x_true, A, P, batch_size: int = 256) -> np.ndarray:
-    """MSE of every estimate (for the rRIM: each iterate x_1…x_N) over a split; shape (n_estimates,)."""
+def evaluate(model: nn.Module, y_scaled, x_true, *physics, batch_size: int = 256, relative: bool = False) -> np.ndarray:
+    """MSE of every estimate (for the rRIM: each iterate x_1…x_N) over a split; shape (n_estimates,).
+    With ``relative``, each spectrum's squared error is weighted as by the 'relative' loss
+    (:func:`relative_weights`). Per-spectrum physics (the positions ``model.PER_SPECTRUM``: the
+    adaptive rRIM's h…) is sliced with the batch."""
     model.eval()
     total, n = None, len(y_scaled)
+    rows = getattr(model, "PER_SPECTRUM", ())
     for i in range(0, n, batch_size):
-        xs = estimates(model, y_scaled[i:i + batch_size], A, P)
-        err = torch.stack([((x - x_true[i:i + batch_size]) ** 2).sum() for x in xs]).double()
+        part = [p[i:i + batch_size] if k in rows else p for k, p in enumerate(physics)]
+        y, x = y_scaled[i:i + batch_size], x_true[i:i + batch_size]
+        w = relative_weights(model, y, x, part) if relative else torch.ones(len(y))
+        err = torch.stack([(((e - x) ** 2).mean(1) * w).sum() for e in estimates(model, y, *part)]).double()
         total = err if total is None else total + err
-    return (total / (n * x_true.shape[1])).numpy()
+    return (total / n).numpy()
+
+
+def _rng_state(rng: np.random.Generator) -> str:
+    return json.dumps(rng.bit_generator.state)
+
+
+def _set_rng_state(rng: np.random.Generator, state: str) -> None:
+    rng.bit_generator.state = json.loads(state)
 
 
 def train(config: Config, operator: ForwardOperator | None = None, data: SyntheticDataset | None = None,
           checkpoint: bool = True) -> TrainResult:
     """Train ``config.model`` with Adam and BPTT through all steps; keep the best-validation weights.
 
-    Gradients are clipped to norm ``training.clip_norm``. Early stopping: stop after ``training.patience`` epochs without a lower validation MSE of the
-    final estimate, after ``max_epochs``, or once ``time_budget_s`` (if > 0) is spent (checked
-    after every batch). Seeded: same config, same CPU → same weights. ``operator``/``data`` default
-    to ``config.operator.build()`` and :func:`make_data` (pass them to share work across runs).
-    Writes ``<output_dir>/model.pt`` and ``history.json`` when ``checkpoint``.
+    Gradients are clipped to norm ``training.clip_norm``; the learning rate follows the plateau
+    schedule of :class:`rrim.export.config.TrainingConfig`. Stops after ``training.patience`` epochs
+    without a lower validation MSE of the final estimate, after ``max_epochs``, when the rate falls
+    below ``min_lr``, or once ``time_budget_s`` (if > 0) is spent (checked after every batch).
+    With ``checkpoint``, the whole state is saved to ``<output_dir>/state.pt`` after every epoch and
+    a run with the same configuration resumes from it; ``chunk_s`` > 0 ends the call early,
+    unfinished (``result.finished`` False, no ``model.pt``). A finished run writes
+    ``<output_dir>/model.pt`` and ``history.json``. Seeded: same config, same CPU → same weights.
+    ``operator``/``data`` default to ``config.operator.build()`` and :func:`make_data`.
     """
     t = config.training
     operator = config.operator.build() if operator is None else operator
-    data = make_data(config, operator) if data is None else data
-    bank = physics_bank(config, operator)
-    y_train, x_train = _tensors(data, "train", operator.scale)
-    y_val, x_val = _tensors(data, "val", operator.scale)
-    if len(y_train) == 0 or len(y_val) == 0:
+    source = training_data(config, operator, data)
+    train_rows = source.splits["train"]
+    if len(train_rows) == 0 or len(source.splits["val"]) == 0:
         raise ValueError(f"data.n: {config.data.n} spectra leave an empty training or validation split")
-    # several temperatures: spectra are made per batch at a drawn temperature (a child stream of the data seed)
     noise_rng = np.random.default_rng(np.random.SeedSequence(config.data.seed).spawn(5)[4])
-    val_groups = (temperature_groups(x_val, bank, config.data.sigmas, noise_rng) if len(bank) > 1
-                  else [(y_val, x_val, *bank[0])])
+    val_groups = source.groups("val", noise_rng)
+    test_groups = source.groups("test", noise_rng)
 
     torch.manual_seed(t.seed)
     model = build_model(config.model, operator)
+    if isinstance(model, (FCN, CNN)):
+        model.standardize(source.y[torch.as_tensor(train_rows)])
     opt = torch.optim.Adam(model.parameters(), lr=t.lr)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.lr_factor, patience=t.lr_patience) if t.lr_patience else None
     order_rng = np.random.default_rng(t.seed)
     result = TrainResult(model=model, config=config)
     best_state = {k: v.clone() for k, v in model.state_dict().items()}
-    start, stale, out_of_time = time.perf_counter(), 0, False
+    stale, first_epoch = 0, 1
+    out = Path(t.output_dir)
+    state_path = out / "state.pt"
+    if checkpoint and state_path.exists():
+        state = torch.load(state_path, map_location="cpu", weights_only=True)
+        if state.get("config") == json.dumps(config.to_dict()):
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            if sched is not None:
+                sched.load_state_dict(json.loads(state["scheduler"]))
+            best_state, stale = state["best_state"], int(state["stale"])
+            result.history = json.loads(state["history"])
+            result.best_val_loss, result.best_epoch = float(state["best_val_loss"]), int(state["best_epoch"])
+            _set_rng_state(order_rng, state["order_rng"])
+            _set_rng_state(noise_rng, state["noise_rng"])
+            first_epoch = len(result.history) + 1
+            log.info("resuming %s at epoch %d", state_path, first_epoch)
+    start, out_of_time, finished = time.perf_counter(), False, True
+    spent = result.history[-1]["seconds"] if result.history else 0.0
     bar = _progress(t.max_epochs)
-    for epoch in range(1, t.max_epochs + 1):
+    for epoch in range(first_epoch, t.max_epochs + 1):
+        if t.chunk_s and time.perf_counter() - start > t.chunk_s:
+            finished = False
+            break
         model.train()
-        order = order_rng.permutation(len(y_train))
+        order = order_rng.permutation(len(train_rows))
         running = 0.0
         for i in range(0, len(order), t.batch_size):
-            idx = torch.as_tensor(order[i:i + t.batch_size])
-            if len(bank) > 1:
-                A, P = bank[noise_rng.integers(len(bank))]
-                y = noisy_spectra(x_train[idx], A, config.data.sigmas, noise_rng)
-            else:
-                (A, P), y = bank[0], y_train[idx]
-            loss = step_loss(estimates(model, y, A, P), x_train[idx], t.step_weights)
+            y, x, physics = source.batch(train_rows[order[i:i + t.batch_size]], noise_rng)
+            rw = relative_weights(model, y, x, physics) if t.loss == "relative" else None
+            loss = step_loss(estimates(model, y, *physics), x, t.step_weights, rw)
             opt.zero_grad()
             loss.backward()
             if t.clip_norm:
                 nn.utils.clip_grad_norm_(model.parameters(), t.clip_norm)
             opt.step()
-            running += loss.item() * len(idx)
-            if t.time_budget_s and time.perf_counter() - start > t.time_budget_s:
+            running += loss.item() * len(y)
+            if t.time_budget_s and spent + time.perf_counter() - start > t.time_budget_s:
                 out_of_time = True
                 break
-        val = float(evaluate_groups(model, val_groups)[-1])
+        val = float(evaluate_groups(model, val_groups, relative=t.loss == "relative")[-1])
         seen = min(i + t.batch_size, len(order))
-        row = dict(epoch=epoch, train_loss=running / seen, val_mse=val, seconds=time.perf_counter() - start)
+        row = dict(epoch=epoch, train_loss=running / seen, val_mse=val, seconds=spent + time.perf_counter() - start,
+                   lr=opt.param_groups[0]["lr"])
         result.history.append(row)
         if val < result.best_val_loss:
             result.best_val_loss, result.best_epoch, stale = val, epoch, 0
             best_state = {k: v.clone() for k, v in model.state_dict().items()}
         else:
             stale += 1
-        log.info("epoch %d: train loss %.4g, val MSE %.4g (best %.4g at epoch %d), %.1f s",
-                 epoch, row["train_loss"], val, result.best_val_loss, result.best_epoch, row["seconds"])
+        if sched is not None:
+            sched.step(val)
+        log.info("epoch %d: train loss %.4g, val MSE %.4g (best %.4g at epoch %d), lr %.3g, %.1f s",
+                 epoch, row["train_loss"], val, result.best_val_loss, result.best_epoch, row["lr"], row["seconds"])
         if bar is not None:
             bar.update(1)
             bar.set_postfix(val_mse=f"{val:.3g}")
-        if stale >= t.patience or out_of_time:
+        if checkpoint:
+            out.mkdir(parents=True, exist_ok=True)
+            _save_state(state_path, config, model, opt, sched, best_state, stale, result, order_rng, noise_rng)
+        if stale >= t.patience or out_of_time or opt.param_groups[0]["lr"] < t.min_lr:
             break
     if bar is not None:
         bar.close()
+    result.finished = finished
+    result.seconds = result.history[-1]["seconds"] if result.history else 0.0
+    if not finished:
+        return result
     model.load_state_dict(best_state)
     model.eval()
-    result.seconds = time.perf_counter() - start
-    test_y, test_x = _tensors(data, "test", operator.scale)
-    if len(test_y):
-        mse = evaluate_groups(model, temperature_groups(test_x, bank, config.data.sigmas, noise_rng) if len(bank) > 1
-                              else [(test_y, test_x, *bank[0])])
+    if test_groups:
+        mse = evaluate_groups(model, test_groups)
         result.test_metrics = {"test_mse": float(mse[-1]), "step_mse": [float(m) for m in mse]}
     if checkpoint:
-        out = Path(t.output_dir)
         out.mkdir(parents=True, exist_ok=True)
         extra = {"best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
                  "test_metrics": result.test_metrics, "seconds": result.seconds,
@@ -224,6 +315,17 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
         result.checkpoint_path = save_checkpoint(out / "model.pt", model, config, extra)
         (out / "history.json").write_text(json.dumps(result.history, indent=1))
     return result
+
+
+def _save_state(path: Path, config, model, opt, sched, best_state, stale, result, order_rng, noise_rng) -> None:
+    """Everything :func:`train` needs to resume, written atomically (temporary file, then rename)."""
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save({"config": json.dumps(config.to_dict()), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "scheduler": json.dumps(sched.state_dict() if sched is not None else {}),
+                "best_state": best_state, "stale": stale, "history": json.dumps(result.history),
+                "best_val_loss": result.best_val_loss, "best_epoch": result.best_epoch,
+                "order_rng": _rng_state(order_rng), "noise_rng": _rng_state(noise_rng)}, tmp)
+    os.replace(tmp, path)
 
 
 def trained(config: Config, retrain: bool = False):
@@ -270,13 +372,29 @@ def load_checkpoint(path) -> tuple[nn.Module, Config, dict]:
 
 
 def predict(model: nn.Module, y_meV, operator: ForwardOperator, h: float) -> np.ndarray:
-    """Glue functions (…, n_Ω) float64 for scattering rates ``y_meV`` (…, n_ω) in meV (final estimate)."""
+    """Glue functions (…, n_Ω) float64 for scattering rates ``y_meV`` (…, n_ω) in meV (final estimate),
+    measured on every ω point. The adaptive rRIM chooses its weight per spectrum (``h`` unused)."""
     y = np.asarray(y_meV, dtype=np.float64)
     if y.ndim == 0 or y.shape[-1] != operator.shape[0]:
         raise ValueError(f"y_meV: last axis must have length {operator.shape[0]} (n_omega), got shape {y.shape}")
-    A, P = physics_tensors(operator, h)
-    flat = torch.as_tensor(y.reshape(-1, y.shape[-1]) / operator.scale, dtype=torch.float32)
+    flat = y.reshape(-1, y.shape[-1]) / operator.scale
+    if isinstance(model, AdaptiveRRIM):
+        first, *physics = adaptive_physics(operator, flat)
+    else:
+        first, physics = torch.as_tensor(flat, dtype=torch.float32), physics_tensors(operator, h)
     model.eval()
     with torch.no_grad():
-        x = estimates(model, flat, A, P)[-1]
+        x = estimates(model, first, *physics)[-1]
     return x.numpy().astype(np.float64).reshape(*y.shape[:-1], -1)
+
+
+def adaptive_physics(operator: ForwardOperator, y_scaled: np.ndarray, mask: np.ndarray | None = None) -> tuple:
+    """(β, S, Vt, h, U, A/s, h_correction, y_correction) tensors of the adaptive rRIM for scaled spectra
+    (n, n_ω) measured on ``mask`` (default: every point): β = Uᵀy and the weights as the runtime
+    computes them (float64, then β, S, Vt, h, U, A cast to float32)."""
+    mask = np.ones(operator.shape[0], bool) if mask is None else np.asarray(mask, bool)
+    svd = operator.svd if mask.all() else masked_svd(operator.scaled_matrix, mask)
+    y = np.asarray(y_scaled, dtype=np.float64) * mask
+    h = choose_weights(y, svd, mask, clip=False)
+    f32 = (y @ svd.U, svd.s, svd.Vt, np.clip(h, H_MIN, H_MAX)[:, None], svd.U, operator.scaled_matrix)
+    return (*(torch.tensor(a, dtype=torch.float32) for a in f32), torch.tensor(h[:, None]), torch.tensor(y))

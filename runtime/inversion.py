@@ -39,8 +39,9 @@ from functools import lru_cache
 import numpy as np
 
 from .impurity import estimate_impurity
-from .modelfile import INPUT_A, INPUT_P, INPUT_Y, ModelFileError
+from .modelfile import INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y, PER_ROW, ModelFileError
 from .models import LoadedModel
+from .regularization import H_MAX, H_MIN, MaskedBases, choose_weights, correct
 from .uncertainty import (DEFAULT_RESAMPLES, consistency_fit, estimate_noise, load_calibration, ood_score,
                           relative_noise, resample_noise)
 
@@ -88,24 +89,75 @@ def flag_names(value: int) -> list[str]:
 
 
 @lru_cache(maxsize=64)  # ~0.6 MB each: an archive's temperatures are computed once, not per slab
-def _physics(model_key: tuple, temperature: float, h: float, info_operator: str):
-    """(operator, A/s float32, P float32) at ``temperature`` K, cached per model and temperature."""
+def _physics(model_key: tuple, temperature: float, h: float, info_operator: str, adaptive: bool):
+    """(operator, A/s float32, P float32 or None for adaptive models) at ``temperature`` K, cached
+    per model and temperature."""
     import json
 
     from .operator import ForwardOperator
 
     op = ForwardOperator.from_description(json.loads(info_operator), temperature=temperature)
     a = np.ascontiguousarray(op.scaled_matrix, dtype=np.float32)
-    p = np.ascontiguousarray(op.preconditioner(h), dtype=np.float32)
+    p = None if adaptive else np.ascontiguousarray(op.preconditioner(h), dtype=np.float32)
     return op, a, p
 
 
 def physics_at(model: LoadedModel, temperature: float):
-    """The model's operator at ``temperature`` K and its float32 A/s and P (cached)."""
+    """The model's operator at ``temperature`` K and its float32 A/s and P (cached; P is None for a
+    noise-adaptive model, whose physics is per spectrum: :func:`model_feeds`)."""
     import json
 
     return _physics((str(model.path), model.sha256), float(temperature), float(model.info.h),
-                    json.dumps(model.info.operator, sort_keys=True))
+                    json.dumps(model.info.operator, sort_keys=True), model.info.adaptive)
+
+
+_BASES = MaskedBases(maxsize=64)
+
+
+@dataclass(frozen=True)
+class AdaptiveInputs:
+    """What a noise-adaptive model's spectra need besides the network (float64): the singular basis of
+    their measured points, the scaled spectra zeroed where unmeasured (m, n_ω), and the weights h (m,)
+    as GCV chose them (the graph gets them clipped; the data-consistency steps use them as they are)."""
+
+    svd: object
+    y: np.ndarray
+    h: np.ndarray
+
+    @classmethod
+    def of(cls, op, y_scaled: np.ndarray, mask: np.ndarray | None = None) -> "AdaptiveInputs":
+        mask = np.ones(y_scaled.shape[1], bool) if mask is None else mask
+        svd, y = _BASES.basis(op, mask), y_scaled * mask
+        return cls(svd, y, choose_weights(y, svd, mask, clip=False))
+
+
+def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np.ndarray | None = None,
+                adaptive: AdaptiveInputs | None = None) -> dict:
+    """Every graph input of ``model`` for scaled spectra (m, n_ω) float64 measured on ``mask``
+    (default: every point); rows of the per-spectrum inputs match the spectra.
+
+    A noise-adaptive model gets β = Uᵀy (float64, then cast) and h (m, 1) of ``adaptive`` (default:
+    :meth:`AdaptiveInputs.of`), and in the input form S and Vt of the measured points' basis."""
+    if not model.info.adaptive:
+        feeds = {INPUT_Y: y_scaled.astype(np.float32)}
+        if model.form == "input":
+            feeds.update({INPUT_A: a32, INPUT_P: p32})
+        return feeds
+    a = adaptive or AdaptiveInputs.of(op, y_scaled, mask)
+    feeds = {INPUT_BETA: (a.y @ a.svd.U).astype(np.float32),
+             INPUT_H: np.clip(a.h, H_MIN, H_MAX)[:, None].astype(np.float32)}
+    if model.form == "input":
+        feeds.update({INPUT_S: a.svd.s.astype(np.float32), INPUT_VT: a.svd.Vt.astype(np.float32)})
+    return feeds
+
+
+def finish(model: LoadedModel, op, x: np.ndarray, adaptive: AdaptiveInputs | None) -> np.ndarray:
+    """The model's estimate from its graph output ``x`` (m, n_Ω): for a noise-adaptive model, its
+    data-consistency steps (:func:`rrim.regularization.correct`, float64)."""
+    steps = int(model.info.regularization.get("correction_steps", 0))
+    if not steps:
+        return x
+    return correct(x, adaptive.y, op.scaled_matrix, adaptive.svd, adaptive.h, steps)
 
 
 @lru_cache(maxsize=8)
@@ -182,12 +234,12 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
         c = np.full(n, np.nan)
         c[rows] = estimate_impurity(y[rows], op)
     y_model = y - c[:, None]
-    run = _ModelRunner(model, session, a32, p32, int(batch_size), smoothing_meV)
+    mask = np.ones(n_w, bool) if valid_omega is None else np.asarray(valid_omega, bool)
+    run = _ModelRunner(model, session, op, a32, p32, int(batch_size), smoothing_meV, mask)
     glue = np.full((n, n_W), np.nan)
     glue[rows] = run(y_model[rows])
 
     fit = glue @ op.matrix.T + c[:, None]
-    mask = np.ones(n_w, bool) if valid_omega is None else np.asarray(valid_omega, bool)
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         num = np.sqrt(np.mean((fit[:, mask] - y[:, mask]) ** 2, axis=1))
         den = np.sqrt(np.mean(y[:, mask] ** 2, axis=1))
@@ -221,20 +273,32 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
 
 
 class _ModelRunner:
-    """Scaled spectra in meV (m, n_ω) → glue (m, n_Ω) float64 through the session, in batches, smoothed
-    if asked; counts the seconds spent in session calls."""
+    """Spectra in meV (m, n_ω) → glue (m, n_Ω) float64 through the session, in batches, smoothed if
+    asked; counts the seconds spent in session calls. A mask-aware model sees only the ω points of
+    ``mask`` (n_ω,) bool; other models see every point."""
 
-    def __init__(self, model: LoadedModel, session, a32, p32, batch_size: int, smoothing_meV):
+    def __init__(self, model: LoadedModel, session, op, a32, p32, batch_size: int, smoothing_meV, mask=None):
         self.model, self.session, self.batch_size, self.smoothing = model, session, batch_size, smoothing_meV
-        self.extra = {INPUT_A: a32, INPUT_P: p32} if model.form == "input" else {}
+        self.physics = (op, a32, p32)
+        self.mask = mask if mask_aware(model) else None
         self.seconds = 0.0
 
     def __call__(self, y: np.ndarray) -> np.ndarray:
         info = self.model.info
-        y32 = (y / info.scale).astype(np.float32)  # the one cast
-        feeds = [{INPUT_Y: y32[start:start + self.batch_size], **self.extra} for start in range(0, len(y), self.batch_size)]
+        op = self.physics[0]
+        adaptive = AdaptiveInputs.of(op, y / info.scale, self.mask) if info.adaptive else None
+        feeds = model_feeds(self.model, *self.physics, y / info.scale, self.mask, adaptive)
+        rows = {k for k in PER_ROW if k in feeds}
+        batches = [{k: (v[start:start + self.batch_size] if k in rows else v) for k, v in feeds.items()}
+                   for start in range(0, len(y), self.batch_size)]
         t0 = time.perf_counter()
-        out = self.session.run_batches(feeds)
+        out = self.session.run_batches(batches)
         self.seconds += time.perf_counter() - t0
         x = np.concatenate(out).astype(np.float64) if out else np.empty((0, len(info.Omega)))
+        x = finish(self.model, op, x, adaptive)
         return smooth(x, info.Omega, self.smoothing) if self.smoothing else x
+
+
+def mask_aware(model: LoadedModel) -> bool:
+    """True when ``model`` takes the measured-ω mask (an adaptive model in the input form)."""
+    return model.info.adaptive and model.form == "input" and bool(model.info.regularization.get("mask"))

@@ -7,6 +7,15 @@ A model file is one self-contained ONNX file, opset ≥ 18, float32 in and out, 
   shape (n_Ω, n_ω), both float32;
 - output ``x``: the glue function I²χ on the Ω grid, shape (batch, n_Ω), float32, ≥ 0.
 
+Noise-adaptive models (metadata ``regularization``, JSON ``{"rule": "gcv", "h_min": …, "h_max": …,
+"mask": …, "correction_steps": K}``) work in the singular basis A/s = U diag(S) Vt of the measured ω
+points (:func:`rrim.regularization.masked_svd`, r = min(n_ω, n_Ω), zero-padded): they take
+``beta`` = Uᵀ(y/s) (batch, r), computed in float64 by the runtime, and ``h`` (batch, 1), the Tikhonov
+weight chosen per spectrum by :func:`rrim.regularization.choose_weights`; in the input form also
+``S`` (r,) and ``Vt`` (r, n_Ω) (a baked model holds those of the fully measured grid). The runtime
+then applies K float64 data-consistency steps (:func:`rrim.regularization.correct`).
+:func:`input_shapes` lists what a model takes.
+
 Everything the runtime needs is in the model's metadata properties (``custom_metadata_map``),
 all values strings, structured ones JSON; :class:`ModelInfo` parses and validates them.
 
@@ -29,6 +38,9 @@ from .operator import ForwardOperator
 FORMAT_VERSION = "1"
 MIN_OPSET = 18
 INPUT_Y, INPUT_A, INPUT_P, OUTPUT_X = "y", "A", "P", "x"
+INPUT_BETA, INPUT_H, INPUT_S, INPUT_VT = "beta", "h", "S", "Vt"
+#: inputs with one row per spectrum (the batch axis)
+PER_ROW = (INPUT_Y, INPUT_BETA, INPUT_H)
 FORMS = ("baked", "input")
 
 #: metadata key → meaning; every key is required.
@@ -48,6 +60,10 @@ METADATA_KEYS = {
     "torch_version": "torch version that exported the model",
     "created": "ISO 8601 creation time (UTC)",
     "provenance": "JSON: command, host and anything else needed to regenerate the file",
+}
+#: metadata key → meaning; optional (absent: the paper's fixed-h model).
+OPTIONAL_KEYS = {
+    "regularization": "JSON: how h is chosen per spectrum by a noise-adaptive model (rule, h_min, h_max, mask)",
 }
 
 
@@ -74,6 +90,7 @@ class ModelInfo:
     created: str
     provenance: dict
     rrim_format: str = FORMAT_VERSION
+    regularization: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -100,9 +117,15 @@ class ModelInfo:
                 h=float(meta["h"]), n_steps=int(meta["n_steps"]), architecture=js("architecture"),
                 training=js("training"), metrics=js("metrics"), rrim_version=meta["rrim_version"],
                 torch_version=meta["torch_version"], created=meta["created"], provenance=js("provenance"),
-                extra={k: v for k, v in meta.items() if k not in METADATA_KEYS},
+                regularization=js("regularization") if "regularization" in meta else {},
+                extra={k: v for k, v in meta.items() if k not in METADATA_KEYS and k not in OPTIONAL_KEYS},
             )
             info.base_operator()
+            reg = info.regularization
+            if reg and not (isinstance(reg, dict) and reg.get("rule") == "gcv"
+                            and isinstance(reg.get("correction_steps", 0), int) and 0 <= reg.get("correction_steps", 0) <= 100):
+                raise ModelFileError(f"{source}: metadata 'regularization' is {reg!r}; this rrim knows rule 'gcv' "
+                                     "with 0–100 correction_steps")
         except ModelFileError:
             raise
         except (KeyError, TypeError, ValueError) as e:
@@ -120,6 +143,8 @@ class ModelInfo:
             "rrim_version": self.rrim_version, "torch_version": self.torch_version, "created": self.created,
             "provenance": json.dumps(self.provenance),
         }
+        if self.regularization:
+            meta["regularization"] = json.dumps(self.regularization)
         meta.update({k: str(v) for k, v in self.extra.items()})
         return meta
 
@@ -142,3 +167,22 @@ class ModelInfo:
     @property
     def temperature(self) -> float:
         return float(self.operator["temperature_K"])
+
+    @property
+    def adaptive(self) -> bool:
+        """True for a noise-adaptive model (h per spectrum, measured-ω mask in its basis)."""
+        return bool(self.regularization)
+
+
+def input_shapes(info: ModelInfo) -> dict[str, tuple]:
+    """Graph input name → shape ('batch' for the dynamic axis) that a model of ``info`` must take."""
+    n_w, n_W = len(info.omega), len(info.Omega)
+    r = min(n_w, n_W)
+    shapes = {INPUT_Y: ("batch", n_w)}
+    if info.adaptive:
+        shapes = {INPUT_BETA: ("batch", r), INPUT_H: ("batch", 1)}
+        if info.form == "input":
+            shapes.update({INPUT_S: (r,), INPUT_VT: (r, n_W)})
+    elif info.form == "input":
+        shapes.update({INPUT_A: (n_w, n_W), INPUT_P: (n_W, n_w)})
+    return shapes

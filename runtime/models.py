@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .modelfile import INPUT_A, INPUT_P, INPUT_Y, MIN_OPSET, OUTPUT_X, ModelFileError, ModelInfo
+from .modelfile import INPUT_A, INPUT_P, INPUT_Y, MIN_OPSET, OUTPUT_X, ModelFileError, ModelInfo, input_shapes
 from .sessions import make_session, sha256_bytes
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -222,10 +222,8 @@ def load_model(name_or_path=DEFAULT_MODEL, *, sha256: str | None = None) -> Load
 
 
 def _check_io(sess, info: ModelInfo, source: str) -> None:
-    n_w, n_W = len(info.omega), len(info.Omega)
-    want_in = {INPUT_Y: ("batch", n_w)}
-    if info.form == "input":
-        want_in.update({INPUT_A: (n_w, n_W), INPUT_P: (n_W, n_w)})
+    n_W = len(info.Omega)
+    want_in = input_shapes(info)
     got_in = {i.name: i for i in sess.get_inputs()}
     got_out = {o.name: o for o in sess.get_outputs()}
     if set(got_in) != set(want_in):
@@ -236,10 +234,11 @@ def _check_io(sess, info: ModelInfo, source: str) -> None:
         if arg.type != "tensor(float)":
             raise ModelFileError(f"{source}: {name!r} has type {arg.type}; the contract is float32")
         shape = list(arg.shape)
-        if len(shape) != 2 or any(isinstance(w, int) and isinstance(g, int) and w != g for w, g in zip(want, shape)):
+        if len(shape) != len(want) or any(isinstance(w, int) and isinstance(g, int) and w != g for w, g in zip(want, shape)):
             raise ModelFileError(f"{source}: {name!r} has shape {shape}; expected {list(want)} for the metadata's grids")
-    if isinstance(got_in[INPUT_Y].shape[0], int):
-        raise ModelFileError(f"{source}: input 'y' has a fixed batch size {got_in[INPUT_Y].shape[0]}; the contract needs a dynamic batch axis")
+    first = next(iter(want_in))
+    if isinstance(got_in[first].shape[0], int):
+        raise ModelFileError(f"{source}: input {first!r} has a fixed batch size {got_in[first].shape[0]}; the contract needs a dynamic batch axis")
 
 
 @dataclass(frozen=True)
@@ -276,11 +275,16 @@ def check_golden(model: LoadedModel, provider: str = "cpu", rtol: float = GOLDEN
         if found is None:
             raise ModelFileError(f"{path}: golden file needs arrays 'y' and 'x', has {sorted(arrays)}")
         arrays[name] = arrays[found]
-    feeds = {INPUT_Y: np.ascontiguousarray(arrays["y"], dtype=np.float32)}
-    if model.form == "input":
+    wanted = input_shapes(model.info)
+    feeds = {INPUT_Y: np.ascontiguousarray(arrays["y"], dtype=np.float32)} if INPUT_Y in wanted else {}
+    if model.form == "input" and not model.info.adaptive:
         op = model.info.base_operator()
         feeds[INPUT_A] = np.asarray(arrays.get("A", op.scaled_matrix), dtype=np.float32)
         feeds[INPUT_P] = np.asarray(arrays.get("P", op.preconditioner(model.info.h)), dtype=np.float32)
+    missing = [k for k in wanted if k not in feeds and k not in arrays]
+    if missing:
+        raise ModelFileError(f"{path}: golden file lacks the model inputs {missing}")
+    feeds.update({k: np.ascontiguousarray(arrays[k], dtype=np.float32) for k in wanted if k not in feeds})
     session = model.session(provider)
     x = session.run(feeds)
     ref = np.asarray(arrays["x"], dtype=np.float64)

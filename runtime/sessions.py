@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .modelfile import PER_ROW
+
 log = logging.getLogger(__name__)
 
 PROVIDERS = ("auto", "cpu", "cuda")
@@ -99,17 +101,19 @@ class Session:
             return run_bound(self.ort_session, feeds, "cuda")
         return self.ort_session.run(None, feeds)[0]
 
-    def run_batches(self, feeds: list[dict[str, np.ndarray]], batch_input: str = "y") -> list[np.ndarray]:
-        """:meth:`run` on each of ``feeds``, outputs in order. On the CPU a feed's ``batch_input`` is cut
-        into calls of at most :data:`CPU_CALL_ROWS` rows (the rows are independent), and up to ``threads``
-        calls run at once: large batches neither leave CPUs idle nor outgrow the cache."""
+    def run_batches(self, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
+        """:meth:`run` on each of ``feeds``, outputs in order. On the CPU a feed's per-spectrum inputs
+        (:data:`rrim.modelfile.PER_ROW`) are cut into calls of at most :data:`CPU_CALL_ROWS` rows (the
+        rows are independent), and up to ``threads`` calls run at once: large batches neither leave
+        CPUs idle nor outgrow the cache."""
         if self.provider != "cpu":
             return [self.run(f) for f in feeds]
         calls, owner = [], []
         for i, f in enumerate(feeds):
-            rows = len(f[batch_input])
+            per_row = [k for k in PER_ROW if k in f]
+            rows = len(f[per_row[0]])
             for start in range(0, max(rows, 1), CPU_CALL_ROWS):
-                calls.append({**f, batch_input: f[batch_input][start:start + CPU_CALL_ROWS]})
+                calls.append({**f, **{k: f[k][start:start + CPU_CALL_ROWS] for k in per_row}})
                 owner.append(i)
         outs = ([self.run(c) for c in calls] if self.threads == 1 or len(calls) < 2
                 else list(_pool(self.threads).map(self.run, calls)))

@@ -19,8 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .files import atomic_write_text
-from .inversion import DEFAULT_BATCH_SIZE, physics_at
-from .modelfile import INPUT_A, INPUT_P, INPUT_Y
+from .inversion import DEFAULT_BATCH_SIZE, model_feeds, physics_at
 
 log = logging.getLogger(__name__)
 
@@ -82,12 +81,10 @@ def choose_batch_size(model, session) -> int:
     if isinstance(value, int) and value in candidates:
         _MEMO[key] = value
         return value
-    extra = {}
-    if model.form == "input":
-        _, a32, p32 = physics_at(model, model.info.temperature)
-        extra = {INPUT_A: a32, INPUT_P: p32}
+    physics = physics_at(model, model.info.temperature)
     try:
-        rates = measure(lambda y32: session.run({INPUT_Y: y32, **extra}), len(model.info.omega), candidates)
+        rates = measure(lambda y32: session.run(model_feeds(model, *physics, y32.astype(np.float64))),
+                        len(model.info.omega), candidates)
     except Exception as e:  # never fail a job over tuning
         log.warning("batch-size measurement failed (%s); using %d", e, DEFAULT_BATCH_SIZE)
         return DEFAULT_BATCH_SIZE

@@ -173,29 +173,3 @@ def test_cli_export_refuses_a_checkpoint_without_metrics(tmp_path, model):
     assert result.exit_code != 0 and "metrics" in result.output
 
 
-def test_default_model_pipeline_writes_model_golden_card_and_index(tmp_path, model):
-    from rrim.export.default_model import build_default_model
-    from rrim.export.config import DataConfig
-    from rrim.models import check_golden, installed_models, load_model
-
-    config = Config(model=ModelConfig(hidden=6, n_steps=4), data=DataConfig(n=40, sigma=(0.0, 1e-3)),
-                    operator=OPERATOR_CONFIG)
-    ckpt = save_checkpoint(tmp_path / "model.pt", model, config, {"test_metrics": {"test_mse": 0.3}, "best_epoch": 2,
-                                                                  "best_val_loss": 0.3, "seconds": 1.0})
-    models = tmp_path / "models"
-    (models).mkdir()
-    (models / "index.json").write_text(json.dumps({"other": {"file": "other.onnx", "sha256": "0" * 64, "form": "input"}}))
-    summary = build_default_model(models, ckpt, command="python -m rrim.export.default_model --checkpoint X")
-    index = json.loads((models / "index.json").read_text())
-    assert set(index) == {"other", "rrim-default"} and index["rrim-default"]["sha256"] == summary["sha256"]
-    assert summary["sha256"] in (models / "rrim-default.md").read_text()
-    loaded = load_model(installed_models(models)["rrim-default"].path, sha256=summary["sha256"])
-    assert loaded.info.metrics["held_out"]["0.1"]["rrim"]["mse"] > 0
-    assert set(loaded.info.metrics["ood_rel_l2"]["rrim 0"]) == set(rrim_ood_names(loaded.info))
-    assert check_golden(loaded, provider="cpu").passed
-
-
-def rrim_ood_names(info):
-    from rrim.synthetic import ood_shapes
-
-    return ood_shapes(info.Omega).keys()

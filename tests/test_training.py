@@ -171,8 +171,13 @@ def test_shipped_configs_load():
 
     folder = Path(rrim.export.__file__).parent / "configs"
     configs = {p.stem: load_config(p) for p in folder.glob("*.toml")}
-    assert configs["rrim_default"].model == config_from_dict({}).model  # the defaults of the shipped model
-    assert configs["rrim_default"].operator.omega == GridConfig(2.0, 400.0, 200)
+    assert configs["rrim_experiment"].model.regularization == "fixed"  # the paper's rRIM (its tables stay reproducible)
+    for name in ("rrim_default", "rrim_lean", "rrim_any_temperature"):  # the shipped models
+        c = configs[name]
+        assert c.model.regularization == "adaptive" and c.model.correction_steps > 0
+        assert (c.data.prior, c.data.coverage, c.data.fine_factor) == ("realistic", "partial", 2)
+        assert c.operator.omega == GridConfig(2.0, 400.0, 200) and c.data.sigmas[-1] == 0.1
+    assert configs["rrim_any_temperature"].operator.temperature_range == (10.0, 300.0)
     assert {c.model.kind for c in configs.values()} == {"rrim", "fcn", "cnn"}
 
 

@@ -1,0 +1,83 @@
+"""Training data of the noise-adaptive rRIM, drawn afresh for every batch from the shared physics.
+
+Each batch: one temperature of the training bank, one measured-ω mask
+(:func:`rrim.synthetic.coverage_masks`, or every point), a noise level per spectrum, the spectra
+y = A_fine x_fine + noise computed on a finer Ω grid than the model's (``data.fine_factor``), and
+h chosen per spectrum from the noisy data by :func:`rrim.regularization.choose_weights`, exactly as
+the runtime chooses it. Tensors are float32: y/s (B, n_ω) zero where unmeasured, x (B, n_Ω) the glue
+on the model's grid, and the physics (S, Vt, h, U, A/s, h_correction, y_correction) of
+:class:`rrim.export.nets.AdaptiveRRIM` (h clipped for float32; h_correction as chosen and y, float64).
+In place of y/s the network takes β = Uᵀy/s, computed in float64.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..operator import ForwardOperator
+from ..regularization import H_MAX, H_MIN, MaskedBases, choose_weights
+from ..synthetic import (DatasetSettings, coverage_masks, gaussian_mixture, realistic_prior, refined_grid,
+                         split_indices)
+from .config import Config
+
+#: Spectra per fixed validation/test group (one mask, temperature and noise draw per group).
+GROUP_SIZE = 50
+
+
+def draw_glue(config: Config, operator: ForwardOperator) -> np.ndarray:
+    """The seeded glue functions (n, n_fine) of ``config.data`` on the refined Ω grid."""
+    d = config.data
+    rng = np.random.default_rng(np.random.SeedSequence(d.seed).spawn(3)[0])
+    fine = refined_grid(operator.Omega, d.fine_factor) if d.fine_factor > 1 else operator.Omega
+    if d.prior == "realistic":
+        return realistic_prior(fine, d.n, rng)
+    return gaussian_mixture(fine, d.n, rng, DatasetSettings().glue)
+
+
+class AdaptiveData:
+    """Seeded glue functions, their split, and per-batch physics for ``config`` (module doc)."""
+
+    def __init__(self, config: Config, operator: ForwardOperator):
+        d = config.data
+        self.config, self.operator = config, operator
+        self.x_fine = draw_glue(config, operator)
+        self.x = self.x_fine[:, ::d.fine_factor]
+        split_rng = np.random.default_rng(np.random.SeedSequence(d.seed).spawn(3)[2])
+        self.splits = split_indices(d.n, DatasetSettings(n=d.n).split, split_rng)
+        fine = refined_grid(operator.Omega, d.fine_factor) if d.fine_factor > 1 else operator.Omega
+        self.temperatures = config.operator.training_temperatures()
+        self.fine_ops = [ForwardOperator(operator.omega, fine, T, operator.kernel, operator.scale) for T in self.temperatures]
+        self.ops = [operator.at_temperature(T) for T in self.temperatures]
+        self.a32 = [torch.tensor(op.scaled_matrix, dtype=torch.float32) for op in self.ops]
+        self.bases = MaskedBases(maxsize=4 * len(self.ops))
+        self.sigmas = np.asarray(d.sigmas, dtype=np.float64)
+
+    def _mask(self, rng: np.random.Generator) -> np.ndarray:
+        n_w = self.operator.shape[0]
+        if self.config.data.coverage == "full":
+            return np.ones(n_w, bool)
+        return coverage_masks(self.operator.omega, 1, rng)[0]
+
+    def batch(self, rows: np.ndarray, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, tuple]:
+        """(y/s, x, physics) for the glue functions ``rows``, with a drawn temperature, mask and noise."""
+        k = int(rng.integers(len(self.ops)))
+        mask = self._mask(rng)
+        y = self.x_fine[rows] @ self.fine_ops[k].scaled_matrix.T
+        sigma = self.sigmas[rng.integers(self.sigmas.size, size=rows.size)]
+        jitter = self.config.data.sigma_jitter_decades
+        if jitter:
+            sigma = sigma * 10 ** rng.uniform(-jitter / 2, jitter / 2, size=rows.size)
+        y = (y + (sigma * np.abs(y).max(axis=1))[:, None] * rng.standard_normal(y.shape)) * mask
+        svd = self.bases.basis(self.ops[k], mask)
+        h = choose_weights(y, svd, mask, clip=False)
+        physics = (torch.as_tensor(svd.s, dtype=torch.float32), torch.as_tensor(svd.Vt, dtype=torch.float32),
+                   torch.as_tensor(np.clip(h, H_MIN, H_MAX)[:, None], dtype=torch.float32),
+                   torch.as_tensor(svd.U, dtype=torch.float32), self.a32[k],
+                   torch.as_tensor(h[:, None], dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64))
+        beta = torch.as_tensor(y @ svd.U, dtype=torch.float32)
+        return beta, torch.as_tensor(self.x[rows], dtype=torch.float32), physics
+
+    def groups(self, split: str, rng: np.random.Generator) -> list[tuple]:
+        """A fixed evaluation set: the split in groups of :data:`GROUP_SIZE`, each one :meth:`batch`."""
+        rows = self.splits[split]
+        return [self.batch(rows[i:i + GROUP_SIZE], rng) for i in range(0, rows.size, GROUP_SIZE)]

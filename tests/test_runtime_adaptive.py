@@ -1,0 +1,114 @@
+"""The noise-adaptive rRIM end to end: the weight h chosen per spectrum, the measured-ω mask in the
+basis, export in both forms, golden parity through onnxruntime alone, and the runtime's float64
+data-consistency steps equal to PyTorch's. Needs the train extra (torch, onnx)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+
+
+@pytest.fixture(scope="module")
+def adaptive_net():
+    from rrim.export.nets import AdaptiveRRIM, RRIMSettings
+
+    torch.manual_seed(0)  # untrained: the contract and the physics, not the accuracy, are tested
+    return AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", correction_steps=2)).eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, default_operator, adaptive_net):
+    from rrim.export.onnx_export import export_onnx
+
+    d = tmp_path_factory.mktemp("adaptive")
+    return {form: export_onnx(adaptive_net, default_operator, d / f"tiny-adaptive-{form}.onnx", form=form,
+                              model_name=f"tiny-adaptive-{form}", model_version="0",
+                              temperature_range_K=(100.0, 100.0) if form == "baked" else (10.0, 300.0),
+                              training={"data": "none (untrained)"}, metrics={"none": 0.0},
+                              provenance={"made_by": "tests/test_runtime_adaptive.py"})
+            for form in ("baked", "input")}
+
+
+def test_masked_basis_is_the_svd_of_the_measured_rows(default_operator):
+    from rrim.regularization import masked_svd
+
+    mask = np.ones(default_operator.shape[0], bool)
+    mask[:10] = mask[120:126] = False
+    svd = masked_svd(default_operator.scaled_matrix, mask)
+    assert svd.U.shape == (200, 200) and svd.s.shape == (200,) and svd.Vt.shape == (200, 200)
+    assert np.all(svd.U[~mask] == 0) and np.count_nonzero(svd.s) == mask.sum()
+    a = default_operator.scaled_matrix
+    np.testing.assert_allclose((svd.U * svd.s) @ svd.Vt, a * mask[:, None], atol=1e-12 * np.abs(a).max())
+
+
+def test_weights_follow_the_noise(default_operator):
+    """GCV's h grows with the noise and is clipped to [H_MIN, H_MAX]."""
+    from rrim.regularization import H_MAX, H_MIN, choose_weights
+    from rrim.synthetic import add_noise, realistic_glue
+
+    x = realistic_glue(default_operator.Omega, 20, np.random.default_rng(0))
+    y = default_operator.forward(x) / default_operator.scale
+    mask = np.ones(y.shape[1], bool)
+    medians = [np.median(choose_weights(add_noise(y, s, np.random.default_rng(1)), default_operator.svd, mask))
+               for s in (0.0, 1e-4, 1e-2)]
+    assert medians[0] == H_MIN and medians[0] < medians[1] < medians[2] <= H_MAX
+
+
+def test_correction_steps_lower_the_misfit_on_measured_points_only(default_operator):
+    from rrim.regularization import choose_weights, correct, masked_svd
+    from rrim.synthetic import add_noise, realistic_glue
+
+    op = default_operator
+    x = realistic_glue(op.Omega, 8, np.random.default_rng(3))
+    y = add_noise(op.forward(x), 1e-3, np.random.default_rng(4)) / op.scale
+    mask = op.omega.values < 250.0
+    y[:, ~mask] = 1e3  # never read: unmeasured
+    svd = masked_svd(op.scaled_matrix, mask)
+    ym = y * mask
+    h = choose_weights(ym, svd, mask)
+    start = np.zeros_like(x)
+    misfit = [np.linalg.norm(((correct(start, ym, op.scaled_matrix, svd, h, k) @ op.scaled_matrix.T) - y)[:, mask])
+              for k in (1, 2, 4)]
+    assert misfit[0] > misfit[1] > misfit[2]
+
+
+def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_operator, adaptive_net):
+    """Golden parity through onnxruntime; rrim.invert (graph + float64 correction) equals PyTorch's
+    final estimate; the input form fed the full-grid basis equals the baked form."""
+    from rrim.export.training import adaptive_physics, estimates
+    from rrim.inversion import invert
+    from rrim.models import check_golden, load_model
+    from rrim.synthetic import add_noise, realistic_glue
+
+    models = {form: load_model(path) for form, path in exported.items()}
+    for form, m in models.items():
+        assert m.info.adaptive and m.info.regularization["correction_steps"] == 2
+        assert check_golden(m, provider="cpu").passed
+    op = default_operator
+    x = realistic_glue(op.Omega, 6, np.random.default_rng(2))
+    y = add_noise(op.forward(x), 1e-3, np.random.default_rng(5))
+    with torch.no_grad():
+        ref = estimates(adaptive_net, *adaptive_physics(op, y / op.scale))[-1].double().numpy()
+    a = invert(y, models["baked"], provider="cpu").glue
+    b = invert(y, models["input"], provider="cpu", temperature=100.0).glue
+    tol = 1e-4 * np.max(np.abs(ref))
+    assert np.max(np.abs(a - ref)) <= tol and np.max(np.abs(b - ref)) <= tol
+
+
+def test_mask_aware_model_ignores_unmeasured_points(exported, default_operator):
+    """With valid_omega, the input-form model never reads the unmeasured values."""
+    from rrim.inversion import invert
+    from rrim.models import load_model
+    from rrim.synthetic import realistic_glue
+
+    m = load_model(exported["input"])
+    op = default_operator
+    y = op.forward(realistic_glue(op.Omega, 4, np.random.default_rng(6)))
+    valid = (op.omega.values > 12.0) & (op.omega.values < 300.0)
+    other = y.copy()
+    other[:, ~valid] *= 3.0
+    a = invert(y, m, provider="cpu", valid_omega=valid).glue
+    b = invert(other, m, provider="cpu", valid_omega=valid).glue
+    np.testing.assert_array_equal(a, b)
