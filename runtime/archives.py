@@ -284,12 +284,22 @@ def check_self_contained(path) -> None:
         raise ArchiveError(f"{path}: not a readable NetCDF file (its HDF5 structure cannot be listed)")
 
 
+def _check_encodable(path: Path) -> None:
+    """Refuse a path that is not valid UTF-8: the NetCDF library cannot open or create it."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ArchiveError(f"{display_name(str(path))}: the file name is not valid UTF-8, which the NetCDF library "
+                           "cannot open or create; rename it") from None
+
+
 def open_dataset(path):
     """Open a NetCDF file read-only and lazily (netCDF4 engine, then h5netcdf); :class:`ArchiveError` if
     impossible, if it is not a regular file, or if it keeps data outside itself (:func:`check_self_contained`)."""
     import xarray as xr
 
     path = Path(path)
+    _check_encodable(path)
     kind = files.file_kind(path)
     if kind == "missing":
         raise ArchiveError(f"{path}: no such file")
@@ -509,6 +519,7 @@ def check_output_path(output, input_path=None, *, what: str = "output", others: 
     """The path of an ``output`` (or a report, a plot: ``what``), refused (:class:`ArchiveError`) if its
     folder is missing or unwritable, if it is a folder, the input, or one of ``others`` ({label: path})."""
     out = Path(output)
+    _check_encodable(out)
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
         raise ArchiveError(f"{out}: {what} folder {parent} does not exist")
@@ -683,6 +694,7 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
 
     t0 = time.perf_counter()
     input_path = Path(input_path)
+    _check_encodable(input_path)
     out = check_output_path(output_path, input_path)
     session = model.session(provider, threads=threads, tf32=opts.tf32)
     files.remove_stale_temporaries(out, all_writers=False)  # those of killed writers

@@ -84,7 +84,7 @@ def _check_side_outputs(paths: dict, *, inputs: dict, outputs: dict) -> None:
     for option, path in paths.items():
         if path is None:
             continue
-        others = {**outputs, **{f"{o} path": q for o, q in paths.items() if o != option}}
+        others = {**outputs, **{f"{o} file": q for o, q in paths.items() if o != option}}
         for label, inp in inputs.items():
             if inp is not None and Path(path).resolve() == Path(inp).resolve():
                 raise ArchiveError(f"{path}: {option} would overwrite the {label}; inputs are never modified")
