@@ -275,7 +275,6 @@ def _odd_coordinate(kind: str):
                 c.setncattr("dtype", "bool")
                 f[VAR].setncattr("coordinates", "good")
             else:
-                f.set_auto_complex(True)
                 f.createVariable("sample", np.complex128, ("sample",))[:] = np.arange(len(b.y)) * (1 + 1j)
         write_nc(p, b, extra=extra)
     return build
