@@ -334,15 +334,20 @@ class _Source:
     t_hi: np.ndarray
     valid: np.ndarray
     grid_flags: int
-    temperature: np.ndarray  # broadcasts to ``shape``
+    temperature_values: np.ndarray  # K, an array that broadcasts to ``shape`` (as small as the file has it)
 
     @property
     def n_spectra(self) -> int:
         return math.prod(self.shape)
 
+    @property
+    def temperature(self) -> np.ndarray:
+        """Temperatures (K) of every spectrum, shape ``shape`` (a read-only view: nothing is allocated)."""
+        return np.broadcast_to(self.temperature_values, self.shape)
+
     def temperatures(self, key) -> np.ndarray:
         """Temperatures (K) of the spectra ``key`` selects, one per spectrum."""
-        return np.broadcast_to(self.temperature, self.shape)[key].reshape(-1)
+        return self.temperature[key].reshape(-1)
 
     def interpolate(self, y: np.ndarray) -> np.ndarray:
         """Rows on the input ω axis (m, n_in), in the file's unit → rows on the model's ω grid (m, n_ω), meV."""
@@ -476,10 +481,6 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> _Source:
         raise ArchiveError(f"{path}: variable {opts.var!r} declares {math.prod(shape)} spectra of {da.sizes[opts.dim]} "
                            f"points (shape {dict(da.sizes)}); rrim reads at most {MAX_SPECTRA} spectra of at most "
                            f"{MAX_OMEGA_POINTS} points per file: split it")
-    for name, c in da.coords.items():
-        if name != opts.dim and set(c.dims) <= set(lead) and _stored_dtype(c.dtype) is None:
-            raise ArchiveError(f"{path}: coordinate {name!r} of variable {opts.var!r} has dtype {c.dtype}, which "
-                               "the output cannot hold (numbers, booleans or strings only)")
     coord = ds[opts.dim]
     if coord.dims != (opts.dim,):
         raise ArchiveError(f"{path}: coordinate {opts.dim!r} has dimensions {list(coord.dims)}; it must be "
@@ -558,15 +559,26 @@ def is_current(output, input_sha256: str, model: LoadedModel, opts: ArchiveOptio
         (provider is None or attrs.get("execution_provider") == provider)
 
 
-def _copy_coords(nc, src: _Source, ds) -> None:
+def _copied_coords(src: _Source, opts: ArchiveOptions):
+    """(name, coordinate) of the leading coordinates an output copies; :class:`ArchiveError` for one whose
+    dtype the output cannot hold (checked before the output is created)."""
     for name, c in src.data.coords.items():
         if name == src.data.dims[-1] or not set(c.dims) <= set(src.lead) or name in ("Omega", "omega"):
             continue
         if name == "temperature":  # the output's own temperature variable holds what was used
             continue
         if name in OUTPUT_VARIABLES or name in BAND_VARIABLES or name in IMPURITY_VARIABLES:
-            log.warning("%s: coordinate %r not copied: the output has its own variable of that name", src.path.name, name)
+            log.warning("%s: coordinate %r not copied: the output has its own variable of that name",
+                        display_name(src.path.name), name)
             continue
+        if _stored_dtype(c.dtype) is None:
+            raise ArchiveError(f"{src.path}: coordinate {name!r} of variable {opts.var!r} has dtype {c.dtype}, which "
+                               "the output cannot hold (numbers, booleans or strings only)")
+        yield name, c
+
+
+def _copy_coords(nc, coords) -> None:
+    for name, c in coords:
         values = np.asarray(c.values)
         stored = _stored_dtype(values.dtype)
         if stored is str:
@@ -642,13 +654,13 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: _Source, model:
 
 
 def provenance_attrs(src: _Source, model: LoadedModel, opts: ArchiveOptions, input_sha: str, provider: str,
-                     prior_history: str, flag_counts: dict, calibration_sha256: str) -> dict:
+                     prior_history: str, flag_counts: dict, calibration_sha256: str | None = None) -> dict:
     """The CF/ACDD global attributes of an output: what was inverted, with which model, options and provider."""
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     name = display_name(src.path.name)
     line = (f"{now}: rrim {__version__} invert {name} var={opts.var} "
             f"(model {model.name} sha256 {model.sha256[:12]}…, provider {provider})")
-    temps = np.unique(src.temperature)
+    temps = np.unique(src.temperature_values)
     return {
         "Conventions": "CF-1.12, ACDD-1.3",
         "title": f"Electron-boson glue functions from {name}",
@@ -672,7 +684,7 @@ def provenance_attrs(src: _Source, model: LoadedModel, opts: ArchiveOptions, inp
         "temperature_K": float(temps[0]) if temps.size == 1 else json.dumps([float(t) for t in temps[:50]]),
         "omega_input_range_meV": np.array([src.omega_meV.min(), src.omega_meV.max()]),
         "flag_counts": json.dumps(flag_counts),
-        "calibration_sha256": calibration_sha256,
+        "calibration_sha256": calibration_digest(model) if calibration_sha256 is None else calibration_sha256,
     }
 
 
@@ -706,6 +718,7 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
     with open_dataset(input_path) as ds:
         input_sha = input_sha256 if input_sha256 and input_identity == before else file_sha256(input_path)
         src = read_source(ds, input_path, model, opts)
+        coords = list(_copied_coords(src, opts))
         try:
             tmp = files.make_temporary(out)
         except OSError as e:  # read-only mounts, quotas, ACLs that os.access does not see
@@ -716,7 +729,7 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
         try:
             with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
                 _create(nc, src, model, opts)
-                _copy_coords(nc, src, ds)
+                _copy_coords(nc, coords)
                 per_slab = max(1, min(int(chunk_spectra), SLAB_VALUES // max(1, src.omega_meV.size)))
 
                 def finish(key, slab_shape, future):
