@@ -67,8 +67,8 @@ def read_regular(path, limit: int) -> bytes:
     """The bytes of regular file ``path``; :class:`NotRegularFile` for anything else, ``ValueError``
     when it holds more than ``limit`` bytes (nothing beyond the limit is read)."""
     with open_regular(path) as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:
+        data = f.read(limit + 1) if os.fstat(f.fileno()).st_size <= limit else None  # None: too large already
+    if data is None or len(data) > limit:
         raise ValueError(f"{path}: larger than {limit} bytes; refusing to read it")
     return data
 

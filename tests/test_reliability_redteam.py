@@ -265,6 +265,7 @@ CALIBRATIONS = {  # name → (change to the shipped calibration's JSON, fragment
     "coverage 1.5": (lambda d: d["band_scale"].__setitem__("1.5", d["band_scale"]["0.9"]), "coverage"),
     "not an object": (lambda d: [1, 2], "not a JSON object"),
     "deeply nested": (lambda d: _deep(100_000), "nested too deeply"),
+    "larger than 16 MiB": (lambda d: " " * (1 << 24) + json.dumps(d), "larger than 16777216 bytes"),
 }
 
 
