@@ -413,6 +413,7 @@ def test_the_calibration_recorded_is_the_one_that_was_used(shipped, tmp_path):
     finally:
         path.write_text(original)
     assert not (tmp_path / "x.nc").exists()
+    tally("untrusted files", hole="hash and read", case="calibration changed during a run", refused=1)
 
 
 # ---- 9. odd names: errors name the file; names that are not UTF-8 still work --------------------------
