@@ -12,20 +12,21 @@ from ..models import LoadedModel, load_model
 
 
 def _worker_task(path: str, out: str, model_path: str, sha256: str, opts: ArchiveOptions, provider: str,
-                 input_sha256: str, batch_size: int, threads: int | None):
+                 input_sha256: str, input_identity: tuple, batch_size: int, threads: int | None):
     """Runs on a worker: the per-file record, or the exception (returned, so that one bad file does
     not cancel the others)."""
     try:
         model = load_model(model_path, sha256=sha256)
-        return reprocess_one(path, out, model, opts, provider=provider, input_sha256=input_sha256, batch_size=batch_size,
-                             threads=threads)
+        return reprocess_one(path, out, model, opts, provider=provider, input_sha256=input_sha256,
+                             input_identity=input_identity, batch_size=batch_size, threads=threads)
     except Exception as e:
         return e
 
 
 def reprocess_on_dask(jobs, model: LoadedModel, opts: ArchiveOptions, *, scheduler: str | None = None,
                       n_workers: int | None = None, provider: str = "auto", batch_size: int):
-    """Yield ``(rel, record or exception)`` for ``jobs`` = [(rel, path, out, input_sha256)] as they finish.
+    """Yield ``(rel, record or exception)`` for ``jobs`` = [(rel, path, out, input_sha256, input_identity)] as
+    they finish (the identity: :func:`rrim.files.identity` when the digest was taken).
 
     On a local cluster of N workers each session gets 1/N of this machine's CPUs (N sessions with
     all cores each would oversubscribe them); on a given scheduler each worker uses its machine's CPUs.
@@ -40,7 +41,8 @@ def reprocess_on_dask(jobs, model: LoadedModel, opts: ArchiveOptions, *, schedul
     try:
         with Client(scheduler or cluster) as client:
             futures = {client.submit(_worker_task, str(path), str(out), str(model.path), model.sha256, opts, provider,
-                                     digest, batch_size, threads, pure=False): rel for rel, path, out, digest in jobs}
+                                     digest, ident, batch_size, threads, pure=False): rel
+                       for rel, path, out, digest, ident in jobs}
             for future in as_completed(futures):
                 yield futures[future], future.result()
     finally:

@@ -23,13 +23,14 @@ slabs of about ``chunk_spectra`` (fewer when the input ω axis is long: at most
 """
 from __future__ import annotations
 
+import ctypes
 import datetime as _dt
+import functools
 import hashlib
 import json
 import logging
 import math
 import os
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -38,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from . import files
 from .inversion import DEFAULT_BATCH_SIZE, FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAGS, invert
 from .models import LoadedModel
 from .quantities import coupling_lambda, omega_log
@@ -57,8 +59,15 @@ OUTPUT_COMPLEVEL = 4
 OUTPUT_CHUNK_SPECTRA = 256
 #: HDF5 chunk cache per output variable (bytes).
 OUTPUT_CHUNK_CACHE_BYTES = 4 << 20
-#: Relative tolerance on ω range comparisons (unit conversions round at ~1e-16).
+#: Relative tolerance on ω range comparisons (unit conversions round at ~1e-16); an ω axis stored
+#: with less precision (float32) gets that precision's rounding on top.
 RANGE_RTOL = 1e-9
+#: Most spectra (product of the leading sizes) and most input ω points one archive may declare.
+MAX_SPECTRA = 10**8
+MAX_OMEGA_POINTS = 1 << 24
+#: Highest temperature accepted (K): far above any model's range (flagged there), below where the
+#: kernel's Bose and Fermi factors overflow.
+MAX_TEMPERATURE_K = 1e6
 TEMPERATURE_UNITS = ("K", "k", "kelvin", "Kelvin", "degK")
 PROVENANCE_ATTRIBUTES = (
     "Conventions", "title", "summary", "history", "source", "date_created", "product_version",
@@ -113,6 +122,7 @@ class ArchiveOptions:
     smoothing_meV: float | None = None
     uncertainty: float | None = None  # coverage of the band (0.68 or 0.9); None: no band
     impurity: bool = False
+    tf32: bool = False  # TF32 on CUDA: changes results at the 1e-3 level, so it is part of the identity
 
     def output_variables(self) -> dict:
         """The variables these options write: :data:`OUTPUT_VARIABLES` and the requested extras."""
@@ -120,7 +130,10 @@ class ArchiveOptions:
                 **(IMPURITY_VARIABLES if self.impurity else {})}
 
     def to_json(self) -> str:
-        return json.dumps({**asdict(self), "output_format": OUTPUT_FORMAT}, sort_keys=True)
+        d = asdict(self)
+        if not d["tf32"]:  # recorded only when on: outputs made before it was recorded stay current
+            del d["tf32"]
+        return json.dumps({**d, "output_format": OUTPUT_FORMAT}, sort_keys=True)
 
 
 @dataclass
@@ -146,23 +159,155 @@ class ArchiveSummary:
 
 
 def file_sha256(path, block: int = 1 << 20) -> str:
-    """sha256 of a file's bytes, read in blocks (read-only)."""
+    """sha256 of a regular file's bytes, read in blocks (read-only; a FIFO or folder is refused)."""
     h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for b in iter(lambda: f.read(block), b""):
-            h.update(b)
+    try:
+        with files.open_regular(path) as f:
+            for b in iter(lambda: f.read(block), b""):
+                h.update(b)
+    except OSError as e:
+        raise ArchiveError(f"{path}: cannot be read ({e.strerror or e})") from None
     return h.hexdigest()
 
 
+def display_name(name: str) -> str:
+    """A file name as text that any encoding can write (bytes that are not UTF-8 shown as \\xNN)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
+def _hdf5_offsets(path: Path):
+    """Offsets where an HDF5 superblock may start: 0, 512, 1024, 2048, … within the file."""
+    size, off = path.stat().st_size, 0
+    while off < size:
+        yield off
+        off = 512 if off == 0 else off * 2
+
+
+def _is_hdf5(path: Path) -> bool:
+    with files.open_regular(path) as f:
+        for off in _hdf5_offsets(path):
+            f.seek(off)
+            if f.read(8) == b"\x89HDF\r\n\x1a\n":
+                return True
+    return False
+
+
+@functools.lru_cache(maxsize=1)
+def _hdf5():
+    """The HDF5 library netCDF4 uses (already loaded in this process), through ctypes; None if not found."""
+    import glob
+    import netCDF4
+
+    found = []
+    try:
+        with open("/proc/self/maps") as maps:
+            found = [line.split()[-1] for line in maps if "/libhdf5" in line and "hdf5_hl" not in line]
+    except OSError:
+        pass
+    here = Path(netCDF4.__file__).resolve().parent
+    for pattern in ("../netcdf4.libs/libhdf5*", ".dylibs/libhdf5*", "../netCDF4.libs/libhdf5*"):
+        found += [p for p in glob.glob(str(here / pattern)) if "hdf5_hl" not in p]
+    import ctypes.util
+
+    found += [p for p in [ctypes.util.find_library("hdf5")] if p]
+    for path in found:
+        try:
+            lib = ctypes.PyDLL(path)  # PyDLL: calls hold the GIL, as netCDF4's own do
+            visit = getattr(lib, "H5Lvisit2", None) or getattr(lib, "H5Lvisit")
+        except (OSError, AttributeError):
+            continue
+        hid, c_int = ctypes.c_int64, ctypes.c_int
+        for name, res, args in (("H5open", c_int, []), ("H5Eset_auto2", c_int, [hid, ctypes.c_void_p, ctypes.c_void_p]),
+                                ("H5Fopen", hid, [ctypes.c_char_p, ctypes.c_uint, hid]),
+                                ("H5Oopen", hid, [hid, ctypes.c_char_p, hid]), ("H5Iget_type", c_int, [hid]),
+                                ("H5Dget_create_plist", hid, [hid]), ("H5Pget_layout", c_int, [hid]),
+                                ("H5Pget_external_count", c_int, [hid]), ("H5Oclose", c_int, [hid]),
+                                ("H5Pclose", c_int, [hid]), ("H5Fclose", c_int, [hid])):
+            getattr(lib, name).restype, getattr(lib, name).argtypes = res, args
+        callback = ctypes.CFUNCTYPE(c_int, hid, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_void_p)
+        visit.restype, visit.argtypes = c_int, [hid, c_int, c_int, callback, ctypes.c_void_p]
+        lib.H5open()
+        lib.H5Eset_auto2(0, None, None)  # no error stacks on stderr (netCDF-C turns them off too)
+        return lib, visit, callback
+    return None
+
+
+_H5L_HARD, _H5L_SOFT, _H5I_DATASET, _H5D_VIRTUAL = 0, 1, 5, 3
+
+
+def check_self_contained(path) -> None:
+    """Refuse (:class:`ArchiveError`) an HDF5-based archive that keeps data outside itself: a variable
+    with external raw storage or a virtual (mapped) layout, or an external or user-defined link."""
+    path = Path(path)
+    if not _is_hdf5(path):
+        return
+    h5 = _hdf5()
+    if h5 is None:
+        raise ArchiveError(f"{path}: the HDF5 library could not be found to check that the file keeps its data "
+                           "inside itself; refusing to read it")
+    lib, visit, callback = h5
+    fid = lib.H5Fopen(os.fsencode(path), 0, 0)  # read-only, default properties
+    if fid < 0:
+        raise ArchiveError(f"{path}: not a readable NetCDF file (HDF5 cannot open it)")
+    outside = []
+
+    def each(group, name, info, _):
+        link_type = ctypes.cast(info, ctypes.POINTER(ctypes.c_int))[0]
+        label = display_name(os.fsdecode(name))
+        if link_type not in (_H5L_HARD, _H5L_SOFT):
+            outside.append(f"{label!r} is a link to another file")
+        elif link_type == _H5L_HARD:
+            obj = lib.H5Oopen(group, name, 0)
+            if obj < 0:
+                outside.append(f"{label!r} cannot be opened")
+                return 0
+            try:
+                if lib.H5Iget_type(obj) == _H5I_DATASET:
+                    plist = lib.H5Dget_create_plist(obj)
+                    if lib.H5Pget_external_count(plist) > 0:
+                        outside.append(f"variable {label!r} keeps its data in external files")
+                    elif lib.H5Pget_layout(plist) == _H5D_VIRTUAL:
+                        outside.append(f"variable {label!r} is a virtual dataset mapping other files")
+                    lib.H5Pclose(plist)
+            finally:
+                lib.H5Oclose(obj)
+        return 0
+
+    try:
+        status = visit(fid, 0, 2, callback(each), None)  # by name, native order
+    finally:
+        lib.H5Fclose(fid)
+    if outside:
+        raise ArchiveError(f"{path}: {'; '.join(outside[:3])}{' …' if len(outside) > 3 else ''}; an archive must "
+                           "hold its own data (rrim reads nothing outside the files it is given)")
+    if status < 0:
+        raise ArchiveError(f"{path}: not a readable NetCDF file (its HDF5 structure cannot be listed)")
+
+
+def _check_encodable(path: Path) -> None:
+    """Refuse a path that is not valid UTF-8: the NetCDF library cannot open or create it."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ArchiveError(f"{display_name(str(path))}: the file name is not valid UTF-8, which the NetCDF library "
+                           "cannot open or create; rename it") from None
+
+
 def open_dataset(path):
-    """Open a NetCDF file read-only and lazily (netCDF4 engine, then h5netcdf); :class:`ArchiveError` if impossible."""
+    """Open a NetCDF file read-only and lazily (netCDF4 engine, then h5netcdf); :class:`ArchiveError` if
+    impossible, if it is not a regular file, or if it keeps data outside itself (:func:`check_self_contained`)."""
     import xarray as xr
 
     path = Path(path)
-    if not path.is_file():
+    _check_encodable(path)
+    kind = files.file_kind(path)
+    if kind == "missing":
         raise ArchiveError(f"{path}: no such file")
+    if kind is not None:
+        raise ArchiveError(f"{path}: is {kind}, not a regular file")
     if path.stat().st_size == 0:
         raise ArchiveError(f"{path}: file is empty, not a NetCDF file")
+    check_self_contained(path)
     errors = []
     for engine in ("netcdf4", "h5netcdf"):
         try:
@@ -189,11 +334,20 @@ class _Source:
     t_hi: np.ndarray
     valid: np.ndarray
     grid_flags: int
-    temperature: np.ndarray  # broadcast to ``shape``
+    temperature_values: np.ndarray  # K, an array that broadcasts to ``shape`` (as small as the file has it)
 
     @property
     def n_spectra(self) -> int:
         return math.prod(self.shape)
+
+    @property
+    def temperature(self) -> np.ndarray:
+        """Temperatures (K) of every spectrum, shape ``shape`` (a read-only view: nothing is allocated)."""
+        return np.broadcast_to(self.temperature_values, self.shape)
+
+    def temperatures(self, key) -> np.ndarray:
+        """Temperatures (K) of the spectra ``key`` selects, one per spectrum."""
+        return self.temperature[key].reshape(-1)
 
     def interpolate(self, y: np.ndarray) -> np.ndarray:
         """Rows on the input ω axis (m, n_in), in the file's unit → rows on the model's ω grid (m, n_ω), meV."""
@@ -210,8 +364,9 @@ def _units(attrs: dict, path: Path, what: str) -> float:
         raise ArchiveError(f"{path}: {what} has unknown units {unit!r}; accepted: 'meV' or 'cm-1'") from None
 
 
-def _interpolation(path: Path, dim: str, w_in: np.ndarray, model_w: np.ndarray, crop: bool):
-    """Indices and weights mapping the input ω axis (meV, as stored) onto the model grid."""
+def _interpolation(path: Path, dim: str, w_in: np.ndarray, model_w: np.ndarray, crop: bool, stored_eps: float = 0.0):
+    """Indices and weights mapping the input ω axis (meV, as stored) onto the model grid; ``stored_eps``:
+    the machine epsilon of the stored values (their rounding is tolerated at the range's ends)."""
     if not np.all(np.isfinite(w_in)):
         raise ArchiveError(f"{path}: coordinate {dim!r} contains NaN or inf")
     d = np.diff(w_in)
@@ -225,19 +380,20 @@ def _interpolation(path: Path, dim: str, w_in: np.ndarray, model_w: np.ndarray, 
     order = np.argsort(w_in)
     w = w_in[order]
     span = model_w[-1] - model_w[0]
-    lo_ok = w[0] <= model_w[0] + RANGE_RTOL * span
-    hi_ok = w[-1] >= model_w[-1] - RANGE_RTOL * span
-    beyond = (w[0] < model_w[0] - RANGE_RTOL * span) or (w[-1] > model_w[-1] + RANGE_RTOL * span)
+    tol = RANGE_RTOL * span + 4 * stored_eps * max(abs(w[0]), abs(w[-1]), abs(model_w[-1]))
+    lo_ok = w[0] <= model_w[0] + tol
+    hi_ok = w[-1] >= model_w[-1] - tol
+    beyond = (w[0] < model_w[0] - tol) or (w[-1] > model_w[-1] + tol)
     flags = 0
     if not (lo_ok and hi_ok) or beyond:
-        msg = (f"{path}: coordinate {dim!r} spans {w[0]:.6g}–{w[-1]:.6g} meV but the model's ω grid is "
-               f"{model_w[0]:.6g}–{model_w[-1]:.6g} meV")
+        msg = (f"{path}: coordinate {dim!r} spans {w[0]:.9g}–{w[-1]:.9g} meV but the model's ω grid is "
+               f"{model_w[0]:.9g}–{model_w[-1]:.9g} meV")
         if not crop:
             raise ArchiveError(msg + "; pass --crop to drop data beyond it and hold edge values where data are missing (flagged)")
         log.warning("%s; cropping as asked (flagged)", msg)
         flags |= FLAG_CROPPED if beyond else 0
         flags |= 0 if lo_ok and hi_ok else FLAG_EXTRAPOLATED
-    valid = (model_w >= w[0] - RANGE_RTOL * span) & (model_w <= w[-1] + RANGE_RTOL * span)
+    valid = (model_w >= w[0] - tol) & (model_w <= w[-1] + tol)
     wc = np.clip(model_w, w[0], w[-1])
     hi = np.clip(np.searchsorted(w, wc, side="left"), 1, w.size - 1)
     lo = hi - 1
@@ -246,10 +402,10 @@ def _interpolation(path: Path, dim: str, w_in: np.ndarray, model_w: np.ndarray, 
 
 
 def _temperature(ds, da, path: Path, opts: ArchiveOptions, lead: tuple, shape: tuple) -> np.ndarray:
-    """Temperatures in K broadcast to the leading shape."""
+    """Temperatures in K, an array that broadcasts to the leading shape (never allocated at that size)."""
     name = opts.temperature_name
     if opts.temperature is not None:
-        t = np.full(shape, float(opts.temperature))
+        t = np.asarray(float(opts.temperature))
     elif name in ds.variables or name in da.coords:
         tv = da.coords[name] if name in da.coords else ds[name]
         unit = tv.attrs.get("units")
@@ -261,24 +417,42 @@ def _temperature(ds, da, path: Path, opts: ArchiveOptions, lead: tuple, shape: t
         if extra:
             raise ArchiveError(f"{path}: variable {name!r} has dimensions {extra} that the spectra of "
                                f"{opts.var!r} do not have; it must be scalar or span leading dimensions {list(lead)}")
-        tv = tv.expand_dims({d: n for d, n in zip(lead, shape) if d not in tv.dims}).transpose(*lead)
-        t = np.asarray(tv.values, dtype=np.float64)
+        order = [d for d in lead if d in tv.dims]
+        t = np.asarray(tv.transpose(*order).values, dtype=np.float64)
+        t = t.reshape([n if d in tv.dims else 1 for d, n in zip(lead, shape)])  # broadcasts to ``shape``
     else:
         raw = da.attrs.get(name, da.attrs.get(f"{name}_K", ds.attrs.get(name, ds.attrs.get(f"{name}_K"))))
         if raw is None:
             raise ArchiveError(f"{path}: no temperature for variable {opts.var!r}: no variable, coordinate or "
                                f"attribute {name!r} (or {name + '_K'!r}); pass --temperature K")
         try:
-            t = np.full(shape, float(np.asarray(raw).item()))
+            t = np.asarray(float(np.asarray(raw).item()))
         except (TypeError, ValueError):
             raise ArchiveError(f"{path}: attribute {name!r} = {raw!r} is not a temperature in K") from None
     if not np.all(np.isfinite(t)) or np.any(t < 0):
         raise ArchiveError(f"{path}: temperature {name!r} must be finite and ≥ 0 K")
+    if np.any(t > MAX_TEMPERATURE_K):
+        raise ArchiveError(f"{path}: temperature {name!r} reaches {float(np.max(t)):.6g} K, above the "
+                           f"{MAX_TEMPERATURE_K:g} K rrim accepts")
     return t
 
 
 def _is_real(dtype) -> bool:
     return np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)
+
+
+def _stored_dtype(dtype):
+    """The dtype an output stores a leading coordinate of ``dtype`` as (``str`` for text); None if none."""
+    dtype = np.dtype(dtype)
+    if dtype.kind in "OUS":
+        return str
+    if dtype.kind == "b":
+        return np.dtype("i1")
+    if dtype.kind == "f" and dtype.itemsize < 4:
+        return np.dtype("f4")
+    if dtype.kind in "iuf" and dtype.itemsize <= 8:
+        return dtype
+    return None
 
 
 def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> _Source:
@@ -303,6 +477,10 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> _Source:
     shape = tuple(da.sizes[d] for d in lead)
     if math.prod(shape) == 0:
         raise ArchiveError(f"{path}: variable {opts.var!r} holds no spectra (shape {dict(da.sizes)})")
+    if math.prod(shape) > MAX_SPECTRA or da.sizes[opts.dim] > MAX_OMEGA_POINTS:
+        raise ArchiveError(f"{path}: variable {opts.var!r} declares {math.prod(shape)} spectra of {da.sizes[opts.dim]} "
+                           f"points (shape {dict(da.sizes)}); rrim reads at most {MAX_SPECTRA} spectra of at most "
+                           f"{MAX_OMEGA_POINTS} points per file: split it")
     coord = ds[opts.dim]
     if coord.dims != (opts.dim,):
         raise ArchiveError(f"{path}: coordinate {opts.dim!r} has dimensions {list(coord.dims)}; it must be "
@@ -312,7 +490,8 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> _Source:
     w_factor = _units(ds[opts.dim].attrs, path, f"coordinate {opts.dim!r}")
     y_factor = _units(da.attrs, path, f"variable {opts.var!r}")
     w_in = np.asarray(ds[opts.dim].values, dtype=np.float64) * w_factor
-    lo, hi, t, valid, flags = _interpolation(path, opts.dim, w_in, model.info.omega.values, opts.crop)
+    eps = float(np.finfo(coord.dtype).eps) if np.issubdtype(coord.dtype, np.floating) else 0.0
+    lo, hi, t, valid, flags = _interpolation(path, opts.dim, w_in, model.info.omega.values, opts.crop, eps)
     temps = _temperature(ds, da, path, opts, lead, shape)
     return _Source(path, da.transpose(*lead, opts.dim), lead, shape, w_in, y_factor, lo, hi, t, valid, flags, temps)
 
@@ -337,18 +516,23 @@ def _chunk_shape(shape: tuple, target: int) -> tuple:
     return (1,) * k + (block,) + tuple(shape[k + 1:])
 
 
-def check_output_path(output, input_path=None) -> Path:
-    """The output path, refused (:class:`ArchiveError`) if its folder is missing or unwritable or it is the input."""
+def check_output_path(output, input_path=None, *, what: str = "output", others: dict | None = None) -> Path:
+    """The path of an ``output`` (or a report, a plot: ``what``), refused (:class:`ArchiveError`) if its
+    folder is missing or unwritable, if it is a folder, the input, or one of ``others`` ({label: path})."""
     out = Path(output)
+    _check_encodable(out)
     parent = out.parent if str(out.parent) else Path(".")
     if not parent.is_dir():
-        raise ArchiveError(f"{out}: output folder {parent} does not exist")
+        raise ArchiveError(f"{out}: {what} folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
-        raise ArchiveError(f"{out}: output folder {parent} is not writable")
+        raise ArchiveError(f"{out}: {what} folder {parent} is not writable")
     if out.is_dir():
-        raise ArchiveError(f"{out}: output path is a folder; give a file name")
+        raise ArchiveError(f"{out}: {what} path is a folder; give a file name")
     if input_path is not None and out.resolve() == Path(input_path).resolve():
-        raise ArchiveError(f"{out}: output would overwrite the input; inputs are never modified")
+        raise ArchiveError(f"{out}: {what} would overwrite the input; inputs are never modified")
+    for label, other in (others or {}).items():
+        if other is not None and out.resolve() == Path(other).resolve():
+            raise ArchiveError(f"{out}: {what} would overwrite the {label} ({other}); give another path")
     return out
 
 
@@ -356,6 +540,8 @@ def read_provenance(path) -> dict | None:
     """Global attributes of an existing rrim output (None if the file is absent or unreadable)."""
     import netCDF4
 
+    if files.file_kind(path) is not None:  # absent, or a FIFO or folder planted where an output goes
+        return None
     try:
         with netCDF4.Dataset(path, "r") as f:
             return {k: f.getncattr(k) for k in f.ncattrs()}
@@ -363,31 +549,48 @@ def read_provenance(path) -> dict | None:
         return None
 
 
-def is_current(output, input_sha256: str, model: LoadedModel, opts: ArchiveOptions) -> bool:
-    """True when ``output`` exists and records the same input hash, model hash, options and calibration."""
+def is_current(output, input_sha256: str, model: LoadedModel, opts: ArchiveOptions, provider: str | None = None) -> bool:
+    """True when ``output`` exists and records the same input hash, model hash, options (TF32 among them),
+    calibration and, if given, execution provider ('cpu' or 'cuda': the one that would run now)."""
     attrs = read_provenance(output)
     return bool(attrs) and attrs.get("input_sha256") == input_sha256 and \
         attrs.get("model_sha256") == model.sha256 and attrs.get("options") == opts.to_json() and \
-        attrs.get("calibration_sha256") == calibration_digest(model)
+        attrs.get("calibration_sha256") == calibration_digest(model) and \
+        (provider is None or attrs.get("execution_provider") == provider)
 
 
-def _copy_coords(nc, src: _Source, ds) -> None:
+def _copied_coords(src: _Source, opts: ArchiveOptions):
+    """(name, coordinate) of the leading coordinates an output copies; :class:`ArchiveError` for one whose
+    dtype the output cannot hold (checked before the output is created)."""
     for name, c in src.data.coords.items():
         if name == src.data.dims[-1] or not set(c.dims) <= set(src.lead) or name in ("Omega", "omega"):
             continue
         if name == "temperature":  # the output's own temperature variable holds what was used
             continue
         if name in OUTPUT_VARIABLES or name in BAND_VARIABLES or name in IMPURITY_VARIABLES:
-            log.warning("%s: coordinate %r not copied: the output has its own variable of that name", src.path.name, name)
+            log.warning("%s: coordinate %r not copied: the output has its own variable of that name",
+                        display_name(src.path.name), name)
             continue
+        if _stored_dtype(c.dtype) is None:
+            raise ArchiveError(f"{src.path}: coordinate {name!r} of variable {opts.var!r} has dtype {c.dtype}, which "
+                               "the output cannot hold (numbers, booleans or strings only)")
+        yield name, c
+
+
+def _copy_coords(nc, coords) -> None:
+    for name, c in coords:
         values = np.asarray(c.values)
-        if values.dtype.kind in "OUS":
+        stored = _stored_dtype(values.dtype)
+        if stored is str:
             v = nc.createVariable(name, str, c.dims)
             v[...] = values.astype(str).astype(object) if values.ndim else str(values)
         else:
-            v = nc.createVariable(name, values.dtype, c.dims)
-            v[...] = values
-        v.setncatts({k: a for k, a in c.attrs.items() if not k.startswith("_")})
+            v = nc.createVariable(name, stored, c.dims)
+            v[...] = values.astype(stored)
+        attrs = {k: a for k, a in c.attrs.items() if not k.startswith("_")}
+        if values.dtype.kind == "b":
+            attrs["comment"] = "boolean coordinate stored as 0 (false) / 1 (true)"
+        v.setncatts(attrs)
 
 
 def _create(nc, src: _Source, model: LoadedModel, opts: ArchiveOptions) -> None:
@@ -451,15 +654,16 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: _Source, model:
 
 
 def provenance_attrs(src: _Source, model: LoadedModel, opts: ArchiveOptions, input_sha: str, provider: str,
-                     prior_history: str, flag_counts: dict) -> dict:
+                     prior_history: str, flag_counts: dict, calibration_sha256: str | None = None) -> dict:
     """The CF/ACDD global attributes of an output: what was inverted, with which model, options and provider."""
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
-    line = (f"{now}: rrim {__version__} invert {src.path.name} var={opts.var} "
+    name = display_name(src.path.name)
+    line = (f"{now}: rrim {__version__} invert {name} var={opts.var} "
             f"(model {model.name} sha256 {model.sha256[:12]}…, provider {provider})")
-    temps = np.unique(src.temperature)
+    temps = np.unique(src.temperature_values)
     return {
         "Conventions": "CF-1.12, ACDD-1.3",
-        "title": f"Electron-boson glue functions from {src.path.name}",
+        "title": f"Electron-boson glue functions from {name}",
         "summary": ("Glue functions I²χ(Ω) inverted from optical scattering rates 1/τ(ω) with the rRIM "
                     "model named in model_name; refit, residual and quality flags per spectrum."),
         "history": line + ("\n" + prior_history if prior_history else ""),
@@ -473,48 +677,59 @@ def provenance_attrs(src: _Source, model: LoadedModel, opts: ArchiveOptions, inp
         "model_sha256": model.sha256,
         "model_form": model.form,
         "execution_provider": provider,
-        "input_file": src.path.name,
+        "input_file": name,
         "input_sha256": input_sha,
         "input_variable": opts.var,
         "options": opts.to_json(),
         "temperature_K": float(temps[0]) if temps.size == 1 else json.dumps([float(t) for t in temps[:50]]),
         "omega_input_range_meV": np.array([src.omega_meV.min(), src.omega_meV.max()]),
         "flag_counts": json.dumps(flag_counts),
-        "calibration_sha256": calibration_digest(model),
+        "calibration_sha256": calibration_digest(model) if calibration_sha256 is None else calibration_sha256,
     }
 
 
 def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOptions = ArchiveOptions(), *,
                    provider: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
                    chunk_spectra: int = DEFAULT_CHUNK_SPECTRA, progress=None, preview: int = 0,
-                   input_sha256: str | None = None, threads: int | None = None) -> ArchiveSummary:
-    """Invert every spectrum of ``input_path`` and write ``output_path`` atomically.
+                   input_sha256: str | None = None, input_identity: tuple | None = None,
+                   threads: int | None = None) -> ArchiveSummary:
+    """Invert every spectrum of ``input_path`` and write ``output_path`` atomically and durably.
 
     ``progress(done, total)`` is called with the numbers of spectra done and in all after each slab. ``preview`` > 0
     keeps that many first spectra (input on the model grid, glue, fit) in the summary for plots.
+    ``input_sha256``: the input's digest when the caller has it, taken when the file had ``input_identity``
+    (:func:`rrim.files.identity`); it is used only if the file still has that identity, else the file is hashed
+    again. The recorded digest is always that of the bytes read: a file that changes while it is read is refused.
     Raises :class:`ArchiveError` (bad input or output path; nothing is left behind).
     """
     import netCDF4
 
     t0 = time.perf_counter()
     input_path = Path(input_path)
+    _check_encodable(input_path)
     out = check_output_path(output_path, input_path)
-    session = model.session(provider, threads=threads)
+    session = model.session(provider, threads=threads, tf32=opts.tf32)
+    files.remove_stale_temporaries(out, all_writers=False)  # those of killed writers
+    calibration_sha = calibration_digest(model)
+    try:
+        before = files.identity(input_path)
+    except OSError:
+        before = None  # open_dataset names the problem
     with open_dataset(input_path) as ds:
-        input_sha = input_sha256 or file_sha256(input_path)
+        input_sha = input_sha256 if input_sha256 and input_identity == before else file_sha256(input_path)
         src = read_source(ds, input_path, model, opts)
+        coords = list(_copied_coords(src, opts))
         try:
-            fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".rrim-tmp")
+            tmp = files.make_temporary(out)
         except OSError as e:  # read-only mounts, quotas, ACLs that os.access does not see
             raise ArchiveError(f"{out}: cannot create a file in output folder {out.parent} ({e.strerror or e})") from None
-        os.close(fd)
         counts = {name: 0 for name in FLAGS}
         keep: dict[str, list] = {"y": [], "glue": [], "fit": [], "residual": [], "flags": [], "index": []}
         model_seconds, done = 0.0, 0
         try:
             with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
                 _create(nc, src, model, opts)
-                _copy_coords(nc, src, ds)
+                _copy_coords(nc, coords)
                 per_slab = max(1, min(int(chunk_spectra), SLAB_VALUES // max(1, src.omega_meV.size)))
 
                 def finish(key, slab_shape, future):
@@ -547,7 +762,7 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
                             raw = np.asarray(src.data[key].values, dtype=np.float64)
                         except Exception as e:  # truncated or corrupt data blocks surface only on read
                             raise ArchiveError(f"{input_path}: variable {opts.var!r} cannot be read ({e})") from None
-                        future = worker.submit(invert_rows, raw.reshape(-1, raw.shape[-1]), src.temperature[key].reshape(-1),
+                        future = worker.submit(invert_rows, raw.reshape(-1, raw.shape[-1]), src.temperatures(key),
                                                src, model, opts, session=session, batch_size=batch_size)
                         if pending is not None:
                             finish(*pending)
@@ -556,14 +771,14 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
                         finish(*pending)
                 finally:
                     worker.shutdown(wait=False, cancel_futures=True)
+                _check_unchanged(input_path, before, model, calibration_sha)
                 nc.setncatts(provenance_attrs(src, model, opts, input_sha, session.provider,
-                                              str(ds.attrs.get("history", "")), counts))
+                                              str(ds.attrs.get("history", "")), counts, calibration_sha))
             os.chmod(tmp, 0o644 & ~_umask())
-            os.replace(tmp, out)
+            files.replace_durably(tmp, out)
         except BaseException as e:
             size = os.path.getsize(tmp) if os.path.exists(tmp) else 0
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            tmp.unlink(missing_ok=True)
             if isinstance(e, OSError) or (isinstance(e, RuntimeError) and str(e).startswith("NetCDF")):
                 raise _write_error(out, e, size) from None  # netCDF4 reports a failed write as 'NetCDF: HDF error'
             raise
@@ -573,6 +788,20 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
         preview_data.update(omega=model.info.omega.values, Omega=model.info.Omega.values, lead=src.lead)
     return ArchiveSummary(str(input_path), str(out), src.n_spectra, counts, session.provider, model.name,
                           model.sha256, input_sha, time.perf_counter() - t0, model_seconds, preview_data)
+
+
+def _check_unchanged(input_path: Path, before: tuple | None, model: LoadedModel, calibration_sha: str) -> None:
+    """Refuse to record an output when the input or the model's calibration changed while it was read."""
+    try:
+        now = files.identity(input_path)
+    except OSError:
+        now = None
+    if now != before:
+        raise ArchiveError(f"{input_path}: the file changed or was replaced while it was read; nothing was written "
+                           "(run again once it is complete)")
+    if calibration_digest(model) != calibration_sha:
+        raise ArchiveError(f"{input_path}: the calibration of model {model.name} changed while the file was inverted; "
+                           "nothing was written (run again)")
 
 
 def _write_error(out: Path, exc: BaseException, written: int) -> ArchiveError:
@@ -598,7 +827,8 @@ def _write_error(out: Path, exc: BaseException, written: int) -> ArchiveError:
 
 
 def reprocess_one(path, out, model: LoadedModel, opts: ArchiveOptions, *, provider: str, input_sha256: str,
-                  batch_size: int = DEFAULT_BATCH_SIZE, progress=None, threads: int | None = None) -> dict:
+                  input_identity: tuple | None = None, batch_size: int = DEFAULT_BATCH_SIZE, progress=None,
+                  threads: int | None = None) -> dict:
     """One file of ``rrim reprocess`` (the caller holds the output folder's lock): remove temporary
     files a killed run left for ``out``, invert atomically, and return the JSON-friendly record.
     ``threads``: the session's intra-op threads (default: the CPUs available)."""
@@ -606,17 +836,13 @@ def reprocess_one(path, out, model: LoadedModel, opts: ArchiveOptions, *, provid
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
     s = invert_archive(path, out, model, opts, provider=provider, input_sha256=input_sha256,
-                       batch_size=batch_size, progress=progress, threads=threads)
+                       input_identity=input_identity, batch_size=batch_size, progress=progress, threads=threads)
     return {"output": str(out), "n_spectra": s.n_spectra, "flag_counts": s.flag_counts, "seconds": round(s.seconds, 3)}
 
 
 def remove_stale_temporaries(out) -> list[Path]:
-    """Delete the temporary files a killed writer left for output ``out`` (call it holding the folder's lock)."""
-    out = Path(out)
-    stale = sorted(out.parent.glob(f".{out.name}.*.rrim-tmp")) if out.parent.is_dir() else []
-    for p in stale:
-        p.unlink(missing_ok=True)
-    return stale
+    """Delete every temporary file a writer left for output ``out`` (call it holding the folder's lock)."""
+    return files.remove_stale_temporaries(out, all_writers=True)
 
 
 def _umask() -> int:

@@ -57,12 +57,38 @@ def _exit_code(exc: BaseException) -> int:
 
 
 def _emit(summary: dict, report: str | None) -> None:
+    """The JSON summary to stdout, or atomically to ``report``; if that fails, to stdout with the error
+    logged (and exit 1 if nothing else failed)."""
+    from .files import atomic_write_text
+
     text = json.dumps(summary, indent=2, default=str)
     if report:
-        Path(report).write_text(text + "\n")
-        log.info("report written to %s", report)
-    else:
-        click.echo(text)
+        try:
+            atomic_write_text(report, text + "\n")
+            log.info("report written to %s", report)
+            return
+        except OSError as e:
+            log.error("%s: the report could not be written (%s); it follows on stdout", report, e.strerror or e)
+            click.echo(text)
+            if summary.get("exit_code", EXIT_OK) == EXIT_OK:
+                sys.exit(EXIT_FAILED)
+            return
+    click.echo(text)
+
+
+def _check_side_outputs(paths: dict, *, inputs: dict, outputs: dict) -> None:
+    """Refuse (before any work) a report or plot path ({option: path}) that is missing its folder, is a
+    folder, or would overwrite an input ({label: path}), an output or another side output."""
+    from .archives import ArchiveError, check_output_path
+
+    for option, path in paths.items():
+        if path is None:
+            continue
+        others = {**outputs, **{f"{o} file": q for o, q in paths.items() if o != option}}
+        for label, inp in inputs.items():
+            if inp is not None and Path(path).resolve() == Path(inp).resolve():
+                raise ArchiveError(f"{path}: {option} would overwrite the {label}; inputs are never modified")
+        check_output_path(path, what=f"{option} file", others=others)
 
 
 def _fail(exc: BaseException, report: str | None, **context) -> None:
@@ -157,7 +183,7 @@ def _archive_options(f):
                      help="Spectra per model call (default: the fastest of 16…256, measured once per model and machine)."),
         click.option("--var", default="scattering_rate", show_default=True, help="Variable holding 1/τ."),
         click.option("--dim", default="omega", show_default=True, help="Its ω dimension (with a units coordinate)."),
-        click.option("--temperature", type=click.FloatRange(min=0), default=None,
+        click.option("--temperature", type=click.FloatRange(min=0, max=1e6), default=None,
                      help="Temperature in K (overrides the file's)."),
         click.option("--temperature-var", default="temperature", show_default=True,
                      help="Name of the temperature attribute, coordinate or variable."),
@@ -178,12 +204,12 @@ def _archive_options(f):
     return f
 
 
-def _options(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity):
+def _options(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32):
     from .archives import ArchiveOptions
 
     return ArchiveOptions(var=var, dim=dim, temperature_name=temperature_var, temperature=temperature,
                           crop=crop, smoothing_meV=smoothing, uncertainty=None if uncertainty is None else float(uncertainty),
-                          impurity=impurity)
+                          impurity=impurity, tf32=tf32)
 
 
 def _load(model_name, sha256, provider, tf32):
@@ -210,12 +236,17 @@ def invert_command(input_path, output, example, plot_path, plot_spectra, model_n
     from .tuning import choose_batch_size
 
     _sigterm_as_interrupt()
+    source = EXAMPLE_ARCHIVE if example else Path(input_path or "")
+    try:
+        _check_side_outputs({"--report": report, "--plot": plot_path},
+                            inputs={"input": source if example or input_path else None}, outputs={"output": output})
+    except Exception as e:
+        _fail(e, None, input=str(source), output=str(output))
     if example == bool(input_path):
         _fail(click.BadParameter("give either INPUT.nc or --example"), report)
-    source = EXAMPLE_ARCHIVE if example else Path(input_path)
     progress = _Progress("inverting")
     try:
-        opts = _options(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity)
+        opts = _options(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32)
         model, session = _load(model_name, sha256, provider, tf32)
         batch_size = batch_size or choose_batch_size(model, session)
         summary = invert_archive(source, output, model, opts, provider=provider, batch_size=batch_size,
@@ -288,15 +319,30 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     """
     import filelock
 
-    from .archives import ArchiveError, file_sha256, is_current, remove_stale_temporaries, reprocess_one
+    from .archives import ArchiveError, display_name, file_sha256, is_current, remove_stale_temporaries, reprocess_one
+    from .files import file_kind, identity
     from .tuning import choose_batch_size
 
     _sigterm_as_interrupt()  # until the lock is held nothing is written: a signal stops at once
     src_dir, out_dir = Path(archive_dir).resolve(), Path(output_dir).resolve()
     try:
+        if out_dir == src_dir or out_dir in src_dir.parents:
+            raise ArchiveError(f"{output_dir}: the output folder {'is' if out_dir == src_dir else 'contains'} ARCHIVE_DIR "
+                               f"{archive_dir}; outputs would land among the inputs (give a folder outside it)")
+        if report is not None:
+            r = Path(report).resolve()
+            if src_dir in r.parents:
+                raise ArchiveError(f"{report}: --report inside ARCHIVE_DIR {archive_dir}; inputs are never modified")
+            if out_dir in r.parents and (r.name.endswith(OUTPUT_SUFFIX) or r.name == LOCK_NAME):
+                raise ArchiveError(f"{report}: --report would overwrite an output or the lock of {output_dir}")
+            if r.parent != out_dir:  # OUT_DIR itself is created below
+                _check_side_outputs({"--report": report}, inputs={}, outputs={})
         if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
             raise click.BadParameter(f"--pattern {pattern!r}: must be relative to ARCHIVE_DIR, without '..'")
-        opts = _options(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity)
+    except Exception as e:
+        _fail(e, None, archive_dir=str(src_dir), output_dir=str(out_dir))
+    try:
+        opts = _options(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32)
         model, session = _load(model_name, sha256, provider, tf32)
         if not dry_run:
             if not out_dir.parent.is_dir():
@@ -306,17 +352,37 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
         _fail(e, report, archive_dir=str(src_dir), output_dir=str(out_dir))
     try:
         found = sorted(p for p in src_dir.glob(pattern)
-                       if p.is_file() and not p.name.startswith(".") and out_dir not in p.resolve().parents)
+                       if not p.name.startswith(".") and out_dir not in p.resolve().parents)
     except (ValueError, NotImplementedError) as e:  # pathlib refuses some patterns
         _fail(click.BadParameter(f"--pattern {pattern!r}: {e}"), report, archive_dir=str(src_dir))
-    # a link that leads out of ARCHIVE_DIR is not followed: the job reads only what the folder holds
-    inputs = [p for p in found if src_dir in p.resolve().parents]
+    if not found:
+        log.warning("%s: no file matches --pattern %r; nothing to do", src_dir, pattern)
     done, skipped, failed, planned = [], [], [], []
+
+    def refuse(p: Path, error: str) -> None:
+        failed.append({"input": display_name(str(p.relative_to(src_dir))), "exit_code": EXIT_USAGE, "error": error})
+        log.error("%s", error)
+
+    # a link that leads out of ARCHIVE_DIR is not followed: the job reads only what the folder holds
+    inputs = []
     for p in found:
+        kind = file_kind(p)
         if src_dir not in p.resolve().parents:
-            failed.append({"input": str(p.relative_to(src_dir)), "exit_code": EXIT_USAGE,
-                           "error": f"{p}: links to {p.resolve()}, outside {src_dir}; not followed"})
-            log.error("%s", failed[-1]["error"])
+            refuse(p, f"{p}: links to {p.resolve()}, outside {src_dir}; not followed")
+        elif kind is not None:
+            refuse(p, f"{p}: matches --pattern {pattern!r} but is {kind}, not an archive file; not read")
+        else:
+            inputs.append(p)
+    targets: dict[Path, list[Path]] = {}
+    for p in inputs:
+        targets.setdefault(_output_for(p, src_dir, out_dir), []).append(p)
+    for out, group in targets.items():
+        if len(group) > 1:
+            names = ", ".join(display_name(str(q.relative_to(src_dir))) for q in group)
+            for q in group:
+                refuse(q, f"{q}: inputs {names} would all write {out.name}; none of them is inverted "
+                          "(rename them or narrow --pattern)")
+    inputs = [p for p in inputs if len(targets[_output_for(p, src_dir, out_dir)]) == 1]
     t0 = time.perf_counter()
     lock = filelock.FileLock(str(out_dir / LOCK_NAME)) if not dry_run else None
     try:
@@ -333,25 +399,29 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     stop = _StopAfterFile()
     interrupted = False
     try:
-        jobs = []  # (rel, path, out, digest) of the files to invert
+        jobs = []  # (rel, path, out, digest, identity) of the files to invert
         for path in inputs:
             if stop.requested:
                 break
-            rel = path.relative_to(src_dir)
-            out = out_dir / rel.parent / (rel.name[: -len(path.suffix)] + OUTPUT_SUFFIX if path.suffix else rel.name + OUTPUT_SUFFIX)
+            rel = display_name(str(path.relative_to(src_dir)))
+            out = _output_for(path, src_dir, out_dir)
             try:
                 if not dry_run:  # a run killed while redoing a current output (--force) left its temporary
                     remove_stale_temporaries(out)
+                ident = identity(path)
                 digest = file_sha256(path)
-                if not force and is_current(out, digest, model, opts):
-                    skipped.append(str(rel))
+                if not force and is_current(out, digest, model, opts, provider=session.provider):
+                    skipped.append(rel)
                     log.info("%s: output current, skipped", rel)
+                elif not force and _holds_another_input(out, path):
+                    raise ArchiveError(f"{path}: {out} holds the inversion of another input "
+                                       f"({_holds_another_input(out, path)}); not replaced (remove it or pass --force)")
                 elif dry_run:
-                    planned.append(str(rel))
+                    planned.append(rel)
                 else:
-                    jobs.append((rel, path, out, digest))
+                    jobs.append((rel, path, out, digest, ident))
             except Exception as e:
-                failed.append({"input": str(rel), "error": str(e), "exit_code": _exit_code(e)})
+                failed.append({"input": rel, "error": str(e), "exit_code": _exit_code(e)})
                 log.error("%s: %s", rel, e)
         kwargs = dict(provider=provider, batch_size=batch_size or (choose_batch_size(model, session) if jobs else 1))
         if dask_scheduler or dask_workers:
@@ -359,9 +429,9 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
 
             results = reprocess_on_dask(jobs, model, opts, scheduler=dask_scheduler, n_workers=dask_workers, **kwargs)
         else:
-            results = ((rel, _attempt(reprocess_one, path, out, model, opts, input_sha256=digest,
+            results = ((rel, _attempt(reprocess_one, path, out, model, opts, input_sha256=digest, input_identity=ident,
                                       progress=_Progress(str(rel)), **kwargs))
-                       for rel, path, out, digest in jobs if not stop.requested)
+                       for rel, path, out, digest, ident in jobs if not stop.requested)
         for rel, result in results:
             if isinstance(result, Exception):
                 failed.append({"input": str(rel), "error": str(result), "exit_code": _exit_code(result)})
@@ -389,6 +459,20 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     sys.exit(code)
 
 
+def _output_for(path: Path, src_dir: Path, out_dir: Path) -> Path:
+    """OUT_DIR/REL/NAME.glue.nc for input ARCHIVE_DIR/REL/NAME.EXT."""
+    rel = path.relative_to(src_dir)
+    return out_dir / rel.parent / ((rel.name[: -len(path.suffix)] if path.suffix else rel.name) + OUTPUT_SUFFIX)
+
+
+def _holds_another_input(out: Path, path: Path) -> str | None:
+    """The input file name an existing output records, when it is not ``path``'s (else None)."""
+    from .archives import display_name, read_provenance
+
+    recorded = (read_provenance(out) or {}).get("input_file")
+    return recorded if recorded is not None and recorded != display_name(path.name) else None
+
+
 def _attempt(fn, *args, **kwargs):
     """``fn(*args, **kwargs)``, or the exception it raised (KeyboardInterrupt passes through)."""
     try:
@@ -398,7 +482,9 @@ def _attempt(fn, *args, **kwargs):
 
 
 def _is_netcdf(path: Path) -> bool:
-    with open(path, "rb") as f:
+    from .files import open_regular
+
+    with open_regular(path) as f:  # a FIFO or device is refused, never waited on
         head = f.read(8)
     return head[:3] == b"CDF" or head[:4] == b"\x89HDF"
 
@@ -409,7 +495,7 @@ def _is_netcdf(path: Path) -> bool:
 @click.option("-n", "--spectra", type=click.IntRange(min=20), default=300, show_default=True,
               help="Held-out spectra per noise level in the fit draw and in the test draw.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--resamples", type=click.IntRange(min=2), default=16, show_default=True,
+@click.option("--resamples", type=click.IntRange(min=2, max=1024), default=16, show_default=True,
               help="Noise-resampled copies per spectrum (the band's spread).")
 @click.option("--report", "report_md", type=click.Path(dir_okay=False), default=None,
               help="Markdown report (default: NAME.calibration.md beside the model).")
@@ -423,10 +509,12 @@ def calibrate_command(model_name, sha256, spectra, seed, resamples, report_md):
 
     try:
         model = load_model(model_name, sha256=sha256)
-        command = f"rrim calibrate {model_name} -n {spectra} --seed {seed} --resamples {resamples}"
-        cal = calibrate(model, n=spectra, seed=seed, resamples=resamples, command=command)
         out = calibration_path(model.path)
         report = Path(report_md) if report_md else out.with_suffix(".md")
+        _check_side_outputs({"--report": report}, inputs={"model": model.path},
+                            outputs={"calibration": out, "golden file": model.golden})
+        command = f"rrim calibrate {model_name} -n {spectra} --seed {seed} --resamples {resamples}"
+        cal = calibrate(model, n=spectra, seed=seed, resamples=resamples, command=command)
         atomic_write_text(out, cal.to_json() + "\n")
         atomic_write_text(report, report_markdown(cal, model))
     except (Exception, KeyboardInterrupt) as e:
@@ -439,8 +527,12 @@ def calibrate_command(model_name, sha256, spectra, seed, resamples, report_md):
 @click.argument("path", type=click.Path(exists=True, dir_okay=False))
 def inspect_command(path):
     """Describe FILE: a model (metadata, grids, sha256) or an archive (variables, units, provenance)."""
+    from .files import file_kind
+
     p = Path(path)
     try:
+        if file_kind(p) is not None:
+            raise click.BadParameter(f"{p}: is {file_kind(p)}, not a model or archive file")
         if _is_netcdf(p):
             result = _inspect_archive(p)
         else:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import read_regular
 from .modelfile import INPUT_A, INPUT_P, INPUT_Y, MIN_OPSET, OUTPUT_X, ModelFileError, ModelInfo, input_shapes
 from .sessions import make_session, sha256_bytes
 
@@ -28,6 +29,11 @@ DEFAULT_MODEL = "rrim-default"
 GOLDEN_RTOL = 1e-4
 #: Golden-file array names: 'y' (scaled input) and 'x' (expected output), with accepted aliases.
 GOLDEN_ALIASES = {"y": ("y_scaled", "input"), "x": ("x_expected", "output")}
+#: Largest model file read (ONNX's protobuf limit) and largest index.json.
+MAX_MODEL_BYTES = 2 << 30
+MAX_INDEX_BYTES = 1 << 24
+#: Most points a model's ω or Ω grid may declare (checked before anything is built from them).
+MAX_GRID_POINTS = 1 << 14
 
 
 @dataclass(frozen=True)
@@ -89,9 +95,9 @@ def installed_models(models_dir: Path | None = None) -> dict[str, IndexEntry]:
     if not index.is_file():
         return {}
     try:
-        raw = json.loads(index.read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ModelFileError(f"{index}: unreadable model index ({e})") from None
+        raw = json.loads(read_regular(index, MAX_INDEX_BYTES))
+    except (OSError, ValueError, RecursionError) as e:
+        raise ModelFileError(f"{index}: unreadable model index ({type(e).__name__ if isinstance(e, RecursionError) else e})") from None
     entries = raw.get("models", raw) if isinstance(raw, dict) else None
     if not isinstance(entries, dict):
         raise ModelFileError(f"{index}: model index must map names to entries")
@@ -170,6 +176,90 @@ def onnx_opsets(data: bytes, source: str) -> dict[str, int]:
     return opsets
 
 
+#: Protobuf fields of an ONNX model that lead to tensors: message → {field number: message}.
+_TENSOR_FIELDS = {
+    "model": {7: "graph", 25: "function"},
+    "function": {7: "node"},
+    "graph": {1: "node", 5: "tensor", 15: "sparse"},
+    "node": {5: "attribute"},
+    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
+    "sparse": {1: "tensor", 2: "tensor"},
+}
+
+
+def external_tensors(data: bytes, source: str) -> list[str]:
+    """Names of the tensors (initializers, constants, sparse tensors, in subgraphs and functions too) of a
+    serialized ONNX model that keep their data in external files; :class:`ModelFileError` if malformed."""
+    found, stack = [], [("model", memoryview(data))]
+    try:
+        while stack:
+            kind, blob = stack.pop()
+            if kind == "tensor":
+                name, external = "", False
+                for number, wire, value in _fields(blob):
+                    if number == 8 and wire == 2:
+                        name = bytes(value).decode("utf-8", "backslashreplace")
+                    elif (number == 13 and wire == 2) or (number == 14 and wire == 0 and value == 1):
+                        external = True  # external_data entries, or data_location = EXTERNAL
+                if external:
+                    found.append(name or "(unnamed)")
+                continue
+            stack.extend((_TENSOR_FIELDS[kind][number], value) for number, wire, value in _fields(blob)
+                         if wire == 2 and number in _TENSOR_FIELDS[kind])
+    except ValueError as e:
+        raise ModelFileError(f"{source}: not an ONNX model file ({e})") from None
+    return found
+
+
+def check_self_contained(data: bytes, source: str) -> None:
+    """Refuse a model whose weights live outside its file: the sha256 pin must cover every byte it runs."""
+    names = external_tensors(data, source)
+    if names:
+        shown = ", ".join(repr(n) for n in names[:5]) + (" …" if len(names) > 5 else "")
+        raise ModelFileError(f"{source}: tensor(s) {shown} keep their data in external files; an rrim model must be "
+                             "one self-contained file (its sha256 must cover the weights) — refusing it")
+
+
+def _grid_points(desc, name: str, source: str) -> int | None:
+    """Points a grid description declares (None when it is not one: the full check names that later)."""
+    if not isinstance(desc, dict):
+        return None
+    if desc.get("kind") == "uniform":
+        n = desc.get("n")
+        if not isinstance(n, (int, float)) or isinstance(n, bool) or n != n:
+            return None
+        n = float(n)
+    elif desc.get("kind") == "values" and isinstance(desc.get("values"), list):
+        n = float(len(desc["values"]))
+    else:
+        return None
+    if not 2 <= n <= MAX_GRID_POINTS:
+        raise ModelFileError(f"{source}: metadata 'operator' declares a {name} grid of {n:g} points; "
+                             f"a model grid has 2 to {MAX_GRID_POINTS}")
+    return int(n)
+
+
+def _check_declared_sizes(meta: dict, sess, source: str) -> None:
+    """The grid sizes the metadata declares, bounded and checked against the graph's input and output
+    shapes before anything is built from them."""
+    try:
+        op = json.loads(meta.get("operator", "null"))
+    except (TypeError, ValueError):
+        return  # ModelInfo.from_metadata names the bad JSON
+    except RecursionError:
+        raise ModelFileError(f"{source}: metadata 'operator' is nested too deeply to be a model description") from None
+    if not isinstance(op, dict):
+        return
+    graph = {INPUT_Y: {i.name: i.shape for i in sess.get_inputs()}.get(INPUT_Y),
+             OUTPUT_X: {o.name: o.shape for o in sess.get_outputs()}.get(OUTPUT_X)}
+    for grid, arg in (("omega", INPUT_Y), ("Omega", OUTPUT_X)):
+        n = _grid_points(op.get(grid), grid, source)
+        shape = graph[arg]
+        if n is not None and shape is not None and len(shape) == 2 and isinstance(shape[1], int) and shape[1] != n:
+            raise ModelFileError(f"{source}: {arg!r} has shape {list(shape)}; expected ['batch', {n}] for the "
+                                 "metadata's grids")
+
+
 def _resolve(name_or_path, sha256: str | None) -> tuple[str | None, Path, str | None]:
     """(index name or None, file, expected sha256 or None) for a model name or path."""
     models = installed_models()
@@ -200,9 +290,9 @@ def load_model(name_or_path=DEFAULT_MODEL, *, sha256: str | None = None) -> Load
     """
     name, path, expected = _resolve(name_or_path, sha256)
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise ModelFileError(f"{path}: cannot read model file ({e.strerror or e})") from None
+        data = read_regular(path, MAX_MODEL_BYTES)
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: cannot read model file ({getattr(e, 'strerror', None) or e})") from None
     digest = sha256_bytes(data)
     if expected is not None and digest != expected:
         raise ModelFileError(f"{path}: sha256 {digest} does not match the expected {expected}; "
@@ -210,13 +300,19 @@ def load_model(name_or_path=DEFAULT_MODEL, *, sha256: str | None = None) -> Load
     opset = onnx_opsets(data, str(path)).get("", 0)
     if opset < MIN_OPSET:
         raise ModelFileError(f"{path}: ONNX opset {opset} is older than the required {MIN_OPSET}")
+    check_self_contained(data, str(path))
     try:
         sess = make_session(path, "cpu", sha256=digest).ort_session  # the session 'cpu'/'auto' runs reuse
     except ModelFileError:
         raise
     except Exception as e:  # onnxruntime's own exception types
         raise ModelFileError(f"{path}: onnxruntime cannot load this ONNX model ({e})") from None
-    info = ModelInfo.from_metadata(dict(sess.get_modelmeta().custom_metadata_map), source=str(path))
+    meta = dict(sess.get_modelmeta().custom_metadata_map)
+    _check_declared_sizes(meta, sess, str(path))
+    try:
+        info = ModelInfo.from_metadata(meta, source=str(path))
+    except RecursionError:
+        raise ModelFileError(f"{path}: model metadata nested too deeply to be read") from None
     _check_io(sess, info, str(path))
     return LoadedModel(name=name or info.model_name, path=path, sha256=digest, info=info, opset=opset)
 

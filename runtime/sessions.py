@@ -162,10 +162,13 @@ def _reopen(path, sha256, requested, provider, tf32, threads) -> Session:
 
 
 def _read_verified(path: Path, sha256: str | None) -> bytes:
+    from .files import read_regular
+    from .models import MAX_MODEL_BYTES
+
     try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise FileNotFoundError(f"{path}: cannot read model file ({e.strerror or e})") from None
+        data = read_regular(path, MAX_MODEL_BYTES)
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(f"{path}: cannot read model file ({getattr(e, 'strerror', None) or e})") from None
     if sha256 is not None and sha256_bytes(data) != sha256:
         from .modelfile import ModelFileError
 
@@ -187,8 +190,13 @@ def _session_options(threads: int):
 
 
 def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
-    """An ``ort.InferenceSession`` on ``provider`` ('cpu' or 'cuda'); raises on failure."""
+    """An ``ort.InferenceSession`` on ``provider`` ('cpu' or 'cuda') from a self-contained model's bytes
+    (one whose tensors name external files is refused); raises on failure."""
     import onnxruntime as ort
+
+    from .models import check_self_contained
+
+    check_self_contained(data, source)
 
     if provider == "cuda":
         providers = [("CUDAExecutionProvider", {"use_tf32": "1" if tf32 else "0"}), "CPUExecutionProvider"]

@@ -4,8 +4,9 @@ model, provider and thread count, and the fastest wins.
 The timing (:data:`CANDIDATES`, a warm-up call then ≥ :data:`SECONDS` per candidate, two rounds in
 alternating order, best of the two) runs once per (model sha256, provider, threads, CPU,
 onnxruntime version) and is remembered in ``$XDG_CACHE_HOME/rrim/batch-sizes.json`` (``~/.cache``
-by default; ``RRIM_CACHE_DIR`` overrides the folder), written atomically; an unreadable cache is
-ignored and rewritten. ``rrim invert``/``reprocess`` use it unless ``--batch-size`` is given.
+by default; ``RRIM_CACHE_DIR`` overrides the folder), written atomically. The cache never fails a
+job: one that is unreadable, not a regular file, too large or nonsensical is ignored (and rewritten
+where possible). ``rrim invert``/``reprocess`` use it unless ``--batch-size`` is given.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write_text
+from .files import atomic_write_text, read_regular
 from .inversion import DEFAULT_BATCH_SIZE, model_feeds, physics_at
 
 log = logging.getLogger(__name__)
@@ -27,6 +28,8 @@ CANDIDATES = (16, 32, 64, 128, 256)
 #: On CUDA large batches keep the device busy.
 CUDA_CANDIDATES = (256, 1024, 4096)
 SECONDS = 0.1
+#: Largest cache file read (a few hundred bytes per model and machine).
+MAX_CACHE_BYTES = 1 << 20
 _MEMO: dict[str, int] = {}
 
 
@@ -71,14 +74,17 @@ def choose_batch_size(model, session) -> int:
         return _MEMO[key]
     path = cache_file()
     try:
-        known = json.loads(path.read_text())
+        known = json.loads(read_regular(path, MAX_CACHE_BYTES))
         if not isinstance(known, dict):
             known = {}
-    except (OSError, ValueError):
+    except FileNotFoundError:
+        known = {}
+    except Exception as e:  # never fail a job over the cache: a folder, a FIFO, deep or huge JSON…
+        log.info("batch-size cache %s ignored (%s)", path, type(e).__name__)
         known = {}
     value = known.get(key)
     candidates = CUDA_CANDIDATES if session.provider == "cuda" else CANDIDATES
-    if isinstance(value, int) and value in candidates:
+    if type(value) is int and value in candidates:
         _MEMO[key] = value
         return value
     physics = physics_at(model, model.info.temperature)
@@ -96,6 +102,6 @@ def choose_batch_size(model, session) -> int:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write_text(path, json.dumps(known, indent=1))
-    except OSError as e:
+    except Exception as e:  # never fail a job over the cache
         log.info("batch-size cache not written (%s)", e)
     return best

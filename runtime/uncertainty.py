@@ -24,19 +24,24 @@ one for another model is refused.
 from __future__ import annotations
 
 import json
+import math
+import threading
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 
+from .files import read_regular
 from .modelfile import ModelFileError
 
 CALIBRATION_FORMAT = "rrim-calibration-1"
 #: Coverages a calibration provides (pointwise, of the true glue by [lower, upper]).
 COVERAGES = (0.68, 0.9)
-#: Noise-resampled copies per spectrum.
+#: Noise-resampled copies per spectrum (a calibration may ask for 2 to MAX_RESAMPLES).
 DEFAULT_RESAMPLES = 16
+MAX_RESAMPLES = 1024
+#: Largest calibration file read.
+MAX_CALIBRATION_BYTES = 1 << 24
 RESAMPLE_SEED = 20241
 #: Edges of the relative-noise bins log10(σ̂/max|y|) of the band scales.
 NOISE_BIN_EDGES = (-4.5, -3.5, -2.5, -1.75)
@@ -127,25 +132,69 @@ class Calibration:
 
     @classmethod
     def from_file(cls, path: Path, model_sha256: str) -> "Calibration":
+        """Read and validate a calibration of the model with ``model_sha256``; :class:`ModelFileError` naming the file."""
         try:
-            d = json.loads(Path(path).read_text())
-            if d.pop("format") != CALIBRATION_FORMAT:
+            data = read_regular(path, MAX_CALIBRATION_BYTES)
+        except (OSError, ValueError) as e:
+            raise ModelFileError(f"{path}: not a usable rrim calibration ({getattr(e, 'strerror', None) or e})") from None
+        return cls.from_bytes(data, path, model_sha256)
+
+    @classmethod
+    def from_bytes(cls, data: bytes, path, model_sha256: str) -> "Calibration":
+        """:meth:`from_file` on the bytes ``data`` of file ``path``."""
+        try:
+            d = json.loads(data)
+            if not isinstance(d, dict):
+                raise ValueError("not a JSON object")
+            if d.pop("format", None) != CALIBRATION_FORMAT:
                 raise ValueError(f"format is not {CALIBRATION_FORMAT!r}")
             d["noise_bin_edges"] = tuple(d["noise_bin_edges"])
             d["temperature_bin_edges"] = tuple(d.get("temperature_bin_edges", ()))
             cal = cls(**d)
-            n_noise, n_T = len(cal.noise_bin_edges) + 1, len(cal.temperature_bin_edges) + 1
-            for key, values, shape in [*((f"band_scale[{k!r}]", v, (n_T, n_noise)) for k, v in cal.band_scale.items()),
-                                       ("ood_threshold", cal.ood_threshold, (n_noise,))]:
-                values = np.asarray(values, dtype=np.float64)
-                if values.shape != shape or not np.isfinite(values).all():
-                    raise ValueError(f"{key} needs {shape} finite numbers")
-        except (OSError, ValueError, KeyError, TypeError) as e:
+            cal._validate()
+        except RecursionError:
+            raise ModelFileError(f"{path}: not a usable rrim calibration (JSON nested too deeply)") from None
+        except (ValueError, KeyError, TypeError) as e:
             raise ModelFileError(f"{path}: not a usable rrim calibration ({e})") from None
         if cal.model_sha256 != model_sha256:
-            raise ModelFileError(f"{path}: calibration made for model sha256 {cal.model_sha256[:12]}…, "
+            raise ModelFileError(f"{path}: calibration made for model sha256 {str(cal.model_sha256)[:12]}…, "
                                  f"not this model ({model_sha256[:12]}…); run `rrim calibrate` for it")
         return cal
+
+    def _validate(self) -> None:
+        """ValueError naming the first field that no calibration could hold."""
+        def number(v, what, low=-math.inf):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < low:
+                raise ValueError(f"{what} must be a finite number ≥ {low:g}, got {v!r}")
+
+        def increasing(edges, what):
+            for e in edges:
+                number(e, what)
+            if any(b <= a for a, b in zip(edges[:-1], edges[1:])):
+                raise ValueError(f"{what} must increase strictly, got {list(edges)}")
+
+        if not isinstance(self.model_sha256, str):
+            raise ValueError(f"model_sha256 must be a string, got {self.model_sha256!r}")
+        if isinstance(self.resamples, bool) or not isinstance(self.resamples, int) or \
+                not 2 <= self.resamples <= MAX_RESAMPLES:
+            raise ValueError(f"resamples must be an integer from 2 to {MAX_RESAMPLES}, got {self.resamples!r}")
+        number(self.alpha, "alpha", 0.0)
+        number(self.beta, "beta", 0.0)
+        increasing(self.noise_bin_edges, "noise_bin_edges")
+        increasing(self.temperature_bin_edges, "temperature_bin_edges")
+        if not isinstance(self.band_scale, dict) or not self.band_scale:
+            raise ValueError("band_scale must map coverages to scales")
+        if not isinstance(self.provenance, dict) or not isinstance(self.report, dict):
+            raise ValueError("provenance and report must be JSON objects")
+        n_noise, n_T = len(self.noise_bin_edges) + 1, len(self.temperature_bin_edges) + 1
+        for k in self.band_scale:
+            if not 0 < float(k) < 1:
+                raise ValueError(f"band_scale: coverage {k!r} must lie between 0 and 1")
+        for key, values, shape in [*((f"band_scale[{k!r}]", v, (n_T, n_noise)) for k, v in self.band_scale.items()),
+                                   ("ood_threshold", self.ood_threshold, (n_noise,))]:
+            values = np.asarray(values, dtype=np.float64)
+            if values.shape != shape or not np.isfinite(values).all() or not (values > 0).all():
+                raise ValueError(f"{key} needs {shape} finite numbers > 0")
 
 
 def _coverage_key(coverage: float, table: dict) -> str:
@@ -161,26 +210,46 @@ def calibration_path(model_path) -> Path:
     return p.with_name(p.stem + ".calibration.json")
 
 
-@lru_cache(maxsize=16)
-def _cached(path: str, mtime_ns: int, sha256: str) -> Calibration:
-    return Calibration.from_file(Path(path), sha256)
+_CACHE: dict[tuple, Calibration] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def _read(model) -> tuple[bytes, str] | None:
+    """(bytes, sha256) of the model's calibration file, None when it has none."""
+    from .sessions import sha256_bytes
+
+    path = calibration_path(model.path)
+    try:
+        data = read_regular(path, MAX_CALIBRATION_BYTES)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise ModelFileError(f"{path}: not a usable rrim calibration ({getattr(e, 'strerror', None) or e})") from None
+    return data, sha256_bytes(data)
 
 
 def calibration_digest(model) -> str:
     """sha256 of the model's calibration file, or "none" (recorded in outputs: a new calibration redoes them)."""
-    from .sessions import sha256_bytes
-
     try:
-        return sha256_bytes(calibration_path(model.path).read_bytes())
-    except OSError:
-        return "none"
+        found = _read(model)
+    except ModelFileError:
+        return "unreadable"
+    return "none" if found is None else found[1]
 
 
 def load_calibration(model) -> Calibration | None:
-    """The calibration of a :class:`~rrim.models.LoadedModel`, or None when it has none."""
-    path = calibration_path(model.path)
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
+    """The calibration of a :class:`~rrim.models.LoadedModel`, or None when it has none; parsed from the
+    same bytes that are hashed (cached by their sha256)."""
+    found = _read(model)
+    if found is None:
         return None
-    return _cached(str(path), mtime, model.sha256)
+    data, digest = found
+    key = (str(calibration_path(model.path)), digest, model.sha256)
+    cal = _CACHE.get(key)
+    if cal is None:
+        cal = Calibration.from_bytes(data, key[0], model.sha256)
+        with _CACHE_LOCK:
+            if len(_CACHE) >= 16:
+                _CACHE.clear()
+            _CACHE[key] = cal
+    return cal

@@ -264,6 +264,43 @@ def _duplicate_dims(p, b):
         f.temperature = 100.0
 
 
+def _odd_coordinate(kind: str):
+    """A leading coordinate the output cannot store as is: boolean (xarray's dtype='bool' encoding,
+    named in VAR's 'coordinates') or complex (netCDF4's compound encoding, as the dimension's coordinate)."""
+    def build(p, b):
+        def extra(f):
+            if kind == "bool":
+                c = f.createVariable("good", "i1", ("sample",))
+                c[:] = np.arange(len(b.y)) % 2
+                c.setncattr("dtype", "bool")
+                f[VAR].setncattr("coordinates", "good")
+            else:
+                f.createVariable("sample", np.complex128, ("sample",))[:] = np.arange(len(b.y)) * (1 + 1j)
+        write_nc(p, b, extra=extra)
+    return build
+
+
+def _declared_spectra(n: int):
+    """A chunked variable declaring ``n`` spectra with none written: a tiny file, a huge shape."""
+    def build(p, b):
+        with netCDF4.Dataset(p, "w") as f:
+            f.createDimension("sample", n)
+            f.createDimension(DIM, len(b.omega))
+            w = f.createVariable(DIM, "f8", (DIM,))
+            w[:] = b.omega
+            w.units = "meV"
+            f.createVariable(VAR, "f4", ("sample", DIM), chunksizes=(1, len(b.omega))).units = "meV"
+            f.temperature = 100.0
+    return build
+
+
+def _omega_float32_cm1(p, b):
+    """ω stored in float32 cm⁻¹, spanning exactly the model's range (rounding at the 1e-7 level)."""
+    from rrim.units import CM1_PER_MEV
+
+    write_nc(p, b, omega=(b.omega * CM1_PER_MEV).astype(np.float32), omega_attrs={"units": "cm-1"})
+
+
 def _R(name, what, build, *fragments, any_of=()):
     return Case(name, what, build, True, fragments, any_of)
 
@@ -338,6 +375,13 @@ CATALOGUE: list[Case] = [
        "'temperature'", "['run']"),
     _R("temperature_one_nan_per_spectrum", "temperature",
        _kw(temperature=np.array([100.0, np.nan, 100.0]), temperature_dims=("sample",)), "'temperature'", "finite"),
+    # found by the red-team review (issue 15): each must name the file and the variable
+    _R("complex_leading_coordinate", "dtypes", _odd_coordinate("complex"), "coordinate 'sample'", VAR,
+       "the output cannot hold"),
+    _R("temperature_1e308", "temperature", _kw(temperature=1e308), "'temperature'", "above the"),
+    _R("declares_1e10_spectra", "sizes", _declared_spectra(10**10), VAR, "declares 10000000000 spectra", "split it"),
+    _A("boolean_leading_coordinate", "dtypes", _odd_coordinate("bool")),
+    _A("omega_float32_cm-1_exact_range", "units", _omega_float32_cm1),
     # accepted, per-spectrum flags where the values are bad
     _A("omega_descending", "values", lambda p, b: write_nc(p, b, y=b.y[:, ::-1].copy(), omega=b.omega[::-1].copy())),
     _A("rate_int32", "dtypes", _y(lambda y: np.round(y * 100), dtype="i4", y_attrs={"units": "meV", "comment": "x100"})),

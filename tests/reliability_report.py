@@ -88,6 +88,7 @@ def table(rows: list[dict]) -> str:
         f"| untrusted paths | links out of the archive folder, '..'/absolute patterns, planted output link "
         f"| {sum(r.get('links_refused', 0) + r.get('patterns_refused', 0) + r.get('planted_output_links', 0) for r in paths)} "
         f"refused or neutralised | 0 |",
+        *hole_rows(by.get("untrusted files", [])),
         f"| **all** | | | **{lost}** |",
     ]
     missed = stages.pop("finished before the kill", 0)
@@ -95,6 +96,34 @@ def table(rows: list[dict]) -> str:
     stage_text += f" (and {missed} run(s) that ended before their kill, not counted)" if missed else ""
     tracebacks = sum(r.get("tracebacks", 0) for r in bad + rand)
     return "\n".join(lines) + f"\n\nWhere the kills landed: {stage_text}.\nTracebacks seen: {tracebacks}.\n"
+
+
+#: The classes of holes of issue 15 (red-team review), in the order the report lists them.
+HOLES = {
+    "outside reads": "data read from outside the given file: ONNX external data, HDF5 external storage, "
+                     "virtual datasets, external links",
+    "one name, two writers": "two inputs or paths that would write one file: colliding outputs, --report/--plot, "
+                             "OUT_DIR around ARCHIVE_DIR, cleanup by glob",
+    "unvalidated files": "files read without validation: calibrations, model metadata sizes, the tuning cache",
+    "errors naming no file": "errors without the file's name: names not UTF-8, deep JSON (odd coordinate dtypes, "
+                             "1e308 K and 1e10 declared spectra are in the catalogue row above)",
+    "hash and read": "a digest of other bytes than those read: input replaced after hashing or while read, "
+                     "calibration changed mid-run",
+    "not regular files": "FIFOs, folders, dangling links, killed writers' temporaries",
+    "durability and identity": "fsync around renames; --provider and --tf32 in an output's identity",
+}
+
+
+def hole_rows(rows: list[dict]) -> list[str]:
+    """One table row per class of hole: its cases, how many were refused (or tolerated, for caches)."""
+    lines = []
+    for hole, what in HOLES.items():
+        mine = [r for r in rows if r.get("hole") == hole]
+        refused, tolerated = sum(r.get("refused", 0) for r in mine), sum(r.get("tolerated", 0) for r in mine)
+        counts = ", ".join([f"{refused} refused"] * bool(refused) + [f"{tolerated} tolerated"] * bool(tolerated)
+                           ) or f"{len(mine)} checks held"
+        lines.append(f"| issue 15, {hole}: {what} | tests/test_reliability_redteam.py, {len(mine)} test(s) | {counts} | 0 |")
+    return lines
 
 
 BODY = """# Reliability: faults, bad input and untrusted files
@@ -137,6 +166,30 @@ failing pytest line above is not a clean bill.
   as failed, exit code 2 for that file) and refuses `--pattern` with `..` or an absolute path; a
   link planted where an output goes is replaced, its target untouched.
   (`test_reliability_untrusted.py`)
+- **Self-contained files** (issue 15). A model whose tensors keep their data in external files
+  (initializers, constants, sparse tensors, in subgraphs and functions too) is refused: the sha256
+  pin covers every byte that runs. An HDF5-based archive with a variable in external raw storage,
+  a virtual dataset or an external link is refused before the NetCDF library opens it.
+- **One name, one writer.** Inputs that would write one output (`x`, `x.nc`, `x.nc4`) are all
+  refused, and an output made from another input is not replaced without `--force`; `--report`
+  and `--plot` are checked like `-o` before any work (never an input, the output, a missing
+  folder, ARCHIVE_DIR or an output name); `reprocess A -o A` and an OUT_DIR holding ARCHIVE_DIR
+  are errors; stale temporaries are matched by exact name (glob characters are literal), and
+  without the lock only those of dead writers (or older than 6 h) are removed.
+- **Validated files.** Calibrations (positive finite band scales and thresholds, finite α and β,
+  integer resamples 2…1024, increasing edges), model grid sizes (bounded, checked against the
+  graph's shapes before anything is built), archives' declared sizes (at most 10⁸ spectra of 2²⁴
+  points), temperatures (at most 10⁶ K), coordinates' dtypes; a pathological tuning cache is
+  ignored, never fatal. Reads of models, calibrations, indexes and caches are bounded.
+- **What is hashed is what is read.** An input's digest is reused only while the file keeps the
+  identity it had when hashed; a file that changes while it is read, or a calibration that
+  changes during a run, fails that file with nothing written.
+- **Regular files only.** FIFOs, folders and dangling links that match `--pattern` are reported;
+  `rrim inspect` and every file read open without blocking and refuse anything but a regular file.
+- **Durable and fully identified outputs.** Output, report, calibration and cache files are
+  fsynced before the rename and their folder after it; the execution provider that runs and
+  `--tf32` are part of what makes an output current, and `--tf32` reaches the inverting session.
+  (`test_reliability_redteam.py`; who may write what: [THREAT_MODEL.md](THREAT_MODEL.md))
 
 Not covered here: the 10⁶-spectra soak (throughput over time, peak memory) of issue 9 item 6.
 """

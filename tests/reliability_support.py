@@ -47,10 +47,12 @@ def rrim_command(*args) -> list[str]:
     return [*RRIM, *map(str, args)]
 
 
-def run_rrim(*args, cwd, timeout: float = 300, preexec_fn=None) -> tuple[subprocess.CompletedProcess, dict | None]:
-    """Run ``rrim ARGS`` to completion in ``cwd``; returns the process and its JSON summary (None if none)."""
-    p = subprocess.run(rrim_command(*args), cwd=cwd, env=child_env(), capture_output=True, text=True,
-                       timeout=timeout, preexec_fn=preexec_fn)
+def run_rrim(*args, cwd, timeout: float = 300, preexec_fn=None, env: dict | None = None
+             ) -> tuple[subprocess.CompletedProcess, dict | None]:
+    """Run ``rrim ARGS`` to completion in ``cwd`` (``env``: variables to set); returns the process and its
+    JSON summary (None if none)."""
+    p = subprocess.run(rrim_command(*args), cwd=cwd, env={**child_env(), **(env or {})}, capture_output=True,
+                       text=True, timeout=timeout, preexec_fn=preexec_fn)
     return p, parse_summary(p.stdout)
 
 

@@ -181,7 +181,7 @@ BAD_MODELS = {  # name → (bytes from the operator, fragment of the refusal)
     "float64_input": (lambda op: _mutated(op, _double_input), "'y' has type tensor(double)"),
     "fixed_batch": (lambda op: _mutated(op, _fixed_batch), "dynamic batch axis"),
     "foreign_operator": (lambda op: _mutated(op, _foreign_operator), "onnxruntime cannot load"),
-    "external_data_outside": (lambda op: _mutated(op, _external_data_outside), "onnxruntime cannot load"),
+    "external_data_outside": (lambda op: _mutated(op, _external_data_outside), "keep their data in external files"),
     "opset_17": (lambda op: tikhonov_model_bytes(op, "baked", n_steps=2, opset=17), "opset 17 is older"),
     "metadata_missing_key": (_metadata(provenance=None), "missing ['provenance']"),
     "metadata_future_format": (_metadata(rrim_format="2"), "'rrim_format' is '2'"),
