@@ -263,8 +263,9 @@ def test_bad_spectra_are_refused(small_operator, factory, bad, match):
     (lambda op: TruncatedSVD(op, rank=0, rule="fixed"), "rank: expected an integer"),
     (lambda op: TruncatedSVD(op, rank=5), "rank: only used with rule='fixed'"),
     (lambda op: TruncatedSVD(op, rule="lcurve"), "rule: expected one of"),
-    (lambda op: MaxEnt(op, rule="bryan"), "rule: expected one of"),
-    (lambda op: MaxEnt(op, default_model=-1.0), "default_model: must be finite and > 0"),
+    (lambda op: MaxEnt(op, rule="bayes"), "rule: expected one of"),
+    (lambda op: MaxEnt(op, default_model=-1.0), "default_model: must be finite and ≥ 0"),
+    (lambda op: MaxEnt(op, default_model=0.0), "default_model: must be > 0 somewhere"),
     (lambda op: MaxEnt(op, default_model=np.ones(3)), "default_model: expected a scalar"),
 ])
 def test_bad_settings_are_refused(small_operator, glue, est, match):
