@@ -35,6 +35,9 @@ RESIDUAL_FLOOR = 0.25
 #: these rules are tried in order, the first unflagged choice replacing it: the discrepancy
 #: principle (needs a noise level: given, from ``errors``, or estimated) and safeguarded GCV.
 FALLBACK_RULES = ("discrepancy", "gcv")
+#: A Tikhonov weight this many times below the discrepancy principle's (or a TSVD rank this many
+#: times above its rank), with a residual below the noise energy, is flagged as fitting the noise.
+WEAKER_FACTOR = 1e3
 
 
 def chi2_spread(m: int) -> float:
@@ -90,7 +93,9 @@ def tikhonov_filters(s: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def gcv(projection: Projection, filters: np.ndarray) -> np.ndarray:
     """GCV(φ) = ‖A x_φ − y‖² / (m − Σφ)², shape (n, K), for filters (K, r) and m data points."""
     dof = projection.n_data - filters.sum(axis=1)
-    return projection.residual2(filters) / dof[None, :] ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = projection.residual2(filters) / dof[None, :] ** 2
+    return np.where(dof[None, :] > 0.5, g, np.inf)  # no residual degrees of freedom left: never chosen
 
 
 def gcv_choice(projection: Projection, filters: np.ndarray) -> np.ndarray:
@@ -191,34 +196,56 @@ def lcurve_corner(projection: Projection, weights: np.ndarray):
     return np.where(has, best_peak, np.argmax(kin, axis=1)), ~has
 
 
-def choose_honestly(rule: str, choosers: dict, residual2, noise, n_data: int, report: Report) -> np.ndarray:
+def choose_honestly(rule: str, choosers: dict, residual2, noise, n_data: int, report: Report,
+                    weaker=None) -> np.ndarray:
     """A rule's choice per spectrum, flagged and replaced where it cannot be trusted.
 
     ``choosers[name]()`` → (values (n,), at_edge (n,)) for each available rule; ``residual2(values)``
-    → ‖A x − y‖² (n,) in the units of ``noise`` (n,) (None: not known, not estimable). A choice is
-    flagged when at the edge of its range or when its residual is below :data:`RESIDUAL_FLOOR`·mσ²;
-    flagged choices are replaced by the first unflagged choice of :data:`FALLBACK_RULES`, or kept
-    (still flagged) when none is. Flags and fallbacks go to ``report``.
-    """
-    def flags(name):
-        values, edge = choosers[name]()
-        if noise is None:
-            return values, edge, np.zeros_like(edge)
-        return values, edge, residual2(values) < RESIDUAL_FLOOR * n_data * noise ** 2
+    → ‖A x − y‖² (n,) in the units of ``noise`` (n,) (None or NaN: not known, not estimable). A
+    choice is flagged when
 
-    values, edge, low = flags(rule)
+    - it sits at an edge of its range;
+    - its residual is below :data:`RESIDUAL_FLOOR`·mσ² (it follows the noise);
+    - ``weaker(values, reference)`` says it regularizes far less than the discrepancy principle's
+      choice ``reference`` while its residual is below the noise energy mσ² (GCV's flat minimum).
+
+    Flagged choices are replaced by the first unflagged choice of :data:`FALLBACK_RULES`, or
+    kept (still flagged) when none is. Flags and fallbacks go to ``report``.
+    """
+    cache = {}
+
+    def run(name):
+        if name not in cache:
+            cache[name] = choosers[name]()
+        return cache[name]
+
+    def flags(name):
+        values, edge = run(name)
+        if noise is None:
+            return values, edge, np.zeros_like(edge), np.zeros_like(edge)
+        r2 = residual2(values)
+        low = r2 < RESIDUAL_FLOOR * n_data * noise ** 2
+        weak = np.zeros_like(edge)
+        if weaker is not None and name != "discrepancy" and "discrepancy" in choosers:
+            ref, ref_edge = run("discrepancy")
+            weak = ~ref_edge & weaker(values, ref) & (r2 < n_data * noise ** 2)
+        return values, edge, low, weak
+
+    values, edge, low, weak = flags(rule)
     values = np.array(values)
     report.at_edge |= edge
     report.add(edge, f"rule {rule!r}: the choice sits at an edge of its search range")
     report.add(low, f"rule {rule!r}: residual below {RESIDUAL_FLOOR:g}× the noise energy (the fit follows the noise)")
-    bad = edge | low
+    report.add(weak & ~low, f"rule {rule!r}: far less regularization than the discrepancy principle with a "
+                            f"residual below the noise (the fit follows the noise)")
+    bad = edge | low | weak
     for name in FALLBACK_RULES:
         if not bad.any():
             break
         if name == rule or name not in choosers:
             continue
-        alt, alt_edge, alt_low = flags(name)
-        ok = bad & ~alt_edge & ~alt_low
+        alt, alt_edge, alt_low, alt_weak = flags(name)
+        ok = bad & ~alt_edge & ~alt_low & ~alt_weak
         values[ok] = alt[ok]
         report.add(ok, f"fell back to rule {name!r}")
         bad &= ~ok

@@ -78,7 +78,7 @@ class TruncatedSVD:
             if noise is not None:
                 choosers["discrepancy"] = by_discrepancy
             ranks = pc.choose_honestly(rule, choosers, lambda k: proj.residual2_rows(_filters(k, s.size)),
-                                       noise, proj.n_data, report)
+                                       noise, proj.n_data, report, weaker=lambda k, ref: k > 2 * ref + 2)
         x = proj.solution(_filters(ranks, s.size))
         shape = np.shape(y)
         self.rank_ = unflatten(ranks, shape)
