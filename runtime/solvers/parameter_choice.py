@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Projection, Report
+from .base import Projection, Report, System, check_spectra, unflatten
 
 #: Singular values below this fraction of the largest carry no measurable signal: the data's
 #: coefficients there (and outside the range of A) are noise, which :func:`estimate_noise` uses.
@@ -68,6 +68,20 @@ def estimate_noise(projection: Projection) -> np.ndarray:
                          f"conditioned on this grid for the data to reveal their noise); pass noise= (one std "
                          f"in meV per spectrum) or errors= (per-point stds or a covariance)")
     return np.sqrt(np.mean(tail ** 2, axis=1))
+
+
+def noise_level(operator, y, errors=None, offset: bool = False) -> np.ndarray:
+    """Noise std of spectra y (n, n_ω) or (n_ω,) in meV, estimated as :func:`estimate_noise` does.
+
+    With ``errors`` (per-point stds in meV or a covariance in meV²) the data are whitened first and
+    the result is the factor by which the stated errors must be multiplied to match the data's
+    noise (≈ 1 when they are right). Shape (n,) or (). ``ValueError`` naming ``noise`` where the
+    data cannot reveal their noise (too few coefficients without signal).
+    """
+    system = System.of(operator, errors, offset)
+    rows = check_spectra(y, system.operator)
+    noise = estimate_noise(Projection.of(system, system.z(rows)))
+    return unflatten(noise if system.whitened else noise * system.operator.scale, np.shape(y))
 
 
 def try_estimate_noise(projection: Projection) -> np.ndarray | None:
