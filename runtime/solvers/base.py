@@ -238,9 +238,11 @@ class Report:
         for i in np.flatnonzero(rows):
             self.messages[i].append(text)
 
-    def publish(self, estimator, y_shape: tuple, what: str) -> None:
-        """Set ``at_edge_`` and ``warnings_`` on ``estimator``; log one warning summarizing the flagged spectra."""
-        estimator.at_edge_ = unflatten(self.at_edge, y_shape)
+    def publish(self, estimator, y_shape: tuple, what: str, edges: bool = True) -> None:
+        """Set ``warnings_`` (and, with ``edges``, ``at_edge_``) on ``estimator``; log one warning
+        summarizing the flagged spectra."""
+        if edges:
+            estimator.at_edge_ = unflatten(self.at_edge, y_shape)
         msgs = [tuple(m) for m in self.messages]
         estimator.warnings_ = msgs[0] if len(y_shape) == 1 else msgs
         flagged = [i for i, m in enumerate(msgs) if m]

@@ -194,6 +194,10 @@ class MaxEnt:
         n = rows.shape[0]
         system, proj, noise = prepare(self, op, rows, need_noise=True)
         report = Report(n)
+        zero = ~(noise > 0)
+        if zero.any():  # exactly noiseless data (e.g. y = 0): χ² needs a scale
+            noise = np.where(zero, np.finfo(np.float64).eps * np.maximum(np.abs(proj.y).max(axis=1), 1.0), noise)
+            report.add(zero, "the noise estimate is zero: floored at float64 rounding; state noise=")
         models = self._default_models(system, proj.y, report)
         dOmega = op.Omega.weights
         k = system.matrix / dOmega
@@ -214,8 +218,7 @@ class MaxEnt:
         self.chi2_ = unflatten(chi2, shape)
         self.posterior_ = posterior[0] if len(shape) == 1 else posterior
         finish(self, system, rows, x, noise, shape)
-        report.publish(self, shape, f"MaxEnt(rule={rule!r})")
-        del self.at_edge_  # no search range edge to report for MaxEnt
+        report.publish(self, shape, f"MaxEnt(rule={rule!r})", edges=False)
         return self
 
     def _default_models(self, system, z: np.ndarray, report) -> np.ndarray:

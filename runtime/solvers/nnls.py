@@ -73,5 +73,5 @@ class NNLS:
             self.offset_ = unflatten(c, shape)
         fit = op.forward(x) + (0.0 if c is None else c[:, None])
         self.residual_ = unflatten(np.linalg.norm(fit - rows, axis=1), shape)
-        report.publish(self, shape, "NNLS")
+        report.publish(self, shape, "NNLS", edges=False)
         return self

@@ -84,8 +84,11 @@ class Tikhonov:
             def edge_of(idx):
                 return grid[idx], (idx == 0) | (idx == grid.size - 1)
 
-            choosers = {"gcv": lambda: edge_of(pc.gcv_choice(proj, filters)),
-                        "lcurve": lambda: (grid[pc.lcurve_corner(proj, grid)[0]], pc.lcurve_corner(proj, grid)[1])}
+            def corner():
+                idx, edge = pc.lcurve_corner(proj, grid)
+                return grid[idx], edge
+
+            choosers = {"gcv": lambda: edge_of(pc.gcv_choice(proj, filters)), "lcurve": corner}
             if noise is not None:
                 choosers["discrepancy"] = lambda: pc.discrepancy_choice(proj, grid, noise)
             weights = pc.choose_honestly(rule, choosers, lambda w: proj.residual2_rows(pc.tikhonov_filters(s, w)),
