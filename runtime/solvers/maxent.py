@@ -51,6 +51,8 @@ DEFAULT_MODEL_FLOOR = 1e-6
 #: the part of the scan within it is resampled every :data:`POSTERIOR_STEP` decades of α.
 POSTERIOR_DEPTH = 12.0
 POSTERIOR_STEP = 0.05
+#: At most this many resampled α (the step widens beyond POSTERIOR_STEP for a wide posterior).
+POSTERIOR_POINTS = 100
 #: χ² = N is bisected in log10 α to this tolerance (no root finder that can refuse a bracket).
 CHI2_BISECTIONS = 40
 
@@ -335,7 +337,7 @@ def _choose_alpha(problem: _Problem, rule: str):
     prob = prob / max(weights.sum(), np.finfo(np.float64).tiny) / np.log(10)  # per unit ln α
     posterior = (10 ** las, prob)
     if rule == "classic":
-        chosen = _classic_point(problem, path)
+        chosen = _classic_point(path)
     if rule != "bryan":
         return chosen.f, _variance(problem, chosen), 10 ** chosen.la, chosen.chi2, posterior
     w = weights / weights.sum()
@@ -358,13 +360,15 @@ def _trapezoid(x: np.ndarray) -> np.ndarray:
 
 
 def _resample(problem: _Problem, path: list) -> list:
-    """The scan, resampled every :data:`POSTERIOR_STEP` decades where ln P ≥ max − :data:`POSTERIOR_DEPTH`."""
+    """The scan, resampled every :data:`POSTERIOR_STEP` decades (at most :data:`POSTERIOR_POINTS` points)
+    where ln P ≥ max − :data:`POSTERIOR_DEPTH`."""
     las = np.array([q.la for q in path])
     logp = np.array([q.logp for q in path])
     live = np.flatnonzero(logp >= logp.max() - POSTERIOR_DEPTH)
     lo = las[min(live.max() + 1, len(path) - 1)]  # one scan point beyond on each side (las decreases)
     hi = las[max(live.min() - 1, 0)]
-    grid = np.arange(hi, lo - 1e-12, -POSTERIOR_STEP)
+    step = max(POSTERIOR_STEP, (hi - lo) / (POSTERIOR_POINTS - 1))
+    grid = np.arange(hi, lo - 1e-12, -step)
     if grid.size < 2:
         return path
     out = []
@@ -376,21 +380,9 @@ def _resample(problem: _Problem, path: list) -> list:
     return out
 
 
-def _classic_point(problem: _Problem, path: list) -> _Point:
-    """The solution at the maximum of ln P(α|y), refined by a parabola in log10 α through its neighbours."""
-    las = np.array([q.la for q in path])
-    logp = np.array([q.logp for q in path])
-    j = int(np.argmax(logp))
-    if 0 < j < len(path) - 1:
-        x0, x1, x2 = las[j - 1], las[j], las[j + 1]
-        y0, y1, y2 = logp[j - 1], logp[j], logp[j + 1]
-        den = (x0 - x1) * (x0 - x2) * (x1 - x2)
-        a = (x2 * (y1 - y0) + x1 * (y0 - y2) + x0 * (y2 - y1)) / den
-        b = (x2 ** 2 * (y0 - y1) + x1 ** 2 * (y2 - y0) + x0 ** 2 * (y1 - y2)) / den
-        if a < 0:
-            la = float(np.clip(-b / (2 * a), min(x0, x2), max(x0, x2)))
-            return _point(problem, la, path[j].u)
-    return path[j]
+def _classic_point(path: list) -> _Point:
+    """The solution at the maximum of ln P(α|y) on the resampled grid (within POSTERIOR_STEP/2 decades)."""
+    return path[int(np.argmax([q.logp for q in path]))]
 
 
 def _chi2_point(problem: _Problem, path: list, n_data: int) -> _Point:
