@@ -152,6 +152,8 @@ def test_maxent_default_fitting_better_than_2n_still_reaches_chi2_n(small_operat
     assert 1 < np.sum((op.forward(d) - y) ** 2) / sigma ** 2 / n < 2
     est = MaxEnt(op, "chi2", noise=sigma, default_model=d).fit(y)
     np.testing.assert_allclose(est.chi2_, n, rtol=1e-3)
+    for rule in ("kink", "bryan", "classic"):  # the noise-fitting plateau lies below N: they go past it
+        assert MaxEnt(op, rule, noise=sigma, default_model=d).fit(y).chi2_ < n, rule
 
 
 def _reference_bryan(op, y, sigma, d, log_alphas):

@@ -133,10 +133,14 @@ def _kink_alpha(log_alpha: np.ndarray, log_chi2: np.ndarray) -> float:
     def logistic(x, a, b, c, d):
         return a + b / (1 + np.exp(np.clip(-d * (x - c), -700, 700)))
 
+    if log_alpha.size < 2:
+        return float(log_alpha[0])
     try:
+        if log_alpha.size < 5:
+            raise RuntimeError("too few points for a four-parameter fit")
         (a, b, c, d), _ = scipy.optimize.curve_fit(logistic, log_alpha, log_chi2, p0=(lo, hi - lo, mid, 1.0),
                                                    maxfev=10000)
-    except RuntimeError:  # no logistic shape: fall back to the point of steepest change
+    except (RuntimeError, ValueError):  # no logistic shape: fall back to the point of steepest change
         return float(log_alpha[np.argmax(np.abs(np.gradient(log_chi2, log_alpha)))])
     if not (d > 0 and b > 0):
         return float(log_alpha[np.argmax(np.abs(np.gradient(log_chi2, log_alpha)))])
