@@ -14,7 +14,7 @@ from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import Projection, System
 from rrim.synthetic import DatasetSettings, make_dataset
 
-from solver_problems import PROBLEMS, SELF_ENERGY, correlated_noise, self_energy, shaw
+from test_solvers_problems import PROBLEMS, SELF_ENERGY, correlated_noise, self_energy, shaw
 
 RULES = [lambda op, e: Tikhonov(op, "gcv", errors=e), lambda op, e: Tikhonov(op, "lcurve", errors=e),
          lambda op, e: Tikhonov(op, "discrepancy", errors=e), lambda op, e: TruncatedSVD(op, errors=e),

@@ -3,6 +3,13 @@
 All functions work in scaled units (y/s, A/s) on a :class:`~rrim.solvers.base.Projection` and are
 vectorized over spectra and candidate weights: arrays are (n, K) for n spectra and K candidates.
 A Tikhonov weight μ (like h) minimizes ‖A x − y‖² + μ‖x‖²; its filter factors are s²/(s² + μ).
+(With per-point errors or an offset, "scaled units" are those of the whitened system
+:class:`~rrim.solvers.base.System`, where the noise std is 1.)
+
+No rule is trusted blindly (:func:`choose_honestly`): a choice at an edge of its range, one whose
+residual lies far below the noise, or one regularizing far less than the discrepancy principle
+while fitting below the noise is flagged (``at_edge_``, ``warnings_``, a logged warning) and
+replaced by the discrepancy principle or GCV where those give an unflagged choice.
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Test problems with known answers for the classical solvers (numpy only).
+"""Test problems with known answers for the classical solvers (numpy only; no tests here).
 
 Regularization-Tools-style problems (Hansen, Numer. Algorithms 6, 1 (1994); midpoint rule on n
 points): ``shaw`` (1-D image restoration), ``phillips`` (a convolution), ``gravity`` (gravity
