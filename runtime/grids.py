@@ -1,7 +1,10 @@
 """Energy grids (meV) with trapezoidal quadrature weights.
 
-A :class:`Grid` is an immutable, strictly increasing, finite float64 array of energies in meV.
-Boson-energy (Ω) grids must be strictly positive: the Shulga kernel diverges as 4πT/Ω at Ω → 0.
+A :class:`Grid` is an immutable, strictly monotonic (increasing or decreasing), finite float64
+array of energies in meV; its trapezoid weights are positive either way. The optical factories
+:func:`omega_grid` and :func:`boson_grid` further demand increasing, strictly positive energies
+(the Shulga kernel diverges as 4πT/Ω at Ω → 0); a user kernel may allow any sign
+(:class:`rrim.ForwardOperator` checks each grid against its kernel).
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from .units import to_mev
 
 @dataclass(frozen=True, eq=False)
 class Grid:
-    """Energies in meV, shape (n,), strictly increasing; ``weights`` are trapezoid ΔΩ (meV)."""
+    """Energies in meV, shape (n,), strictly monotonic; ``weights`` are trapezoid |ΔΩ| (meV)."""
 
     values: np.ndarray
     name: str = "grid"
@@ -28,13 +31,18 @@ class Grid:
             raise ValueError(f"{self.name}: grid needs at least 2 points, got {v.size}")
         if not np.all(np.isfinite(v)):
             raise ValueError(f"{self.name}: grid contains NaN or inf")
-        if np.any(np.diff(v) <= 0):
-            raise ValueError(f"{self.name}: grid must be strictly increasing")
+        d = np.diff(v)
+        if not (np.all(d > 0) or np.all(d < 0)):
+            raise ValueError(f"{self.name}: grid must be strictly monotonic (strictly increasing or strictly decreasing)")
         v.setflags(write=False)
         w = trapezoid_weights(v)
         w.setflags(write=False)
         object.__setattr__(self, "values", v)
         object.__setattr__(self, "_weights", w)
+
+    @property
+    def increasing(self) -> bool:
+        return bool(self.values[1] > self.values[0])
 
     @property
     def weights(self) -> np.ndarray:
@@ -73,8 +81,8 @@ class Grid:
 
 
 def trapezoid_weights(values: np.ndarray) -> np.ndarray:
-    """Trapezoid weights: ∫ f ≈ Σ w_j f(x_j) on the given nodes (shape (n,), same unit as values)."""
-    d = np.diff(values)
+    """Trapezoid weights ≥ 0: ∫ f ≈ Σ w_j f(x_j) over the nodes' range, in either order (shape (n,), unit of values)."""
+    d = np.abs(np.diff(values))
     w = np.zeros_like(values)
     w[:-1] += d / 2
     w[1:] += d / 2
@@ -88,18 +96,24 @@ def uniform_grid(start: float, stop: float, n: int, *, unit: str = "meV", name: 
     return Grid(to_mev(np.linspace(start, stop, int(n)), unit, name=name), name=name)
 
 
+def _increasing(g: Grid) -> Grid:
+    if not g.increasing:
+        raise ValueError(f"{g.name}: grid must be strictly increasing")
+    return g
+
+
 def omega_grid(values, *, unit: str = "meV") -> Grid:
     """Optical-energy (ω) grid in meV; must be strictly positive and increasing."""
-    g = Grid(to_mev(values, unit, name="omega"), name="omega")
-    if g.values[0] <= 0:
+    g = _increasing(Grid(to_mev(values, unit, name="omega"), name="omega"))
+    if g.values.min() <= 0:
         raise ValueError("omega: grid must be strictly positive (ω > 0 meV)")
     return g
 
 
 def boson_grid(values, *, unit: str = "meV") -> Grid:
     """Boson-energy (Ω) grid in meV; must not contain 0 or negative values (K ~ 4πT/Ω)."""
-    g = Grid(to_mev(values, unit, name="Omega"), name="Omega")
-    if g.values[0] <= 0:
+    g = _increasing(Grid(to_mev(values, unit, name="Omega"), name="Omega"))
+    if g.values.min() <= 0:
         raise ValueError("Omega: grid must be strictly positive; Ω = 0 is a kernel singularity (K ~ 4πT/Ω)")
     return g
 

@@ -7,6 +7,10 @@ unpenalized. Eliminating x gives c = s·wᵀ(y/s): one dot product per spectrum,
 per temperature from the shared operator. Clipped at 0. How well c is identified depends on the
 temperature and the glue: well at 10–30 K, poorly from ~100 K up (measured by
 ``benchmarks/impurity_identifiability.py`` in docs/experiments/IMPURITY.md).
+
+The constant term itself, c·:func:`offset_vector` (c in meV, the same at every ω), is shared with
+the classical solvers' ``offset=True`` (:mod:`rrim.solvers`), which fit c jointly with x for any
+kernel, unpenalized and of either sign (a background), instead of estimating it first.
 """
 from __future__ import annotations
 
@@ -22,6 +26,11 @@ IMPURITY_CUTOFF_MEV = 10.0
 IMPURITY_H = 1e-3
 
 
+def offset_vector(n_omega: int) -> np.ndarray:
+    """The ω-independent rate of 1 meV on n_ω points, (n_ω,): y = A x + c·offset_vector(n_ω)."""
+    return np.ones(int(n_omega))
+
+
 _WEIGHTS: "weakref.WeakKeyDictionary[ForwardOperator, np.ndarray]" = weakref.WeakKeyDictionary()
 
 
@@ -32,7 +41,8 @@ def impurity_weights(op: ForwardOperator) -> np.ndarray:
         a = op.scaled_matrix
         d = 1.0 / (low_energy_factor(op.Omega, IMPURITY_CUTOFF_MEV) + 1e-3)
         p = np.linalg.solve(a.T @ a + IMPURITY_H * np.diag(d ** 2), a.T)
-        m1 = np.ones(a.shape[0]) - a @ (p @ np.ones(a.shape[0]))  # (I − A P)·1
+        one = offset_vector(a.shape[0])
+        m1 = one - a @ (p @ one)  # (I − A P)·1
         m1_proj = m1 - p.T @ (a.T @ m1)  # (I − A P)ᵀ(I − A P)·1
         _WEIGHTS[op] = m1_proj / (m1 @ m1)
     return _WEIGHTS[op]

@@ -4,10 +4,14 @@ All energies (ω, Ω and the temperature as an energy k_B·T) are in meV; K is d
 (1/τ then carries the unit of ∫ I²χ dΩ, i.e. meV for a dimensionless I²χ).
 
 Kernels live in a registry keyed by name (``shulga``, ``allen``); a user-supplied kernel matrix
-is a :class:`MatrixKernel`. Add a kernel with :func:`register_kernel`.
+is a :class:`MatrixKernel`, a user function a :class:`FunctionKernel`. Add a kernel with
+:func:`register_kernel`. A kernel states its domain: ``positive_omega``/``positive_Omega`` (the
+grids must be > 0; the built-in kernels) and ``temperature_dependent`` (False for a matrix);
+:class:`rrim.ForwardOperator` checks every grid against them, for every kind of kernel alike.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Callable, Protocol
 
@@ -15,7 +19,11 @@ import numpy as np
 
 
 class Kernel(Protocol):
-    """A kernel: ``evaluate(omega (n,), Omega (m,), temperature_mev) -> K (n, m)``."""
+    """A kernel: ``evaluate(omega (n,), Omega (m,), temperature_mev) -> K (n, m)``.
+
+    Optional attributes (defaults when absent): ``positive_omega`` and ``positive_Omega`` (False:
+    any sign allowed), ``temperature_dependent`` (True).
+    """
 
     name: str
 
@@ -74,11 +82,25 @@ def allen_kernel(omega, Omega, temperature_mev: float = 0.0) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FunctionKernel:
-    """A named kernel defined by a function ``f(omega, Omega, temperature_mev)`` that broadcasts."""
+    """A named kernel defined by a function ``f(omega, Omega, temperature_mev)`` that broadcasts.
+
+    ``omega`` arrives as a column (n, 1), ``Omega`` as a row (1, m), both in meV, and the
+    temperature as k_B·T in meV. ``positive_omega``/``positive_Omega``: the grids must be > 0
+    (default False: any strictly monotonic grid); ``temperature_dependent``: False for a kernel
+    that ignores the temperature (its operators then have none).
+    """
 
     name: str
     function: Callable[[np.ndarray, np.ndarray, float], np.ndarray]
     description: str = ""
+    positive_omega: bool = False
+    positive_Omega: bool = False
+    temperature_dependent: bool = True
+
+    def describe(self) -> dict:
+        """JSON-friendly summary; portable (rebuilt by name) only when registered under its name."""
+        return {"kind": "function", "name": self.name, "description": self.description,
+                "registered": KERNELS.get(self.name) is self}
 
     def evaluate(self, omega, Omega, temperature_mev: float) -> np.ndarray:
         w = np.asarray(omega, dtype=np.float64)[:, None]
@@ -88,17 +110,25 @@ class FunctionKernel:
 
 @dataclass(frozen=True, eq=False)
 class MatrixKernel:
-    """A user-supplied kernel matrix K (n_ω, n_Ω) on fixed grids (meV); temperature is ignored."""
+    """A user-supplied kernel matrix K (n_ω, n_Ω) on fixed grids (meV); it has no temperature.
+
+    The grids are checked like every grid (1-D, finite, strictly monotonic, either sign).
+    """
 
     matrix: np.ndarray
     omega: np.ndarray
     Omega: np.ndarray
     name: str = "matrix"
+    positive_omega = False
+    positive_Omega = False
+    temperature_dependent = False
 
     def __post_init__(self):
+        from .grids import Grid
+
         k = np.array(self.matrix, dtype=np.float64)
-        w = np.asarray(self.omega, dtype=np.float64)
-        W = np.asarray(self.Omega, dtype=np.float64)
+        w = Grid(self.omega, name="omega").values.copy()
+        W = Grid(self.Omega, name="Omega").values.copy()
         if k.shape != (w.size, W.size):
             raise ValueError(f"matrix: kernel matrix shape {k.shape} does not match grids ({w.size}, {W.size})")
         if not np.all(np.isfinite(k)):
@@ -108,6 +138,14 @@ class MatrixKernel:
         object.__setattr__(self, "matrix", k)
         object.__setattr__(self, "omega", w)
         object.__setattr__(self, "Omega", W)
+
+    def describe(self) -> dict:
+        """Shape and SHA-256 of the matrix and grids (float64 bytes): identifies it, cannot rebuild it."""
+        digest = hashlib.sha256()
+        for a in (self.matrix, self.omega, self.Omega):
+            digest.update(np.ascontiguousarray(a).tobytes())
+        return {"kind": "matrix", "name": self.name, "shape": list(self.matrix.shape),
+                "sha256": digest.hexdigest(), "portable": False}
 
     def evaluate(self, omega, Omega, temperature_mev: float = 0.0) -> np.ndarray:
         if not (np.array_equal(np.asarray(omega), self.omega) and np.array_equal(np.asarray(Omega), self.Omega)):
@@ -138,5 +176,6 @@ def get_kernel(kernel: str | Kernel) -> Kernel:
         raise ValueError(f"kernel: unknown kernel {kernel!r}; registered: {sorted(KERNELS)}") from None
 
 
-register_kernel(FunctionKernel("shulga", shulga_kernel, "Shulga finite-temperature kernel (stable form)"))
-register_kernel(FunctionKernel("allen", allen_kernel, "Allen T = 0 kernel"))
+register_kernel(FunctionKernel("shulga", shulga_kernel, "Shulga finite-temperature kernel (stable form)",
+                               positive_omega=True, positive_Omega=True))
+register_kernel(FunctionKernel("allen", allen_kernel, "Allen T = 0 kernel", positive_omega=True, positive_Omega=True))

@@ -13,7 +13,7 @@ from functools import cached_property
 import numpy as np
 import scipy.linalg
 
-from .grids import Grid, boson_grid, default_boson_grid, default_omega_grid, omega_grid
+from .grids import Grid, default_boson_grid, default_omega_grid
 from .kernels import Kernel, MatrixKernel, get_kernel
 from .units import kelvin_to_mev
 
@@ -34,8 +34,15 @@ class SVD:
     Vt: np.ndarray
 
 
-def _as_grid(g, factory) -> Grid:
-    return g if isinstance(g, Grid) else factory(g)
+def _as_grid(g, name: str) -> Grid:
+    return g if isinstance(g, Grid) else Grid(g, name=name)
+
+
+def _check_domain(grid: Grid, name: str, kernel) -> None:
+    """``ValueError`` naming the grid if the kernel needs it > 0 and it is not."""
+    if getattr(kernel, f"positive_{name}", False) and grid.values.min() <= 0:
+        why = " (Ω = 0 is a kernel singularity)" if name == "Omega" else ""
+        raise ValueError(f"{name}: grid must be strictly positive for the {kernel.name!r} kernel{why}")
 
 
 def _positive_float(value, name: str, what: str, allow_zero: bool = False) -> float:
@@ -56,26 +63,34 @@ class ForwardOperator:
     Parameters
     ----------
     omega, Omega : Grid or array of meV
-        Optical-energy grid (n_ω,) and boson-energy grid (n_Ω,), strictly increasing, > 0.
-    temperature : float
-        Temperature in K (≥ 0).
+        Optical-energy grid (n_ω,) and boson-energy grid (n_Ω,), strictly monotonic (increasing
+        or decreasing); > 0 where the kernel says so (``positive_omega``/``positive_Omega``: the
+        built-in kernels), any sign otherwise (a :class:`MatrixKernel`, a user :class:`FunctionKernel`).
+    temperature : float, optional
+        Temperature in K (≥ 0); default 100 K. A kernel without temperature (``temperature_dependent``
+        False, e.g. a :class:`MatrixKernel`) takes none: ``temperature`` is then None.
     kernel : str or Kernel
         A registered kernel name (``"shulga"``, ``"allen"``) or a kernel object.
     scale : float
         s in meV; scaled units are y/s and A/s.
     """
 
-    def __init__(self, omega=None, Omega=None, temperature: float = DEFAULT_TEMPERATURE,
+    def __init__(self, omega=None, Omega=None, temperature: float | None = None,
                  kernel: str | Kernel = "shulga", scale: float = DEFAULT_SCALE):
-        self.omega = default_omega_grid() if omega is None else _as_grid(omega, omega_grid)
-        self.Omega = default_boson_grid() if Omega is None else _as_grid(Omega, boson_grid)
-        if self.Omega.values[0] <= 0:
-            raise ValueError("Omega: grid must be strictly positive (Ω = 0 is a kernel singularity)")
-        if self.omega.values[0] <= 0:
-            raise ValueError("omega: grid must be strictly positive")
-        self.temperature = _positive_float(temperature, "temperature", "a temperature in K", allow_zero=True)
-        self.temperature_mev = kelvin_to_mev(self.temperature)
         self.kernel = get_kernel(kernel)
+        self.omega = default_omega_grid() if omega is None else _as_grid(omega, "omega")
+        self.Omega = default_boson_grid() if Omega is None else _as_grid(Omega, "Omega")
+        _check_domain(self.Omega, "Omega", self.kernel)
+        _check_domain(self.omega, "omega", self.kernel)
+        if getattr(self.kernel, "temperature_dependent", True):
+            t = DEFAULT_TEMPERATURE if temperature is None else temperature
+            self.temperature = _positive_float(t, "temperature", "a temperature in K", allow_zero=True)
+            self.temperature_mev = kelvin_to_mev(self.temperature)
+        else:
+            if temperature is not None:
+                raise ValueError(f"temperature: the {self.kernel.name!r} kernel has no temperature "
+                                 f"(a matrix on fixed grids); leave temperature out, got {temperature!r}")
+            self.temperature = self.temperature_mev = None
         self.scale = _positive_float(scale, "scale", "a number of meV")
 
     def __repr__(self) -> str:
@@ -89,7 +104,8 @@ class ForwardOperator:
     @cached_property
     def kernel_matrix(self) -> np.ndarray:
         """K(ω_i, Ω_j, T), shape (n_ω, n_Ω), float64, read-only."""
-        k = np.asarray(self.kernel.evaluate(self.omega.values, self.Omega.values, self.temperature_mev),
+        t = 0.0 if self.temperature_mev is None else self.temperature_mev
+        k = np.asarray(self.kernel.evaluate(self.omega.values, self.Omega.values, t),
                        dtype=np.float64)
         k.setflags(write=False)
         return k
@@ -155,11 +171,15 @@ class ForwardOperator:
         return SVD(u, s, vt)
 
     def describe(self) -> dict:
-        """JSON-friendly exact definition (kernel, temperature K, grids, scale); see :meth:`from_description`."""
-        if isinstance(self.kernel, MatrixKernel):
-            raise ValueError("kernel: an operator with a user-supplied matrix kernel has no portable description")
+        """JSON-friendly definition (kernel, temperature K, grids, scale); see :meth:`from_description`.
+
+        Exact and portable for registered kernels (the kernel by name). A :class:`MatrixKernel`
+        is described by its shape and hash (``"kernel"`` is then a dict, temperature None): it
+        identifies the operator but :meth:`from_description` cannot rebuild it.
+        """
+        kernel = self.kernel.describe() if isinstance(self.kernel, MatrixKernel) else self.kernel.name
         return {
-            "kernel": self.kernel.name,
+            "kernel": kernel,
             "temperature_K": self.temperature,
             "omega": self.omega.describe(),
             "Omega": self.Omega.describe(),
@@ -172,11 +192,18 @@ class ForwardOperator:
         missing = [k for k in ("kernel", "temperature_K", "omega", "Omega", "scale_meV") if k not in desc]
         if missing:
             raise ValueError(f"description: operator description lacks {missing}")
+        if isinstance(desc["kernel"], dict):
+            raise ValueError(f"kernel: a {desc['kernel'].get('kind', 'user')} kernel (sha256 "
+                             f"{desc['kernel'].get('sha256', '?')[:12]}…) is not portable; rebuild the operator "
+                             f"from its matrix with rrim.MatrixKernel")
         return cls(omega=Grid.from_description(desc["omega"], name="omega"),
                    Omega=Grid.from_description(desc["Omega"], name="Omega"),
                    temperature=desc["temperature_K"] if temperature is None else temperature,
                    kernel=desc["kernel"], scale=desc["scale_meV"])
 
     def at_temperature(self, temperature: float) -> "ForwardOperator":
-        """The same grids, kernel and scale at another temperature (K)."""
+        """The same grids, kernel and scale at another temperature (K); refused for a kernel without temperature."""
+        if self.temperature is None:
+            raise ValueError(f"temperature: the {self.kernel.name!r} kernel has no temperature; "
+                             f"it cannot be evaluated at {temperature!r} K")
         return ForwardOperator(self.omega, self.Omega, temperature, self.kernel, self.scale)

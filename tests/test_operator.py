@@ -163,7 +163,7 @@ def test_moment_line_beyond_support_at_zero_temperature():
 def _matrix_kernel_operator():
     w, W = np.linspace(2.0, 400.0, 37), np.geomspace(1.0, 300.0, 29)
     matrix = np.random.default_rng(7).uniform(0.0, 6.0, (37, 29))
-    return rrim.ForwardOperator(w, W, temperature=30.0, kernel=rrim.MatrixKernel(matrix, w, W))
+    return rrim.ForwardOperator(w, W, kernel=rrim.MatrixKernel(matrix, w, W))  # a matrix has no temperature
 
 
 OPERATORS = {name: (lambda name=name: rrim.ForwardOperator(np.linspace(2.0, 400.0, 37), np.geomspace(1.0, 300.0, 29),
@@ -295,8 +295,10 @@ def test_describe_round_trip(Omega):
 
 
 def test_description_errors(small_operator):
-    with pytest.raises(ValueError, match="kernel"):
-        _matrix_kernel_operator().describe()
+    desc = _matrix_kernel_operator().describe()  # identifies the matrix (hash, shape) but cannot rebuild it
+    assert desc["kernel"]["kind"] == "matrix" and desc["temperature_K"] is None
+    with pytest.raises(ValueError, match="kernel.*not portable"):
+        rrim.ForwardOperator.from_description(json.loads(json.dumps(desc)))
     desc = small_operator.describe()
     del desc["scale_meV"]
     with pytest.raises(ValueError, match="scale_meV"):
@@ -385,5 +387,6 @@ def test_lambda_is_linear_and_omega_log_scale_free(rng):
     assert np.isnan(rrim.omega_log(np.zeros(len(Omega)), Omega))
     with pytest.raises(ValueError, match="x: last axis"):
         rrim.coupling_lambda(np.ones(3), Omega)
+    np.testing.assert_array_equal(rrim.omega_log(x, Omega.values), rrim.omega_log(x, Omega))  # plain arrays too
     with pytest.raises(ValueError, match="Omega"):
-        rrim.omega_log(x, Omega.values)
+        rrim.omega_log(x, -Omega.values)

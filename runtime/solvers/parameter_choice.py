@@ -3,22 +3,48 @@
 All functions work in scaled units (y/s, A/s) on a :class:`~rrim.solvers.base.Projection` and are
 vectorized over spectra and candidate weights: arrays are (n, K) for n spectra and K candidates.
 A Tikhonov weight μ (like h) minimizes ‖A x − y‖² + μ‖x‖²; its filter factors are s²/(s² + μ).
+(With per-point errors or an offset, "scaled units" are those of the whitened system
+:class:`~rrim.solvers.base.System`, where the noise std is 1.)
+
+No rule is trusted blindly (:func:`choose_honestly`): a choice at an edge of its range, one whose
+residual lies far below the noise, or one regularizing far less than the discrepancy principle
+while fitting below the noise is flagged (``at_edge_``, ``warnings_``, a logged warning) and
+replaced by the discrepancy principle or GCV where those give an unflagged choice.
 """
 from __future__ import annotations
 
 import numpy as np
 
-from .base import Projection
+from .base import Projection, Report, System, check_spectra, unflatten
 
 #: Singular values below this fraction of the largest carry no measurable signal: the data's
 #: coefficients there (and outside the range of A) are noise, which :func:`estimate_noise` uses.
 NOISE_SINGULAR_CUTOFF = 1e-8
 #: Fewest pure-noise coefficients :func:`estimate_noise` accepts.
 MIN_NOISE_COEFFICIENTS = 10
+#: An estimated noise below this fraction of max|y| is the rounding floor of (nearly) noiseless
+#: data, not a noise level: the plausibility checks then treat the noise as unknown.
+NOISELESS = 1e-7
 #: Tikhonov weights searched: μ/s_max² from 1e-16 (the float64 limit of the filter) to 10.
 WEIGHT_RANGE = (1e-16, 10.0)
 #: Grid points per decade of μ.
 WEIGHTS_PER_DECADE = 20
+#: Discrepancy principle: ‖A x − y‖ = τ·√m·σ with τ = 1.1 on the norm (τ² = 1.21). The margin
+#: must exceed the random scatter of the noise energy (√(2/m), 10 % at m = 200): with τ² = 1 + √(2/m)
+#: about 1 % of noisy spectra got μ ≈ 1e-14·s_max² (errors up to 10⁹× the best weight's, default
+#: operator, σ = 1e-3 and 1e-2); with τ = 1.1 none did (worst 15× the best, median 1.7–2.0×).
+DISCREPANCY_TAU = 1.1
+#: A fit whose residual energy is below this fraction of the noise energy m·σ² (its residual
+#: norm below half the noise) fits the noise: no smoothing solution of an ill-posed problem
+#: uses three quarters of the data's degrees of freedom. Such choices are flagged.
+RESIDUAL_FLOOR = 0.25
+#: Where a rule's choice is flagged (edge of its range, or residual below :data:`RESIDUAL_FLOOR`),
+#: these rules are tried in order, the first unflagged choice replacing it: the discrepancy
+#: principle (needs a noise level: given, from ``errors``, or estimated) and safeguarded GCV.
+FALLBACK_RULES = ("discrepancy", "gcv")
+#: A Tikhonov weight this many times below the discrepancy principle's (or a TSVD rank this many
+#: times above its rank), with a residual below the noise energy, is flagged as fitting the noise.
+WEAKER_FACTOR = 1e3
 
 
 def chi2_spread(m: int) -> float:
@@ -44,9 +70,33 @@ def estimate_noise(projection: Projection) -> np.ndarray:
         complement = np.linalg.qr(svd.U, mode="complete")[0][:, svd.U.shape[1]:]  # (m, m − r)
         tail = np.hstack([tail, projection.y @ complement])
     if tail.shape[1] < MIN_NOISE_COEFFICIENTS:
-        raise ValueError(f"noise: cannot be estimated from y (only {tail.shape[1]} pure-noise coefficients; "
-                         f"A/s is too well conditioned); pass noise= explicitly")
+        raise ValueError(f"noise: cannot be estimated from y: only {tail.shape[1]} of its {projection.n_data} "
+                         f"coefficients carry no signal (need {MIN_NOISE_COEFFICIENTS}; the kernel is too well "
+                         f"conditioned on this grid for the data to reveal their noise); pass noise= (one std "
+                         f"in meV per spectrum) or errors= (per-point stds or a covariance)")
     return np.sqrt(np.mean(tail ** 2, axis=1))
+
+
+def noise_level(operator, y, errors=None, offset: bool = False) -> np.ndarray:
+    """Noise std of spectra y (n, n_ω) or (n_ω,) in meV, estimated as :func:`estimate_noise` does.
+
+    With ``errors`` (per-point stds in meV or a covariance in meV²) the data are whitened first and
+    the result is the factor by which the stated errors must be multiplied to match the data's
+    noise (≈ 1 when they are right). Shape (n,) or (). ``ValueError`` naming ``noise`` where the
+    data cannot reveal their noise (too few coefficients without signal).
+    """
+    system = System.of(operator, errors, offset)
+    rows = check_spectra(y, system.operator)
+    noise = estimate_noise(Projection.of(system, system.z(rows)))
+    return unflatten(noise if system.whitened else noise * system.operator.scale, np.shape(y))
+
+
+def try_estimate_noise(projection: Projection) -> np.ndarray | None:
+    """:func:`estimate_noise`, or None where the data cannot reveal their noise."""
+    try:
+        return estimate_noise(projection)
+    except ValueError:
+        return None
 
 
 def weight_grid(s: np.ndarray) -> np.ndarray:
@@ -64,7 +114,9 @@ def tikhonov_filters(s: np.ndarray, weights: np.ndarray) -> np.ndarray:
 def gcv(projection: Projection, filters: np.ndarray) -> np.ndarray:
     """GCV(φ) = ‖A x_φ − y‖² / (m − Σφ)², shape (n, K), for filters (K, r) and m data points."""
     dof = projection.n_data - filters.sum(axis=1)
-    return projection.residual2(filters) / dof[None, :] ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        g = projection.residual2(filters) / dof[None, :] ** 2
+    return np.where(dof[None, :] > 0.5, g, np.inf)  # no residual degrees of freedom left: never chosen
 
 
 def gcv_choice(projection: Projection, filters: np.ndarray) -> np.ndarray:
@@ -85,20 +137,20 @@ def gcv_choice(projection: Projection, filters: np.ndarray) -> np.ndarray:
 
 
 def discrepancy_target(projection: Projection, noise: np.ndarray) -> np.ndarray:
-    """τ² m σ² (n,) with τ² = 1 + √(2/m), for noise σ (n,) in scaled units (see :func:`discrepancy_weight`)."""
-    m = projection.n_data
-    return m * (1 + chi2_spread(m)) * noise ** 2
+    """τ² m σ² (n,) with τ = :data:`DISCREPANCY_TAU`, for noise σ (n,) in scaled units and m data points."""
+    return projection.n_data * DISCREPANCY_TAU ** 2 * noise ** 2
 
 
 def discrepancy_weight(projection: Projection, weights: np.ndarray, noise: np.ndarray) -> np.ndarray:
-    """Morozov's discrepancy principle: the μ (n,) with ‖A x_μ − y‖² = τ² m σ², noise σ (n,) scaled.
+    """Morozov's discrepancy principle: the μ (n,) with ‖A x_μ − y‖² = τ² m σ², noise σ (n,) scaled."""
+    return discrepancy_choice(projection, weights, noise)[0]
 
-    τ² = 1 + √(2/m) puts the target one standard deviation of the χ²_m distribution above the
-    expected noise energy m σ². With τ = 1 the target often lay below the residual's floor (the
-    noise in the near-null singular components can never be fitted), which sent the weight to the
-    smallest candidate (errors up to 10⁴× the best on the default operator at σ = 1e-2).
+
+def discrepancy_choice(projection: Projection, weights: np.ndarray, noise: np.ndarray):
+    """(μ (n,), at_edge (n,) bool) of the discrepancy principle (τ = :data:`DISCREPANCY_TAU`).
+
     The residual grows with μ; the root is interpolated in (log μ, log ‖r‖²) between grid points
-    and clipped to the grid's ends when the target lies outside.
+    and clipped to the grid's ends (``at_edge``) when the target lies outside.
     """
     weights = np.asarray(weights, dtype=np.float64)
     tiny = np.finfo(np.float64).tiny  # keeps the logs finite for all-zero spectra
@@ -111,7 +163,7 @@ def discrepancy_weight(projection: Projection, weights: np.ndarray, noise: np.nd
     t = np.clip((target[:, 0] - r0) / np.where(r1 > r0, r1 - r0, np.inf), 0.0, 1.0)
     t = np.where(below.all(axis=1), 1.0, np.where(~below.any(axis=1), 0.0, t))
     logw = np.log(weights)
-    return np.exp(logw[k] + t * (logw[k + 1] - logw[k]))
+    return np.exp(logw[k] + t * (logw[k + 1] - logw[k])), below.all(axis=1) | ~below.any(axis=1)
 
 
 def lcurve_curvature(projection: Projection, weights: np.ndarray) -> np.ndarray:
@@ -139,3 +191,84 @@ def lcurve_curvature(projection: Projection, weights: np.ndarray) -> np.ndarray:
         ddq = dd_eta / (2 * eta) - d_eta ** 2 / (2 * eta ** 2)
         kappa = (dp * ddq - ddp * dq) / (dp ** 2 + dq ** 2) ** 1.5
     return np.where(np.isfinite(kappa), kappa, -np.inf)
+
+
+def lcurve_corner(projection: Projection, weights: np.ndarray):
+    """(index (n,), at_edge (n,) bool) of the L-curve corner among increasing ``weights`` (K,).
+
+    The corner is the largest local maximum of positive curvature (:func:`lcurve_curvature`)
+    strictly inside the well-sampled part of the curve, s_min² ≤ μ ≤ s_max² (s_min the smallest
+    singular value above :data:`NOISE_SINGULAR_CUTOFF`·s_max): outside it the curve is a point
+    (μ > s_max²: x ≈ 0) or rounding noise. Where no such maximum exists, the largest curvature
+    in that range is returned and flagged ``at_edge``.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    s = projection.svd.s
+    kept = s[s > NOISE_SINGULAR_CUTOFF * s[0]]
+    kappa = lcurve_curvature(projection, weights)
+    inside = (weights >= kept[-1] ** 2) & (weights <= s[0] ** 2)
+    if inside.sum() < 3:
+        inside[:] = True
+    kin = np.where(inside[None, :], kappa, -np.inf)
+    peak = np.zeros_like(kin, dtype=bool)
+    peak[:, 1:-1] = (kin[:, 1:-1] > kin[:, :-2]) & (kin[:, 1:-1] >= kin[:, 2:]) & (kin[:, 1:-1] > 0)
+    has = peak.any(axis=1)
+    best_peak = np.argmax(np.where(peak, kin, -np.inf), axis=1)
+    return np.where(has, best_peak, np.argmax(kin, axis=1)), ~has
+
+
+def choose_honestly(rule: str, choosers: dict, residual2, noise, n_data: int, report: Report,
+                    weaker=None) -> np.ndarray:
+    """A rule's choice per spectrum, flagged and replaced where it cannot be trusted.
+
+    ``choosers[name]()`` → (values (n,), at_edge (n,)) for each available rule; ``residual2(values)``
+    → ‖A x − y‖² (n,) in the units of ``noise`` (n,) (None or NaN: not known, not estimable). A
+    choice is flagged when
+
+    - it sits at an edge of its range;
+    - its residual is below :data:`RESIDUAL_FLOOR`·mσ² (it follows the noise);
+    - ``weaker(values, reference)`` says it regularizes far less than the discrepancy principle's
+      choice ``reference`` while its residual is below the noise energy mσ² (GCV's flat minimum).
+
+    Flagged choices are replaced by the first unflagged choice of :data:`FALLBACK_RULES`, or
+    kept (still flagged) when none is. Flags and fallbacks go to ``report``.
+    """
+    cache = {}
+
+    def run(name):
+        if name not in cache:
+            cache[name] = choosers[name]()
+        return cache[name]
+
+    def flags(name):
+        values, edge = run(name)
+        if noise is None:
+            return values, edge, np.zeros_like(edge), np.zeros_like(edge)
+        r2 = residual2(values)
+        low = r2 < RESIDUAL_FLOOR * n_data * noise ** 2
+        weak = np.zeros_like(edge)
+        if weaker is not None and name != "discrepancy" and "discrepancy" in choosers:
+            ref, ref_edge = run("discrepancy")
+            weak = ~ref_edge & weaker(values, ref) & (r2 < n_data * noise ** 2)
+        return values, edge, low, weak
+
+    values, edge, low, weak = flags(rule)
+    values = np.array(values)
+    report.at_edge |= edge
+    report.add(edge, f"rule {rule!r}: the choice sits at an edge of its search range")
+    report.add(low, f"rule {rule!r}: residual below {RESIDUAL_FLOOR:g}× the noise energy (the fit follows the noise)")
+    report.add(weak & ~low, f"rule {rule!r}: far less regularization than the discrepancy principle with a "
+                            f"residual below the noise (the fit follows the noise)")
+    bad = edge | low | weak
+    for name in FALLBACK_RULES:
+        if not bad.any():
+            break
+        if name == rule or name not in choosers:
+            continue
+        alt, alt_edge, alt_low, alt_weak = flags(name)
+        ok = bad & ~alt_edge & ~alt_low & ~alt_weak
+        values[ok] = alt[ok]
+        report.add(ok, f"fell back to rule {name!r}")
+        bad &= ~ok
+    report.add(bad, "no fallback rule gave a trustworthy choice: kept")
+    return values

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 from . import parameter_choice as pc
-from .base import Projection, check_choice, check_noise, check_operator, check_positive, check_spectra, unflatten
+from .base import (Projection, Report, System, check_choice, check_operator, check_positive, check_spectra, finish, prepare,
+                   unflatten)
 from ..operator import DEFAULT_H
 
 TIKHONOV_RULES = ("gcv", "lcurve", "discrepancy", "fixed")
@@ -25,28 +26,41 @@ class Tikhonov:
     rule : {"gcv", "lcurve", "discrepancy", "fixed"}
         How μ is chosen on a log grid (:func:`rrim.solvers.parameter_choice.weight_grid`):
         safeguarded generalized cross-validation (:func:`~rrim.solvers.parameter_choice.gcv_choice`),
-        the L-curve's point of maximum curvature, Morozov's discrepancy principle
-        (‖A x − y‖² = τ² n_ω σ², interpolated between grid points), or ``weight`` as given.
+        the L-curve's corner (:func:`~rrim.solvers.parameter_choice.lcurve_corner`), Morozov's
+        discrepancy principle (‖A x − y‖ = τ √m σ, τ = 1.1, interpolated between grid points), or
+        ``weight`` as given. A choice at an edge of the grid or with a residual far below the noise
+        is flagged and replaced (:func:`~rrim.solvers.parameter_choice.choose_honestly`).
     weight : float, optional
-        μ > 0 in scaled units; required for, and only used by, rule ``"fixed"``.
+        μ > 0 (scaled units; whitened units with ``errors``); required for, and only used by, rule ``"fixed"``.
     noise : float or array (n,), optional
-        Standard deviation of the noise on y in meV, used by rule ``"discrepancy"`` (ignored by
-        the others, which need no noise level). If None it is
-        estimated per spectrum from the coefficients of y that carry no signal
-        (:func:`rrim.solvers.parameter_choice.estimate_noise`).
+        Standard deviation of the noise on y in meV, used by rule ``"discrepancy"`` and by the
+        plausibility check of the residual. If None it is estimated per spectrum from the
+        coefficients of y that carry no signal (:func:`rrim.solvers.parameter_choice.estimate_noise`).
+    errors : array (n_ω,) or (n_ω, n_ω), optional
+        Per-point standard deviations of y in meV, or their covariance in meV²: the problem is
+        whitened (:class:`rrim.solvers.base.System`) and the noise is the errors (``noise`` must be None).
+    offset : bool
+        Fit a constant c (meV) jointly, y = A x + c (unpenalized): ``offset_``.
 
     Attributes
     ----------
     x_ : (n, n_Ω) or (n_Ω,) glue functions.
-    weight_ : (n,) or () the μ used per spectrum (scaled units).
-    noise_ : (n,) or () noise std in meV used by the discrepancy principle (that rule only).
+    weight_ : (n,) or () the μ used per spectrum.
+    noise_ : (n,) or () noise std in meV used (estimated or given; with ``errors``: 1, a factor on them);
+        NaN where it could not be estimated.
+    offset_ : (n,) or () the constant c in meV (``offset=True`` only).
+    at_edge_ : (n,) or () bool, the rule's own choice sat at an edge of its search range.
+    warnings_ : tuple of str per spectrum (a list of them for several spectra): flags and fallbacks.
     """
 
-    def __init__(self, operator, rule: str = "gcv", weight: float | None = None, noise=None):
+    def __init__(self, operator, rule: str = "gcv", weight: float | None = None, noise=None, errors=None,
+                 offset: bool = False):
         self.operator = operator
         self.rule = rule
         self.weight = weight
         self.noise = noise
+        self.errors = errors
+        self.offset = offset
 
     def fit(self, y) -> "Tikhonov":
         op = check_operator(self.operator)
@@ -58,23 +72,34 @@ class Tikhonov:
             check_positive(self.weight, "weight")
         elif self.weight is not None:
             raise ValueError(f"weight: only used with rule='fixed', got rule={rule!r}")
-        noise = check_noise(self.noise, rows.shape[0])
-        proj = Projection.of(op, rows / op.scale)
+        system, proj, noise = prepare(self, op, rows, need_noise=rule == "discrepancy")
         s = proj.svd.s
+        report = Report(rows.shape[0])
         if rule == "fixed":
             weights = np.full(rows.shape[0], float(self.weight))
-        elif rule == "discrepancy":
-            noise = pc.estimate_noise(proj) if noise is None else noise / op.scale
-            self.noise_ = unflatten(noise * op.scale, np.shape(y))
-            weights = pc.discrepancy_weight(proj, pc.weight_grid(s), noise)
         else:
             grid = pc.weight_grid(s)
-            if rule == "gcv":
-                weights = grid[pc.gcv_choice(proj, pc.tikhonov_filters(s, grid))]
-            else:
-                weights = grid[np.argmax(pc.lcurve_curvature(proj, grid), axis=1)]
-        self.weight_ = unflatten(weights, np.shape(y))
-        self.x_ = unflatten(proj.solution(pc.tikhonov_filters(s, weights)), np.shape(y))
+            filters = pc.tikhonov_filters(s, grid)
+
+            def edge_of(idx):
+                return grid[idx], (idx == 0) | (idx == grid.size - 1)
+
+            def corner():
+                idx, edge = pc.lcurve_corner(proj, grid)
+                return grid[idx], edge
+
+            choosers = {"gcv": lambda: edge_of(pc.gcv_choice(proj, filters)), "lcurve": corner}
+            if noise is not None:
+                choosers["discrepancy"] = lambda: pc.discrepancy_choice(proj, grid, noise)
+            weights = pc.choose_honestly(rule, choosers, lambda w: proj.residual2_rows(pc.tikhonov_filters(s, w)),
+                                         noise, proj.n_data, report,
+                                         weaker=lambda w, ref: w * pc.WEAKER_FACTOR < ref)
+        x = proj.solution(pc.tikhonov_filters(s, weights))
+        shape = np.shape(y)
+        self.weight_ = unflatten(weights, shape)
+        self.x_ = unflatten(x, shape)
+        finish(self, system, rows, x, noise, shape)
+        report.publish(self, shape, f"Tikhonov(rule={rule!r})")
         return self
 
 
@@ -82,19 +107,23 @@ class IteratedTikhonov:
     """Iterated Tikhonov (proximal point on ½‖A x − y‖² in scaled units) from x_0 = 0.
 
     x_{k+1} = x_k + P (y/s − A/s x_k) with P = ((A/s)ᵀA/s + hI)⁻¹(A/s)ᵀ from the operator: the rRIM
-    with its update network replaced by the identity (DESIGN §2). x_1 is plain Tikhonov with
-    weight h; in the singular basis x_k = V diag([1 − (h/(s² + h))^k]/s) Uᵀ y/s.
+    with its update network replaced by the identity. x_1 is plain Tikhonov with weight h; in the
+    singular basis x_k = V diag([1 − (h/(s² + h))^k]/s) Uᵀ y/s. With ``errors`` or ``offset``
+    the same iteration runs on the whitened / offset-eliminated system (:class:`rrim.solvers.base.System`).
 
     Attributes
     ----------
     x_ : (n, n_Ω) or (n_Ω,) the last iterate x_{n_steps}.
     iterates_ : (n_steps, n, n_Ω) or (n_steps, n_Ω) x_1 … x_{n_steps}.
+    offset_ : (n,) or () c in meV for the last iterate (``offset=True`` only).
     """
 
-    def __init__(self, operator, n_steps: int = 15, h: float = DEFAULT_H):
+    def __init__(self, operator, n_steps: int = 15, h: float = DEFAULT_H, errors=None, offset: bool = False):
         self.operator = operator
         self.n_steps = n_steps
         self.h = h
+        self.errors = errors
+        self.offset = offset
 
     def fit(self, y) -> "IteratedTikhonov":
         op = check_operator(self.operator)
@@ -102,14 +131,22 @@ class IteratedTikhonov:
         if isinstance(self.n_steps, bool) or not isinstance(self.n_steps, (int, np.integer)) or self.n_steps < 1:
             raise ValueError(f"n_steps: expected an integer ≥ 1, got {self.n_steps!r}")
         h = check_positive(self.h, "h")
-        y_scaled = rows / op.scale
+        system = System.of(op, self.errors, self.offset)
+        z = system.z(rows)
+        plain = system.G is None
         x = np.zeros((rows.shape[0], op.shape[1]))
         iterates = np.empty((self.n_steps,) + x.shape)
         for k in range(self.n_steps):
-            x = x + op.gradient(y_scaled, x, h)
+            if plain:
+                x = x + op.gradient(z, x, h)
+            else:
+                x = x + (z - x @ system.matrix.T) @ system.preconditioner(h).T
             iterates[k] = x
         self.iterates_ = iterates[:, 0] if np.ndim(y) == 1 else iterates
         self.x_ = unflatten(x, np.shape(y))
+        c = system.offsets(rows, x)
+        if c is not None:
+            self.offset_ = unflatten(c, np.shape(y))
         return self
 
 

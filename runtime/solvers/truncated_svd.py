@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import parameter_choice as pc
-from .base import Projection, check_choice, check_noise, check_operator, check_spectra, unflatten
+from .base import Report, check_choice, check_operator, check_spectra, finish, prepare, unflatten
 
 TSVD_RULES = ("gcv", "discrepancy", "fixed")
 
@@ -24,30 +24,35 @@ class TruncatedSVD:
         The rank k for rule ``"fixed"`` (required there, refused by the other rules).
     rule : {"gcv", "discrepancy", "fixed"}
         Safeguarded GCV over k = 1 … numerical rank (:func:`~rrim.solvers.parameter_choice.gcv_choice`),
-        the smallest k with ‖A x_k − y‖² ≤ τ² n_ω σ² (discrepancy principle), or ``rank``.
-    noise : float or array (n,), optional
-        Noise std of y in meV for rule ``"discrepancy"`` (estimated when None, as for :class:`Tikhonov`).
+        the smallest k with ‖A x_k − y‖ ≤ τ √m σ (discrepancy principle, τ = 1.1), or ``rank``.
+        Choices at k = 1 or at the numerical rank, or with a residual far below the noise, are
+        flagged and replaced as for :class:`Tikhonov`.
+    noise, errors, offset
+        As for :class:`Tikhonov`.
 
     Attributes
     ----------
     x_ : (n, n_Ω) or (n_Ω,) glue functions.
     rank_ : (n,) or () the rank used per spectrum.
-    noise_ : (n,) or () noise std in meV (rule ``"discrepancy"`` only).
+    noise_, offset_, at_edge_, warnings_ : as for :class:`Tikhonov`.
     """
 
-    def __init__(self, operator, rank: int | None = None, rule: str = "gcv", noise=None):
+    def __init__(self, operator, rank: int | None = None, rule: str = "gcv", noise=None, errors=None,
+                 offset: bool = False):
         self.operator = operator
         self.rank = rank
         self.rule = rule
         self.noise = noise
+        self.errors = errors
+        self.offset = offset
 
     def fit(self, y) -> "TruncatedSVD":
         op = check_operator(self.operator)
         rule = check_choice(self.rule, "rule", TSVD_RULES)
         rows = check_spectra(y, op)
-        noise = check_noise(self.noise, rows.shape[0])
-        proj = Projection.of(op, rows / op.scale)
+        system, proj, noise = prepare(self, op, rows, need_noise=rule == "discrepancy")
         s = proj.svd.s
+        report = Report(rows.shape[0])
         if rule == "fixed":
             if self.rank is None:
                 raise ValueError("rank: rule 'fixed' needs a rank")
@@ -57,15 +62,32 @@ class TruncatedSVD:
         else:
             if self.rank is not None:
                 raise ValueError(f"rank: only used with rule='fixed', got rule={rule!r}")
-            candidates = np.arange(1, numerical_rank(s, op.shape) + 1)  # increasing rank
+            candidates = np.arange(1, numerical_rank(s, system.matrix.shape) + 1)  # increasing rank
             filters = (np.arange(s.size)[None, :] < candidates[:, None]).astype(np.float64)
-            if rule == "gcv":  # gcv_choice wants increasing regularization: decreasing rank
-                ranks = candidates[::-1][pc.gcv_choice(proj, filters[::-1])]
-            else:
-                noise = pc.estimate_noise(proj) if noise is None else noise / op.scale
-                self.noise_ = unflatten(noise * op.scale, np.shape(y))
+
+            def edge_of(k):
+                return k, (k == candidates[0]) | (k == candidates[-1])
+
+            def by_discrepancy():
                 fits = proj.residual2(filters) <= pc.discrepancy_target(proj, noise)[:, None]
-                ranks = np.where(fits.any(axis=1), candidates[np.argmax(fits, axis=1)], candidates[-1])
-        self.rank_ = unflatten(ranks, np.shape(y))
-        self.x_ = unflatten(proj.solution(np.arange(s.size)[None, :] < ranks[:, None]), np.shape(y))
+                return np.where(fits.any(axis=1), candidates[np.argmax(fits, axis=1)], candidates[-1]), \
+                    (~fits.any(axis=1)) | fits[:, 0]
+
+            # gcv_choice wants increasing regularization: decreasing rank
+            choosers = {"gcv": lambda: edge_of(candidates[::-1][pc.gcv_choice(proj, filters[::-1])])}
+            if noise is not None:
+                choosers["discrepancy"] = by_discrepancy
+            ranks = pc.choose_honestly(rule, choosers, lambda k: proj.residual2_rows(_filters(k, s.size)),
+                                       noise, proj.n_data, report, weaker=lambda k, ref: k > 2 * ref + 2)
+        x = proj.solution(_filters(ranks, s.size))
+        shape = np.shape(y)
+        self.rank_ = unflatten(ranks, shape)
+        self.x_ = unflatten(x, shape)
+        finish(self, system, rows, x, noise, shape)
+        report.publish(self, shape, f"TruncatedSVD(rule={rule!r})")
         return self
+
+
+def _filters(ranks: np.ndarray, r: int) -> np.ndarray:
+    """0/1 filter factors (n, r) keeping the first ``ranks`` (n,) singular values."""
+    return (np.arange(r)[None, :] < np.asarray(ranks)[:, None]).astype(np.float64)

@@ -1,0 +1,89 @@
+"""Test problems with known answers for the classical solvers (numpy only; no tests here).
+
+Regularization-Tools-style problems (Hansen, Numer. Algorithms 6, 1 (1994); midpoint rule on n
+points): ``shaw`` (1-D image restoration), ``phillips`` (a convolution), ``gravity`` (gravity
+surveying), each as a :class:`rrim.MatrixKernel` operator with the exact solution x on its grid.
+``self_energy``: the electron self-energy of an Eliashberg function, −Im Σ(ω) = ∫ dΩ α²F(Ω)
+π[2n(Ω) + f(Ω + ω) + f(Ω − ω)] (meV), at low T on a decreasing, partly negative ω grid
+(binding energies through the Fermi level), as a :class:`rrim.FunctionKernel`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+import rrim
+
+K_B = rrim.K_B_MEV_PER_K
+
+
+def _matrix_problem(kernel, s, t, x):
+    """(operator, x): A = K(s, t)·(trapezoid weights of t) as ForwardOperator builds it."""
+    op = rrim.ForwardOperator(s, t, kernel=rrim.MatrixKernel(kernel(s[:, None], t[None, :]), s, t))
+    return op, x
+
+
+def shaw(n: int = 64):
+    t = (np.arange(n) + 0.5) * np.pi / n - np.pi / 2
+
+    def k(s, t):
+        u = np.pi * (np.sin(s) + np.sin(t))
+        return (np.cos(s) + np.cos(t)) ** 2 * np.sinc(u / np.pi) ** 2
+
+    return _matrix_problem(k, t, t, 2 * np.exp(-6 * (t - 0.8) ** 2) + np.exp(-2 * (t + 0.5) ** 2))
+
+
+def phillips(n: int = 64):
+    t = (np.arange(n) + 0.5) * 12.0 / n - 6.0
+
+    def phi(z):
+        return np.where(np.abs(z) < 3, 1 + np.cos(np.pi * z / 3), 0.0)
+
+    return _matrix_problem(lambda s, t: phi(s - t), t, t, phi(t))
+
+
+def gravity(n: int = 64, depth: float = 0.25):
+    t = (np.arange(n) + 0.5) / n
+    return _matrix_problem(lambda s, t: depth * (depth ** 2 + (s - t) ** 2) ** -1.5, t, t,
+                           np.sin(np.pi * t) + 0.5 * np.sin(2 * np.pi * t))
+
+
+def _fermi(e, t):
+    return 0.5 * (1 - np.tanh(e / (2 * t)))  # 1/(e^{e/T} + 1), overflow-free
+
+
+def _bose(e, t):
+    return 1.0 / np.expm1(e / t)
+
+
+def self_energy_kernel(omega, Omega, temperature_mev):
+    """π[2n(Ω) + f(Ω + ω) + f(Ω − ω)]: −Im Σ(ω) per unit of α²F(Ω) dΩ (dimensionless); Ω > 0, any ω."""
+    t = max(temperature_mev, 1e-12)
+    return np.pi * (2 * _bose(Omega, t) + _fermi(Omega + omega, t) + _fermi(Omega - omega, t))
+
+
+SELF_ENERGY = rrim.FunctionKernel("self-energy (test)", self_energy_kernel,
+                                  "−Im Σ(ω) = ∫ α²F(Ω) π[2n(Ω) + f(Ω+ω) + f(Ω−ω)] dΩ", positive_Omega=True)
+
+
+def self_energy(n_omega: int = 121, n_Omega: int = 80, temperature: float = 6.0):
+    """(operator, α²F): ω from +10 to −110 meV (decreasing), Ω 0.5…80 meV; two phonon peaks, λ ≈ 0.5."""
+    omega = np.linspace(10.0, -110.0, n_omega)
+    Omega = np.linspace(0.5, 80.0, n_Omega)
+    op = rrim.ForwardOperator(omega, Omega, temperature=temperature, kernel=SELF_ENERGY)
+    a2f = (0.25 * np.exp(-0.5 * ((Omega - 20) / 4) ** 2) + 0.35 * np.exp(-0.5 * ((Omega - 55) / 6) ** 2)) \
+        * (1 - np.exp(-(Omega / 5) ** 2))
+    return op, a2f
+
+
+def correlated_noise(y_clean, rel: float, corr_points: float, n: int, rng):
+    """(n noisy copies (n, m), covariance (m, m) meV²): σ_i = rel·max|y|·(0.5 + i/m), AR-like correlation
+    exp(−|i − j|/corr_points)."""
+    m = y_clean.size
+    sigma = rel * np.abs(y_clean).max() * (0.5 + np.arange(m) / m)
+    idx = np.arange(m)
+    cov = sigma[:, None] * sigma[None, :] * np.exp(-np.abs(idx[:, None] - idx[None, :]) / corr_points)
+    noise = rng.standard_normal((n, m)) @ np.linalg.cholesky(cov).T
+    return y_clean + noise, cov
+
+
+PROBLEMS = {"shaw": shaw, "phillips": phillips, "gravity": gravity, "self_energy": self_energy}
