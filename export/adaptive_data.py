@@ -5,8 +5,8 @@ Each batch: one temperature of the training bank, one measured-ω mask
 y = A_fine x_fine + noise computed on a finer Ω grid than the model's (``data.fine_factor``), and
 h chosen per spectrum from the noisy data by :func:`rrim.regularization.choose_weights`, exactly as
 the runtime chooses it. Tensors are float32: y/s (B, n_ω) zero where unmeasured, x (B, n_Ω) the glue
-on the model's grid, and the physics (S, Vt, h, U, A/s, h_correction, y_correction) of
-:class:`rrim.export.nets.AdaptiveRRIM` (h clipped for float32; h_correction as chosen and y, float64).
+on the model's grid, and the physics (S, Vt, h in float32 for the network; U, S, Vt, A/s, h as chosen
+and y in float64 for the data-consistency steps) of :class:`rrim.export.nets.AdaptiveRRIM`.
 In place of y/s the network takes β = Uᵀy/s, computed in float64.
 """
 from __future__ import annotations
@@ -48,7 +48,7 @@ class AdaptiveData:
         self.temperatures = config.operator.training_temperatures()
         self.fine_ops = [ForwardOperator(operator.omega, fine, T, operator.kernel, operator.scale) for T in self.temperatures]
         self.ops = [operator.at_temperature(T) for T in self.temperatures]
-        self.a32 = [torch.tensor(op.scaled_matrix, dtype=torch.float32) for op in self.ops]
+        self.a64 = [torch.tensor(op.scaled_matrix) for op in self.ops]
         self.bases = MaskedBases(maxsize=4 * len(self.ops))
         self.sigmas = np.asarray(d.sigmas, dtype=np.float64)
 
@@ -72,8 +72,8 @@ class AdaptiveData:
         h = choose_weights(y, svd, mask, clip=False)
         physics = (torch.as_tensor(svd.s, dtype=torch.float32), torch.as_tensor(svd.Vt, dtype=torch.float32),
                    torch.as_tensor(np.clip(h, H_MIN, H_MAX)[:, None], dtype=torch.float32),
-                   torch.as_tensor(svd.U, dtype=torch.float32), self.a32[k],
-                   torch.as_tensor(h[:, None], dtype=torch.float64), torch.as_tensor(y, dtype=torch.float64))
+                   *(torch.as_tensor(a) for a in (svd.U, svd.s, svd.Vt)), self.a64[k],
+                   torch.as_tensor(h[:, None]), torch.as_tensor(y))
         beta = torch.as_tensor(y @ svd.U, dtype=torch.float32)
         return beta, torch.as_tensor(self.x[rows], dtype=torch.float32), physics
 

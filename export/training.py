@@ -389,12 +389,13 @@ def predict(model: nn.Module, y_meV, operator: ForwardOperator, h: float) -> np.
 
 
 def adaptive_physics(operator: ForwardOperator, y_scaled: np.ndarray, mask: np.ndarray | None = None) -> tuple:
-    """(β, S, Vt, h, U, A/s, h_correction, y_correction) tensors of the adaptive rRIM for scaled spectra
-    (n, n_ω) measured on ``mask`` (default: every point): β = Uᵀy and the weights as the runtime
-    computes them (float64, then β, S, Vt, h, U, A cast to float32)."""
+    """(β, S, Vt, h, U, S, Vt, A/s, h_correction, y_correction) tensors of the adaptive rRIM for scaled
+    spectra (n, n_ω) measured on ``mask`` (default: every point), as the runtime computes them: the
+    network's β = Uᵀy, S, Vt, h (clipped) in float32; the data-consistency steps' in float64."""
     mask = np.ones(operator.shape[0], bool) if mask is None else np.asarray(mask, bool)
     svd = operator.svd if mask.all() else masked_svd(operator.scaled_matrix, mask)
     y = np.asarray(y_scaled, dtype=np.float64) * mask
     h = choose_weights(y, svd, mask, clip=False)
-    f32 = (y @ svd.U, svd.s, svd.Vt, np.clip(h, H_MIN, H_MAX)[:, None], svd.U, operator.scaled_matrix)
-    return (*(torch.tensor(a, dtype=torch.float32) for a in f32), torch.tensor(h[:, None]), torch.tensor(y))
+    f32 = (y @ svd.U, svd.s, svd.Vt, np.clip(h, H_MIN, H_MAX)[:, None])
+    f64 = (svd.U, svd.s, svd.Vt, operator.scaled_matrix, h[:, None], y)
+    return (*(torch.tensor(a, dtype=torch.float32) for a in f32), *(torch.tensor(a) for a in f64))
