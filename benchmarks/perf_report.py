@@ -38,14 +38,14 @@ import numpy as np
 
 from rrim.archives import invert_archive
 from rrim.export.flops import ELEMENTWISE, gemm_rate, graph_counts
-from rrim.inversion import DEFAULT_BATCH_SIZE, invert
+from rrim.inversion import DEFAULT_BATCH_SIZE, invert, model_feeds, physics_at
 from rrim.models import load_model
 from rrim.sessions import available_cpus, make_session
 from rrim.synthetic import DatasetSettings, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "benchmarks" / "PERFORMANCE.md"
-CHECKPOINT = ROOT / "runs" / "rrim-default-model" / "model.pt"
+CHECKPOINT = ROOT / "export" / "checkpoints" / "rrim-default.pt"
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from runtime_throughput import archive_job, machine, spectra, write_archive  # noqa: E402
 
@@ -53,30 +53,35 @@ BATCHES = (1, 4, 16, 32, 64, 128, 256, 1024)
 SEED = 11
 
 
-def torch_contenders(model, ys: np.ndarray, batch: int) -> tuple[dict, str]:
-    """PyTorch eager rows (checkpoint weights, same batch) and a line on its parity with the ONNX model."""
+def torch_contenders(model, y: np.ndarray, batch: int) -> tuple[dict, str]:
+    """PyTorch eager rows (the committed checkpoint the ONNX file was exported from, same batch, the
+    same per-spectrum physics and float64 data-consistency steps) and a line on its parity with `invert`."""
     try:
         import torch
 
-        from rrim.export.training import estimates, load_checkpoint, physics_tensors
+        from rrim.export.training import adaptive_physics, estimates, load_checkpoint
     except ImportError:
         return {}, "PyTorch not installed (the `train` extra): its rows are missing."
     net, config, _ = load_checkpoint(CHECKPOINT)
-    A, P = physics_tensors(config.operator.build(), model.info.h)
-    yt = torch.from_numpy(ys)
+    op = config.operator.build()
+    ys = y / op.scale
+
+    def run_all():
+        return [estimates(net, *adaptive_physics(op, ys[i:i + batch]))[-1] for i in range(0, len(ys), batch)]
+
     with torch.inference_mode():
-        ref = estimates(net, yt[:64], A, P)[-1].numpy()
-    diff = np.abs(ref - make_session(model.path, "cpu", sha256=model.sha256).run({"y": ys[:64]})).max()
+        ref = torch.cat(run_all()).double().numpy()
+    diff = np.abs(ref - invert(y, model, provider="cpu").glue).max()
     out = {}
     for threads in sorted({1, available_cpus()}):
         def run(threads=threads):
             torch.set_num_threads(threads)
             with torch.inference_mode():
-                for i in range(0, len(ys), batch):
-                    estimates(net, yt[i:i + batch], A, P)
+                run_all()
         out[f"PyTorch eager, batch {batch}, {threads} thr"] = (run, len(ys))
-    return out, (f"PyTorch eager runs `{CHECKPOINT.relative_to(ROOT)}` (the checkpoint the ONNX file was exported from); "
-                 f"max |x̂_torch − x̂_onnx| on 64 spectra = {diff:.1e} (|x̂| ≤ {np.abs(ref).max():.2f}).")
+    return out, (f"PyTorch eager runs `{CHECKPOINT.relative_to(ROOT)}` (the checkpoint the ONNX file was exported from) "
+                 f"with the same per-spectrum GCV weights and float64 data-consistency steps; max |x̂_torch − x̂_invert| "
+                 f"on {len(y)} spectra = {diff:.1e} (|x̂| ≤ {np.abs(ref).max():.2f}).")
 
 
 def contenders(model, op, y, y_val, x_val, args, tmp: Path) -> tuple[dict, list[str]]:
@@ -90,14 +95,16 @@ def contenders(model, op, y, y_val, x_val, args, tmp: Path) -> tuple[dict, list[
         for b in BATCHES:
             out[f"runtime invert, batch {b}, {threads} thr"] = (
                 lambda s=session, b=b: invert(y, model, batch_size=b, session=s), len(y))
-    ys = (y / model.info.scale).astype(np.float32)
     session = make_session(model.path, "cpu", threads=cpus, sha256=model.sha256)
+    physics = physics_at(model, model.info.temperature)
+    b = DEFAULT_BATCH_SIZE
+    feeds = [model_feeds(model, *physics, y[i:i + b] / model.info.scale) for i in range(0, len(y), b)]
 
-    def bare(b=DEFAULT_BATCH_SIZE):
-        for i in range(0, len(ys), b):
-            session.run({"y": ys[i:i + b]})
-    out[f"onnxruntime session.run only, batch {DEFAULT_BATCH_SIZE}, one call at a time"] = (bare, len(ys))
-    rows, torch_note = torch_contenders(model, ys, DEFAULT_BATCH_SIZE)
+    def bare():
+        for f in feeds:
+            session.run(f)
+    out[f"onnxruntime session.run only, batch {b}, one call at a time"] = (bare, len(y))
+    rows, torch_note = torch_contenders(model, y, b)
     out.update(rows)
     weight = tune_tikhonov_weight(op, y_val, x_val)
     sub = args.subset
@@ -281,13 +288,8 @@ def main(argv=None) -> None:
              + (" (flat: within 25 %)." if max(peak) <= 1.25 * min(peak) else
                 " (not flat between these sizes: it grew; only a 1e6 run (--large) can tell whether that is a bounded "
                 "cache filling up or growth with the archive)."))
-    lean = ROOT / "docs" / "experiments" / "LEAN.md"
-    verdict = next((line for line in lean.read_text().splitlines() if line.startswith("**")), "") if lean.exists() else ""
-    L.append(f"- Leaner model (≥ 4× fewer FLOPs per spectrum, ≤ {flops / 4e6:.2f} MFLOP, and ≥ 10,000 spectra/s): "
-             f"the sweep is `python -m rrim.export.lean_models` → docs/experiments/LEAN.md; {verdict or 'not run yet.'} "
-             f"The shipped model's best here is {fmt(best)} spectra/s; 10,000 spectra/s needs "
-             f"≤ {med[g_name] / 1e4 / 1e6:.1f} MFLOP per spectrum at the floor, or ≤ {0.5 * med[g_name] / 1e4 / 1e6:.1f} "
-             "MFLOP at 50 % of it.")
+    L.append("- Leaner model: `rrim-lean`, measured side by side with `rrim-default` by benchmarks/model_speed.py "
+             "(→ benchmarks/MODEL_SPEED.md).")
     L.append("- GPU: not measured — no GPU was lent to the task that wrote this report; the CUDA path was not run.")
     L.append("")
     args.report.write_text("\n".join(L))

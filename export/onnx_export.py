@@ -32,7 +32,7 @@ from ..modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, 
                          MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
 from ..operator import DEFAULT_H, ForwardOperator
 from ..regularization import H_MAX, H_MIN
-from ..synthetic import DatasetSettings, make_dataset, ood_shapes
+from ..synthetic import COVERAGE_END_MIN, COVERAGE_START_MAX, DatasetSettings, make_dataset, ood_shapes
 from .nets import RRIM, AdaptiveRRIM
 from .training import adaptive_physics, load_checkpoint, physics_tensors
 
@@ -104,8 +104,11 @@ class ParityReport:
     batches: tuple[int, ...]
 
 
-def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float, **info_fields) -> ModelInfo:
-    """The model file's metadata; ``ValueError`` naming the first missing or empty field of :data:`INFO_FIELDS`."""
+def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float, measured_range=None,
+               **info_fields) -> ModelInfo:
+    """The model file's metadata; ``ValueError`` naming the first missing or empty field of :data:`INFO_FIELDS`.
+    ``measured_range`` (start_max, end_min) meV: an adaptive model trained on partial ω coverage serves
+    spectra measured from at most start_max to at least end_min (in the input form it takes the mask)."""
     if form not in FORMS:
         raise ValueError(f"form: expected one of {FORMS}, got {form!r}")
     unknown = sorted(set(info_fields) - set(INFO_FIELDS))
@@ -125,8 +128,9 @@ def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float,
         model_name=str(info_fields["model_name"]), model_version=str(info_fields["model_version"]), form=form,
         operator=operator.describe(), temperature_range_K=(low, high), h=float(h), n_steps=model.settings.n_steps,
         architecture={"kind": "rrim", **model.settings.to_dict()}, training=dict(info_fields["training"]),
-        regularization=({"rule": "gcv", "h_min": H_MIN, "h_max": H_MAX, "mask": form == "input",
-                         "correction_steps": model.settings.correction_steps}
+        regularization=({"rule": "gcv", "h_min": H_MIN, "h_max": H_MAX, "mask": form == "input" and bool(measured_range),
+                         "correction_steps": model.settings.correction_steps,
+                         **({"measured_range_meV": list(measured_range)} if measured_range else {})}
                         if isinstance(model, AdaptiveRRIM) else {}),
         metrics=dict(info_fields["metrics"]), rrim_version=rrim_version, torch_version=torch.__version__,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -147,7 +151,7 @@ def representative_spectra(operator: ForwardOperator, n: int = 9, sigma: float =
 
 
 def export_onnx(model: nn.Module, operator: ForwardOperator, path, *, form: str = "baked", h: float = DEFAULT_H,
-                verify: bool = True, **info_fields) -> Path:
+                verify: bool = True, measured_range=None, **info_fields) -> Path:
     """Export ``model`` for ``operator`` (its grids, kernel, temperature, scale) to the ONNX file ``path``.
 
     ``info_fields``: every one of :data:`INFO_FIELDS` (``model_name``, ``model_version``,
@@ -159,7 +163,7 @@ def export_onnx(model: nn.Module, operator: ForwardOperator, path, *, form: str 
     """
     if not isinstance(model, (RRIM, AdaptiveRRIM)):
         raise ValueError(f"model: expected an rrim.export.nets.RRIM or AdaptiveRRIM, got {type(model).__name__}")
-    info = model_info(model, operator, form, h, **info_fields)
+    info = model_info(model, operator, form, h, measured_range, **info_fields)
     path = Path(path)
     if path.suffix != ".onnx":
         raise ValueError(f"path: expected a file name ending in .onnx, got {str(path)!r}")
@@ -255,8 +259,10 @@ def export_checkpoint(checkpoint, output, *, form: str = "baked", name: str | No
         raise ValueError(f"{checkpoint}: holds a {config.model.kind!r} model; only the rRIM is exported")
     operator, h = config.operator.build(), config.training.h
     T = operator.temperature
+    measured = (COVERAGE_START_MAX, COVERAGE_END_MIN) if config.data.coverage == "partial" else None
     training = {"config": config.to_dict(), **{k: extra[k] for k in ("best_epoch", "best_val_loss", "seconds") if k in extra}}
-    path = export_onnx(model, operator, output, form=form, h=h, verify=verify, model_name=name or output.stem,
+    path = export_onnx(model, operator, output, form=form, h=h, verify=verify, measured_range=measured,
+                       model_name=name or output.stem,
                        model_version=model_version,
                        temperature_range_K=list(temperature_range_K) if temperature_range_K else [T, T],
                        training=training, metrics=extra.get("test_metrics", {}) if metrics is None else metrics,

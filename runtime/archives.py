@@ -40,7 +40,7 @@ import numpy as np
 
 from . import __version__
 from . import files
-from .inversion import DEFAULT_BATCH_SIZE, FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAGS, invert
+from .inversion import DEFAULT_BATCH_SIZE, FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAGS, invert, mask_aware
 from .models import LoadedModel
 from .quantities import coupling_lambda, omega_log
 from .uncertainty import calibration_digest
@@ -364,9 +364,13 @@ def _units(attrs: dict, path: Path, what: str) -> float:
         raise ArchiveError(f"{path}: {what} has unknown units {unit!r}; accepted: 'meV' or 'cm-1'") from None
 
 
-def _interpolation(path: Path, dim: str, w_in: np.ndarray, model_w: np.ndarray, crop: bool, stored_eps: float = 0.0):
+def _interpolation(path: Path, dim: str, w_in: np.ndarray, model_w: np.ndarray, crop: bool, stored_eps: float = 0.0,
+                   measured_range=None):
     """Indices and weights mapping the input ω axis (meV, as stored) onto the model grid; ``stored_eps``:
-    the machine epsilon of the stored values (their rounding is tolerated at the range's ends)."""
+    the machine epsilon of the stored values (their rounding is tolerated at the range's ends).
+    ``measured_range`` (start_max, end_min) meV of a mask-aware model: data starting at or below
+    start_max and ending at or above end_min need no ``crop``; the model points without data are
+    unmeasured (``valid`` False, never read by the model) and nothing is flagged."""
     if not np.all(np.isfinite(w_in)):
         raise ArchiveError(f"{path}: coordinate {dim!r} contains NaN or inf")
     d = np.diff(w_in)
@@ -385,7 +389,12 @@ def _interpolation(path: Path, dim: str, w_in: np.ndarray, model_w: np.ndarray, 
     hi_ok = w[-1] >= model_w[-1] - tol
     beyond = (w[0] < model_w[0] - tol) or (w[-1] > model_w[-1] + tol)
     flags = 0
-    if not (lo_ok and hi_ok) or beyond:
+    served = (measured_range is not None and w[0] <= measured_range[0] + tol and w[-1] >= measured_range[1] - tol)
+    if served:
+        if not (lo_ok and hi_ok) or beyond:
+            log.info("%s: coordinate %r spans %.6g–%.6g meV; the model sees the measured part of its %.6g–%.6g meV grid",
+                     path, dim, w[0], w[-1], model_w[0], model_w[-1])
+    elif not (lo_ok and hi_ok) or beyond:
         msg = (f"{path}: coordinate {dim!r} spans {w[0]:.9g}–{w[-1]:.9g} meV but the model's ω grid is "
                f"{model_w[0]:.9g}–{model_w[-1]:.9g} meV")
         if not crop:
@@ -491,7 +500,9 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> _Source:
     y_factor = _units(da.attrs, path, f"variable {opts.var!r}")
     w_in = np.asarray(ds[opts.dim].values, dtype=np.float64) * w_factor
     eps = float(np.finfo(coord.dtype).eps) if np.issubdtype(coord.dtype, np.floating) else 0.0
-    lo, hi, t, valid, flags = _interpolation(path, opts.dim, w_in, model.info.omega.values, opts.crop, eps)
+    reg = model.info.regularization
+    measured = reg.get("measured_range_meV") if mask_aware(model) else None
+    lo, hi, t, valid, flags = _interpolation(path, opts.dim, w_in, model.info.omega.values, opts.crop, eps, measured)
     temps = _temperature(ds, da, path, opts, lead, shape)
     return _Source(path, da.transpose(*lead, opts.dim), lead, shape, w_in, y_factor, lo, hi, t, valid, flags, temps)
 

@@ -383,6 +383,11 @@ def realistic_prior(Omega: Grid, n: int, rng: np.random.Generator) -> np.ndarray
     return x / np.where(peak > 0, peak, 1.0) * rng.uniform(0.1, 1.0, size=(n, 1))
 
 
+#: Measured ranges of :func:`coverage_masks`: spectra start at or below COVERAGE_START_MAX meV and
+#: end at or above COVERAGE_END_MIN meV (a model trained on them is recorded as serving that).
+COVERAGE_START_MAX, COVERAGE_END_MIN = 15.0, 200.0
+
+
 def coverage_masks(omega: Grid, n: int, rng: np.random.Generator, full_fraction: float = 0.25) -> np.ndarray:
     """``n`` measured-ω masks (n, n_ω) bool like real optical data: a fraction ``full_fraction`` covers
     the whole grid; the others start at 2–15 meV and end at 200–400 meV (uniform draws), half of
@@ -393,7 +398,8 @@ def coverage_masks(omega: Grid, n: int, rng: np.random.Generator, full_fraction:
     for i in range(n):
         if rng.random() < full_fraction:
             continue
-        masks[i] &= (w >= rng.uniform(w[0], max(w[0], 15.0))) & (w <= rng.uniform(min(w[-1], 200.0), w[-1]))
+        masks[i] &= ((w >= rng.uniform(w[0], max(w[0], COVERAGE_START_MAX)))
+                     & (w <= rng.uniform(min(w[-1], COVERAGE_END_MIN), w[-1])))
         if rng.random() < 0.5:
             width = max(1, int(rng.uniform(0.02, 0.05) * w.size))
             start = rng.integers(0, w.size - width)

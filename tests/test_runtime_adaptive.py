@@ -26,7 +26,7 @@ def exported(tmp_path_factory, default_operator, adaptive_net):
     return {form: export_onnx(adaptive_net, default_operator, d / f"tiny-adaptive-{form}.onnx", form=form,
                               model_name=f"tiny-adaptive-{form}", model_version="0",
                               temperature_range_K=(100.0, 100.0) if form == "baked" else (10.0, 300.0),
-                              training={"data": "none (untrained)"}, metrics={"none": 0.0},
+                              training={"data": "none (untrained)"}, metrics={"none": 0.0}, measured_range=(15.0, 200.0),
                               provenance={"made_by": "tests/test_runtime_adaptive.py"})
             for form in ("baked", "input")}
 
@@ -112,3 +112,30 @@ def test_mask_aware_model_ignores_unmeasured_points(exported, default_operator):
     a = invert(y, m, provider="cpu", valid_omega=valid).glue
     b = invert(other, m, provider="cpu", valid_omega=valid).glue
     np.testing.assert_array_equal(a, b)
+
+
+def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported, default_operator, tmp_path):
+    """An FTIR-like range (60–3000 cm⁻¹ ≈ 7.4–372 meV) needs no --crop with a mask-aware model: nothing
+    is flagged, the unmeasured points are never read, and a range the model was not trained for is
+    still refused."""
+    import xarray as xr
+
+    from rrim.archives import ArchiveError, ArchiveOptions, invert_archive
+    from rrim.models import load_model
+    from rrim.synthetic import realistic_glue
+    from rrim.units import CM1_PER_MEV
+
+    m = load_model(exported["input"])
+    op = default_operator
+    y = op.forward(realistic_glue(op.Omega, 3, np.random.default_rng(8)))
+    w_cm = np.linspace(60.0, 3000.0, 300)
+    rows = np.stack([np.interp(w_cm / CM1_PER_MEV, op.omega.values, r) for r in y]) * CM1_PER_MEV
+    ds = xr.Dataset({"scattering_rate": (("sample", "omega"), rows, {"units": "cm-1"})},
+                    coords={"omega": ("omega", w_cm, {"units": "cm-1"})}, attrs={"temperature": 100.0})
+    ds.to_netcdf(tmp_path / "ftir.nc")
+    invert_archive(tmp_path / "ftir.nc", tmp_path / "out.nc", m, ArchiveOptions())
+    with xr.open_dataset(tmp_path / "out.nc") as out:
+        assert (out["flags"].values == 0).all() and np.isfinite(out["glue"].values).all()
+    ds.sel(omega=slice(None, 1200.0)).to_netcdf(tmp_path / "short.nc")  # ends at 149 meV < 200 meV
+    with pytest.raises(ArchiveError, match="--crop"):
+        invert_archive(tmp_path / "short.nc", tmp_path / "out2.nc", m, ArchiveOptions())
