@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -37,6 +38,9 @@ from .ridge import Ridge
 from .training import trained
 
 CONFIGS = Path(__file__).parent / "configs"
+#: The finished trainings the shipped files were exported from (committed: export and evaluation rerun
+#: from a clone with ``--checkpoint export/checkpoints/NAME.pt``, and the benchmarks run PyTorch from them).
+CHECKPOINTS = Path(__file__).parent / "checkpoints"
 MODEL_VERSION = "2.0.0"
 EVAL_SIGMAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 EVAL_SEED = 2026
@@ -254,6 +258,10 @@ def build(name: str, models_dir: Path = MODELS_DIR, checkpoint=None, command: st
         raise ValueError(f"{checkpoint}: trained with another configuration than export/configs/{recipe.config}")
     history = Path(checkpoint).with_name("history.json")
     extra["epochs"] = len(json.loads(history.read_text())) if history.exists() else None
+    CHECKPOINTS.mkdir(exist_ok=True)
+    kept = CHECKPOINTS / f"{name}.pt"
+    if Path(checkpoint).resolve() != kept.resolve():
+        shutil.copyfile(checkpoint, kept)
     T = config.operator.training_temperatures()
     path = Path(models_dir) / f"{name}.onnx"
     summary = export_checkpoint(checkpoint, path, form="input", name=name, model_version=MODEL_VERSION,

@@ -41,6 +41,7 @@ def _toml(d: dict) -> str:
 
 def test_recipes_build_evaluate_and_compare(tmp_path, monkeypatch):
     monkeypatch.setattr(sm, "CONFIGS", _tiny_configs(tmp_path))
+    monkeypatch.setattr(sm, "CHECKPOINTS", tmp_path / "checkpoints")
     monkeypatch.setattr(sm, "EVAL_SIGMAS", (0.0, 1e-2))
     monkeypatch.setattr(sm, "N_EVAL", 8)
     monkeypatch.setattr(sm, "N_RIDGE", 30)
@@ -62,10 +63,12 @@ def test_recipes_build_evaluate_and_compare(tmp_path, monkeypatch):
     assert lean["sha256"] in card and "data-consistency" in card
     model = load_model(models / "rrim-lean.onnx", sha256=lean["sha256"])
     assert model.info.adaptive and model.info.regularization["mask"]
+    assert (tmp_path / "checkpoints" / "rrim-lean.pt").exists()  # kept for reruns without training
 
 
 def test_any_temperature_recipe_flags_other_temperatures(tmp_path, monkeypatch):
     monkeypatch.setattr(sm, "CONFIGS", _tiny_configs(tmp_path))
+    monkeypatch.setattr(sm, "CHECKPOINTS", tmp_path / "checkpoints")
     monkeypatch.setattr(sm, "N_EVAL", 6)
     summary = sm.build("rrim-any-temperature", tmp_path / "models", command="test")
     assert {k.split(",")[0] for k in summary["metrics"]["held_out"]} == {f"{T:g} K" for T in sm.RECIPES["rrim-any-temperature"].temperatures}
