@@ -16,7 +16,9 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -55,6 +57,11 @@ def filled(y: np.ndarray, mask: np.ndarray, omega: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(omega, omega[mask], row[mask]) for row in y])
 
 
+def label(model) -> str:
+    """Table name of a model: its name and the start of its sha256 (two versions may share a name)."""
+    return f"{model.name} ({model.sha256[:8]})"
+
+
 def run(models: list, n_per_file: int) -> dict:
     op = models[0].info.base_operator()
     files = benchmark_files(op, n_per_file=n_per_file)
@@ -68,14 +75,14 @@ def run(models: list, n_per_file: int) -> dict:
             r = invert(y, m, provider="cpu", temperature=f.temperature, valid_omega=f.mask)
             noise = f.sigma * np.abs(f.y).max(axis=1)
             misfit = np.sqrt(np.mean((r.fit[:, f.mask] - f.y[:, f.mask]) ** 2, axis=1)) / noise
-            row[m.name] = rel_l2(r.glue, f.x)
-            row[m.name + " misfit/noise"] = misfit
+            row[label(m)] = rel_l2(r.glue, f.x)
+            row[label(m) + " misfit/noise"] = misfit
         rows.append(row)
     return {"rows": rows, "files": len(files), "spectra": len(files) * n_per_file}
 
 
 def report(result: dict, models: list, command: str, seconds: float) -> str:
-    names = [m.name for m in models]
+    names = [label(m) for m in models]
     methods = names + ["tikhonov_best", "tikhonov_gcv"]
     label = {"tikhonov_best": "Tikhonov, best weight per file", "tikhonov_gcv": "Tikhonov, GCV"}
     rows = result["rows"]
@@ -114,12 +121,20 @@ def report(result: dict, models: list, command: str, seconds: float) -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", action="append", help="model name or .onnx path (repeatable; default rrim-default)")
+    parser.add_argument("--before", metavar="COMMIT", help="also the rrim-default shipped at this git commit")
     parser.add_argument("--n-per-file", type=int, default=16)
     parser.add_argument("--out", type=Path, help="write the markdown report here (default: print it)")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     models = [load_model(m) for m in (args.model or ["rrim-default"])]
-    result = run(models, args.n_per_file)
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.before:
+            old = Path(tmp) / "rrim-default.onnx"
+            old.write_bytes(subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "show",
+                                            f"{args.before}:runtime/models/rrim-default.onnx"],
+                                           capture_output=True, check=True).stdout)
+            models.append(load_model(old))
+        result = run(models, args.n_per_file)
     command = " ".join(["python benchmarks/realistic_benchmark.py", *(argv if argv is not None else sys.argv[1:])])
     text = report(result, models, command, time.perf_counter() - start)
     if args.out:

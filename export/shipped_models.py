@@ -189,7 +189,7 @@ x ← max(0, x + P_h(y − A x)) in the runtime, so the glue explains the data t
   onnxruntime vs PyTorch at export: max|Δx| = {summary['parity_max_rel']:.2g}·max|x| (bar 1e-4)
 - **regenerate**: `{command}` (config `export/configs/{recipe.config}`, seeded; the training resumes
   from its output folder). This build took {wall_s:.0f} s on {machine_description()}.
-- Kernel {op.kernel.name}, T = {lo:g}…{hi:g} K, ω and Ω: {len(op.omega)} points {op.omega.values[0]:g}…{op.omega.values[-1]:g} meV,
+- Kernel {op.kernel.name}, T = {f"{lo:g} K" if lo == hi else f"{lo:g}…{hi:g} K (outside: flagged)"}, ω and Ω: {len(op.omega)} points {op.omega.values[0]:g}…{op.omega.values[-1]:g} meV,
   s = {op.scale:g} meV. Glue outside the Ω grid is not represented; output ≥ 0.
 
 ## Training

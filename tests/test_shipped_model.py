@@ -22,12 +22,13 @@ def test_sha256_matches_index_and_card():
     digest = hashlib.sha256(data).hexdigest()
     index = json.loads((MODELS / "index.json").read_text())
     entry = index.get("models", index)[NAME]
-    assert entry["file"] == f"{NAME}.onnx" and entry["form"] == "baked"
+    assert entry["file"] == f"{NAME}.onnx" and entry["form"] == "input"
     assert entry["sha256"] == digest
     card = (MODELS / f"{NAME}.md").read_text()
     assert digest in card
     assert len(data) < 10 * 2 ** 20
-    for words in ("T = 100 K", "2…400 meV", "python -m rrim.export.default_model", "Out-of-distribution"):
+    for words in ("T = 100 K", "2…400 meV", "python -m rrim.export.shipped_models rrim-default", "Out-of-distribution",
+                  "data-consistency", "tikhonov_tuned", "ridge"):
         assert words in card
 
 
@@ -37,7 +38,7 @@ def test_any_temperature_model_is_shipped_with_card_and_calibrations():
     data = (MODELS / entry["file"]).read_bytes()
     assert entry["form"] == "input" and entry["sha256"] == hashlib.sha256(data).hexdigest()
     card = (MODELS / "rrim-any-temperature.md").read_text()
-    assert entry["sha256"] in card and "python -m rrim.export.any_temperature_model" in card and "| 300 |" in card
+    assert entry["sha256"] in card and "| 300 |" in card
     for name in (NAME, "rrim-any-temperature", "rrim-lean"):
         cal = json.loads((MODELS / f"{name}.calibration.json").read_text())
         assert cal["model_sha256"] == index.get("models", index)[name]["sha256"]
