@@ -84,7 +84,7 @@ def run(models: list, n_per_file: int) -> dict:
 def report(result: dict, models: list, command: str, seconds: float) -> str:
     names = [label(m) for m in models]
     methods = names + ["tikhonov_best", "tikhonov_gcv"]
-    label = {"tikhonov_best": "Tikhonov, best weight per file", "tikhonov_gcv": "Tikhonov, GCV"}
+    titles = {"tikhonov_best": "Tikhonov, best weight per file", "tikhonov_gcv": "Tikhonov, GCV"}
     rows = result["rows"]
     overall = {k: float(np.median(np.concatenate([r[k] for r in rows]))) for k in methods}
     ratio = overall[names[0]] / overall["tikhonov_best"]
@@ -103,13 +103,13 @@ def report(result: dict, models: list, command: str, seconds: float) -> str:
         "",
         "| method | median rel. L2 |",
         "|---|---|",
-        *[f"| {label.get(k, k)} | {overall[k]:.3f} |" for k in methods],
+        *[f"| {titles.get(k, k)} | {overall[k]:.3f} |" for k in methods],
         "",
         f"**{names[0]} / best-weight Tikhonov = {ratio:.2f}** (bar ≤ {BAR}: {'met' if ratio <= BAR else 'missed'}).",
         "",
         "## Per file",
         "",
-        "| file | " + " | ".join(label.get(k, k) for k in methods) + f" | {names[0]} misfit/noise (median) |",
+        "| file | " + " | ".join(titles.get(k, k) for k in methods) + f" | {names[0]} misfit/noise (median) |",
         "|---|" + "---|" * (len(methods) + 1),
     ]
     for r in rows:

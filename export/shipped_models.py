@@ -267,15 +267,15 @@ def build(name: str, models_dir: Path = MODELS_DIR, checkpoint=None, command: st
     summary = export_checkpoint(checkpoint, path, form="input", name=name, model_version=MODEL_VERSION,
                                 temperature_range_K=(min(T), max(T)), command=command)
     summary["temperature_range_K"] = (min(T), max(T))
+    write_index(path.parent, {"name": name, "file": path.name, "sha256": summary["sha256"], "form": "input",
+                              "golden": golden_path(path).name, "card": f"{name}.md",
+                              "model_version": MODEL_VERSION, "bytes": summary["bytes"]})
     model = load_model(path)
     others = [load_model(Path(models_dir) / f"{recipe.compare_to}.onnx")] if recipe.compare_to else []
     metrics = evaluate(model, config, recipe.temperatures, others)
     (path.parent / f"{name}.md").write_text(card(name, recipe, summary, metrics, config, extra, command,
                                                  time.perf_counter() - start))
     (path.parent / f"{name}.metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
-    write_index(path.parent, {"name": name, "file": path.name, "sha256": summary["sha256"], "form": "input",
-                              "golden": golden_path(path).name, "card": f"{name}.md",
-                              "model_version": MODEL_VERSION, "bytes": summary["bytes"]})
     return {**summary, "metrics": metrics}
 
 
