@@ -85,7 +85,8 @@ class MaskedBases:
 def choose_weights(y_scaled: np.ndarray, svd: SVD, mask: np.ndarray, clip: bool = True) -> np.ndarray:
     """Per-spectrum h (n,) for scaled spectra (n, n_ω) measured on ``mask`` with basis ``svd`` (of that mask).
 
-    Safeguarded GCV over the measured points (unmeasured entries of y are ignored); with ``clip``
+    Safeguarded GCV over the measured points (unmeasured entries of y are ignored; see
+    :func:`rrim.solvers.parameter_choice.gcv` for the degrees-of-freedom floor); with ``clip``
     (the network's input) clipped to [:data:`H_MIN`, :data:`H_MAX`], else (the float64
     data-consistency steps) as GCV chose it, down to 1e-16·s_max².
     """

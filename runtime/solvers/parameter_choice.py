@@ -111,12 +111,21 @@ def tikhonov_filters(s: np.ndarray, weights: np.ndarray) -> np.ndarray:
     return s2 / (s2 + np.asarray(weights, dtype=np.float64)[..., None])
 
 
+#: GCV ‖r‖²/(m − Σφ)² degenerates when a nearly square, nearly full-rank A (the default 200 × 200
+#: A/s at 10 K: singular values down to 7e-7, then one at 4e-20) lets a small weight fit all but a few
+#: data: the denominator vanishes with the residual, and the minimum sits there (errors 10⁶× the best
+#: weight's on some spectra). Filters leaving fewer than this fraction of the m data as residual
+#: degrees of freedom are never chosen (at 100 K the smallest weight of the grid leaves ~80 %).
+MIN_DOF_FRACTION = 0.1
+
+
 def gcv(projection: Projection, filters: np.ndarray) -> np.ndarray:
-    """GCV(φ) = ‖A x_φ − y‖² / (m − Σφ)², shape (n, K), for filters (K, r) and m data points."""
+    """GCV(φ) = ‖A x_φ − y‖² / (m − Σφ)², shape (n, K), for filters (K, r) and m data points; +inf
+    where fewer than :data:`MIN_DOF_FRACTION`·m (and at least one half) degrees of freedom are left."""
     dof = projection.n_data - filters.sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
         g = projection.residual2(filters) / dof[None, :] ** 2
-    return np.where(dof[None, :] > 0.5, g, np.inf)  # no residual degrees of freedom left: never chosen
+    return np.where(dof[None, :] >= max(0.5, MIN_DOF_FRACTION * projection.n_data), g, np.inf)
 
 
 def gcv_choice(projection: Projection, filters: np.ndarray) -> np.ndarray:
