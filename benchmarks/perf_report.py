@@ -59,7 +59,8 @@ def torch_contenders(model, y: np.ndarray, batch: int) -> tuple[dict, str]:
     try:
         import torch
 
-        from rrim.export.training import adaptive_physics, estimates, load_checkpoint
+        from rrim.export.adaptive_data import adaptive_physics
+        from rrim.export.training import estimates, load_checkpoint
     except ImportError:
         return {}, "PyTorch not installed (the `train` extra): its rows are missing."
     net, config, _ = load_checkpoint(CHECKPOINT)

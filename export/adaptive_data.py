@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from ..operator import ForwardOperator
-from ..regularization import H_MAX, H_MIN, MaskedBases, choose_weights
+from ..regularization import H_MAX, H_MIN, MaskedBases, choose_weights, masked_svd
 from ..synthetic import (DatasetSettings, coverage_masks, gaussian_mixture, realistic_prior, refined_grid,
                          split_indices)
 from .config import Config
@@ -81,3 +81,16 @@ class AdaptiveData:
         """A fixed evaluation set: the split in groups of :data:`GROUP_SIZE`, each one :meth:`batch`."""
         rows = self.splits[split]
         return [self.batch(rows[i:i + GROUP_SIZE], rng) for i in range(0, rows.size, GROUP_SIZE)]
+
+
+def adaptive_physics(operator: ForwardOperator, y_scaled: np.ndarray, mask: np.ndarray | None = None) -> tuple:
+    """(β, S, Vt, h, U, S, Vt, A/s, h_correction, y_correction) tensors of the adaptive rRIM for scaled
+    spectra (n, n_ω) measured on ``mask`` (default: every point), as the runtime computes them: the
+    network's β = Uᵀy, S, Vt, h (clipped) in float32; the data-consistency steps' in float64."""
+    mask = np.ones(operator.shape[0], bool) if mask is None else np.asarray(mask, bool)
+    svd = operator.svd if mask.all() else masked_svd(operator.scaled_matrix, mask)
+    y = np.asarray(y_scaled, dtype=np.float64) * mask
+    h = choose_weights(y, svd, mask, clip=False)
+    f32 = (y @ svd.U, svd.s, svd.Vt, np.clip(h, H_MIN, H_MAX)[:, None])
+    f64 = (svd.U, svd.s, svd.Vt, operator.scaled_matrix, h[:, None], y)
+    return (*(torch.tensor(a, dtype=torch.float32) for a in f32), *(torch.tensor(a) for a in f64))

@@ -34,7 +34,8 @@ from ..operator import DEFAULT_H, ForwardOperator
 from ..regularization import H_MAX, H_MIN
 from ..synthetic import COVERAGE_END_MIN, COVERAGE_START_MAX, DatasetSettings, make_dataset, ood_shapes
 from .nets import RRIM, AdaptiveRRIM
-from .training import adaptive_physics, load_checkpoint, physics_tensors
+from .adaptive_data import adaptive_physics
+from .training import load_checkpoint, physics_tensors
 
 OPSET = max(18, MIN_OPSET)
 #: Parity bar: max|x_onnx − x_torch| ≤ PARITY_RTOL·max|x_torch|. 1e-4 ≈ 840·eps(float32): room for

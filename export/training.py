@@ -18,10 +18,9 @@ import torch
 from torch import nn
 
 from ..operator import ForwardOperator
-from ..regularization import H_MAX, H_MIN, choose_weights, masked_svd
 from ..synthetic import DatasetSettings, SyntheticDataset, add_noise, make_dataset
 from .config import Config, ModelConfig, config_from_dict
-from .adaptive_data import AdaptiveData
+from .adaptive_data import AdaptiveData, adaptive_physics
 from .nets import CNN, FCN, RRIM, AdaptiveRRIM, RRIMSettings, build_rrim
 
 log = logging.getLogger(__name__)
@@ -386,16 +385,3 @@ def predict(model: nn.Module, y_meV, operator: ForwardOperator, h: float) -> np.
     with torch.no_grad():
         x = estimates(model, first, *physics)[-1]
     return x.numpy().astype(np.float64).reshape(*y.shape[:-1], -1)
-
-
-def adaptive_physics(operator: ForwardOperator, y_scaled: np.ndarray, mask: np.ndarray | None = None) -> tuple:
-    """(β, S, Vt, h, U, S, Vt, A/s, h_correction, y_correction) tensors of the adaptive rRIM for scaled
-    spectra (n, n_ω) measured on ``mask`` (default: every point), as the runtime computes them: the
-    network's β = Uᵀy, S, Vt, h (clipped) in float32; the data-consistency steps' in float64."""
-    mask = np.ones(operator.shape[0], bool) if mask is None else np.asarray(mask, bool)
-    svd = operator.svd if mask.all() else masked_svd(operator.scaled_matrix, mask)
-    y = np.asarray(y_scaled, dtype=np.float64) * mask
-    h = choose_weights(y, svd, mask, clip=False)
-    f32 = (y @ svd.U, svd.s, svd.Vt, np.clip(h, H_MIN, H_MAX)[:, None])
-    f64 = (svd.U, svd.s, svd.Vt, operator.scaled_matrix, h[:, None], y)
-    return (*(torch.tensor(a, dtype=torch.float32) for a in f32), *(torch.tensor(a) for a in f64))

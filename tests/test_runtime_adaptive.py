@@ -77,7 +77,8 @@ def test_correction_steps_lower_the_misfit_on_measured_points_only(default_opera
 def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_operator, adaptive_net):
     """Golden parity through onnxruntime; rrim.invert (graph + float64 correction) equals PyTorch's
     final estimate; the input form fed the full-grid basis equals the baked form."""
-    from rrim.export.training import adaptive_physics, estimates
+    from rrim.export.adaptive_data import adaptive_physics
+    from rrim.export.training import estimates
     from rrim.inversion import invert
     from rrim.models import check_golden, load_model
     from rrim.synthetic import add_noise, realistic_glue
