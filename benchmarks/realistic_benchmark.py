@@ -27,7 +27,7 @@ import numpy as np
 from rrim.inversion import invert, mask_aware
 from rrim.models import load_model
 from rrim.realistic_set import FAMILIES, SIGMAS, benchmark_files
-from rrim.regularization import choose_weights, masked_svd
+from rrim.regularization import choose_weights, masked_svd, tikhonov_step
 from rrim.solvers import parameter_choice as pc
 
 BAR = 0.8
@@ -41,15 +41,10 @@ def tikhonov_errors(op, f) -> tuple[np.ndarray, np.ndarray]:
     """(errors at the best weight for the file (n,), errors with GCV per spectrum (n,))."""
     svd = masked_svd(op.scaled_matrix, f.mask)
     ys = f.y / op.scale
-    keep = svd.s > 0
-    beta = ys @ svd.U[:, keep]
-    s = svd.s[keep]
-    weights = pc.weight_grid(s)
-    errs = [rel_l2(((beta * (s / (s ** 2 + w))) @ svd.Vt[keep]), f.x) for w in weights]
-    best = min(errs, key=np.median)
-    h = choose_weights(ys, svd, f.mask, clip=False)
-    gcv = (beta * (s / (s ** 2 + h[:, None]))) @ svd.Vt[keep]
-    return best, rel_l2(gcv, f.x)
+    n = len(ys)
+    errs = [rel_l2(tikhonov_step(ys, svd, np.full(n, w)), f.x) for w in pc.weight_grid(svd.s[svd.s > 0])]
+    gcv = tikhonov_step(ys, svd, choose_weights(ys, svd, f.mask, clip=False))
+    return min(errs, key=np.median), rel_l2(gcv, f.x)
 
 
 def filled(y: np.ndarray, mask: np.ndarray, omega: np.ndarray) -> np.ndarray:

@@ -34,6 +34,13 @@ def draw_glue(config: Config, operator: ForwardOperator) -> np.ndarray:
     return gaussian_mixture(fine, d.n, rng, DatasetSettings().glue)
 
 
+def data_splits(config: Config) -> dict:
+    """The seeded train/val/test indices of ``config.data`` (its own child stream of the data seed)."""
+    d = config.data
+    rng = np.random.default_rng(np.random.SeedSequence(d.seed).spawn(3)[2])
+    return split_indices(d.n, DatasetSettings(n=d.n).split, rng)
+
+
 class AdaptiveData:
     """Seeded glue functions, their split, and per-batch physics for ``config`` (module doc)."""
 
@@ -42,8 +49,7 @@ class AdaptiveData:
         self.config, self.operator = config, operator
         self.x_fine = draw_glue(config, operator)
         self.x = self.x_fine[:, ::d.fine_factor]
-        split_rng = np.random.default_rng(np.random.SeedSequence(d.seed).spawn(3)[2])
-        self.splits = split_indices(d.n, DatasetSettings(n=d.n).split, split_rng)
+        self.splits = data_splits(config)
         fine = refined_grid(operator.Omega, d.fine_factor) if d.fine_factor > 1 else operator.Omega
         self.temperatures = config.operator.training_temperatures()
         self.fine_ops = [ForwardOperator(operator.omega, fine, T, operator.kernel, operator.scale) for T in self.temperatures]

@@ -31,7 +31,7 @@ from ..operator import ForwardOperator
 from ..regularization import choose_weights, masked_svd, tikhonov_step
 from ..solvers import Tikhonov, tune_tikhonov_weight
 from ..synthetic import coverage_masks, ood_shapes, refined_grid
-from .adaptive_data import draw_glue
+from .adaptive_data import data_splits, draw_glue
 from .config import Config, load_config
 from .onnx_export import export_checkpoint, golden_path, machine_description
 from .ridge import Ridge
@@ -89,7 +89,7 @@ def evaluate(model, config: Config, temperatures, others=()) -> dict:
     """Held-out metrics through the runtime (module doc); ``others``: models compared on the same spectra."""
     base = model.info.base_operator()
     x_fine = draw_glue(config, base)
-    splits = _splits(config)
+    splits = data_splits(config)
     k = config.data.fine_factor
     test, val = splits["test"][:N_EVAL], splits["val"][:N_EVAL]
     fine = refined_grid(base.Omega, k) if k > 1 else base.Omega
@@ -129,14 +129,9 @@ def evaluate(model, config: Config, temperatures, others=()) -> dict:
 
 
 def _noisy(y: np.ndarray, sigma: float, rng) -> np.ndarray:
+    """y + σ·max|y|·ε like :func:`rrim.synthetic.add_noise`, but drawing ε at σ = 0 too, so that every
+    noise level consumes the generator alike (the cards' numbers depend on that order)."""
     return y + sigma * np.abs(y).max(axis=1, keepdims=True) * rng.standard_normal(y.shape)
-
-
-def _splits(config: Config) -> dict:
-    from ..synthetic import DatasetSettings, split_indices
-
-    rng = np.random.default_rng(np.random.SeedSequence(config.data.seed).spawn(3)[2])
-    return split_indices(config.data.n, DatasetSettings(n=config.data.n).split, rng)
 
 
 def _coverage(model, x, clean, rng, sigma: float = 1e-3, n_masks: int = 8) -> dict:

@@ -23,7 +23,7 @@ import numpy as np
 
 from .grids import Grid
 from .operator import ForwardOperator
-from .synthetic import low_energy_factor, refined_grid
+from .synthetic import add_noise, low_energy_factor, refined_grid
 
 FAMILIES = ("mmp_mode", "two_modes", "phonon_lines", "plateau", "eliashberg")
 SIGMAS = (1e-4, 1e-3, 1e-2)
@@ -109,7 +109,7 @@ def benchmark_files(operator: ForwardOperator, n_per_file: int = 16, seed: int =
                 rng = np.random.default_rng([seed, t_index, f_index, s_index])
                 x_fine = draw_family(family, fine, n_per_file, rng)
                 y = op_fine.forward(x_fine)
-                y = y + sigma * np.abs(y).max(axis=1, keepdims=True) * rng.standard_normal(y.shape)
+                y = add_noise(y, sigma, rng)
                 mask = ftir_mask(operator.omega, rng)
                 files.append(BenchmarkFile(f"{family}-{T:g}K-sigma{sigma:g}", family, sigma, float(T), mask,
                                            x_fine[:, ::FINE], y * mask))
