@@ -12,6 +12,8 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..regularization import POLISH_ITERATIONS
+
 
 #: How the regularization of the physics step is set: one h for every spectrum (the paper's rRIM),
 #: or per spectrum from the data, with the measured-ω mask in the basis (the noise-adaptive rRIM).
@@ -134,9 +136,9 @@ LOG_H_CENTRE, LOG_H_SPREAD = -6.0, 6.0
 class AdaptiveRRIM(nn.Module):
     """The noise-adaptive rRIM: x_{t+1} = max(0, x_t + g_φ(x_t, ∇_t, log h)), ∇_t = P_h(y − A x_t),
     with h chosen per spectrum from the data and P_h in the singular basis of the measured points,
-    x_0 = P_h y; then ``correction_steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) in
-    float64 (:func:`correct`: the exported graph ends at x_{N_t}, the runtime applies them in float64,
-    where float32 would cost accuracy on noiseless data).
+    x_0 = P_h y; then ``correction_steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) and a
+    projected-gradient polish in float64 (:func:`correct`: the exported graph ends at x_{N_t}, the
+    runtime applies them in float64, where float32 would cost accuracy on noiseless data).
 
     The graph works in the singular basis: its input is β = Uᵀy, computed in float64 by the caller
     (in float32, the rounding of Uᵀy along the small singular values, ~1e-7·‖y‖, would be amplified
@@ -193,13 +195,21 @@ class AdaptiveRRIM(nn.Module):
         return iterates
 
 
-def correct(x, y, A, U, S, Vt, h, steps: int) -> torch.Tensor:
-    """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) in float64 (as the runtime does
-    them, :func:`rrim.regularization.correct`; pass float64 physics); float64 result (B, n_Ω)."""
+def correct(x, y, A, U, S, Vt, h, steps: int, polish_iterations: int = POLISH_ITERATIONS) -> torch.Tensor:
+    """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) then ``polish_iterations`` of
+    projected gradient, in float64, as the runtime does them (:func:`rrim.regularization.correct`;
+    pass float64 physics); float64 result (B, n_Ω)."""
     y, A, U, S, Vt, h = (t.double() for t in (y, A, U, S, Vt, h))
     x = x.double()
     for _ in range(steps):
         x = torch.relu(x + tikhonov_step(y - x @ A.T, U, S, Vt, h))
+    beta, step, x0, z, t = y @ U, 1.0 / (S[0] ** 2 + h), x, x, 1.0
+    for _ in range(polish_iterations):
+        gradient = (((z @ Vt.T) * S - beta) * S) @ Vt + h * (z - x0)
+        x_next = torch.relu(z - step * gradient)
+        t_next = 0.5 * (1.0 + (1.0 + 4.0 * t * t) ** 0.5)
+        z = x_next + ((t - 1.0) / t_next) * (x_next - x)
+        x, t = x_next, t_next
     return x
 
 

@@ -31,7 +31,7 @@ from .. import __version__ as rrim_version
 from ..modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y, METADATA_KEYS,
                          MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
 from ..operator import DEFAULT_H, ForwardOperator
-from ..regularization import H_MAX, H_MIN
+from ..regularization import H_MAX, H_MIN, POLISH_ITERATIONS
 from ..synthetic import COVERAGE_END_MIN, COVERAGE_START_MAX, DatasetSettings, make_dataset, ood_shapes
 from .nets import RRIM, AdaptiveRRIM
 from .adaptive_data import adaptive_physics
@@ -131,6 +131,7 @@ def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float,
         architecture={"kind": "rrim", **model.settings.to_dict()}, training=dict(info_fields["training"]),
         regularization=({"rule": "gcv", "h_min": H_MIN, "h_max": H_MAX, "mask": form == "input" and bool(measured_range),
                          "correction_steps": model.settings.correction_steps,
+                         "polish_iterations": POLISH_ITERATIONS if model.settings.correction_steps else 0,
                          **({"measured_range_meV": list(measured_range)} if measured_range else {})}
                         if isinstance(model, AdaptiveRRIM) else {}),
         metrics=dict(info_fields["metrics"]), rrim_version=rrim_version, torch_version=torch.__version__,

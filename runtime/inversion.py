@@ -153,11 +153,13 @@ def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np
 
 def finish(model: LoadedModel, op, x: np.ndarray, adaptive: AdaptiveInputs | None) -> np.ndarray:
     """The model's estimate from its graph output ``x`` (m, n_Ω): for a noise-adaptive model, its
-    data-consistency steps (:func:`rrim.regularization.correct`, float64)."""
-    steps = int(model.info.regularization.get("correction_steps", 0))
+    data-consistency steps and polish (:func:`rrim.regularization.correct`, float64)."""
+    reg = model.info.regularization
+    steps = int(reg.get("correction_steps", 0))
     if not steps:
         return x
-    return correct(x, adaptive.y, op.scaled_matrix, adaptive.svd, adaptive.h, steps)
+    return correct(x, adaptive.y, op.scaled_matrix, adaptive.svd, adaptive.h, steps,
+                   int(reg.get("polish_iterations", 0)))
 
 
 @lru_cache(maxsize=8)
