@@ -145,17 +145,16 @@ class AdaptiveRRIM(nn.Module):
     by up to 1/(2√h) and onnxruntime and PyTorch would disagree), and Uᵀ(y − A x) = β − S·(Vt x), so
     ∇_t = V[g·(β − S·Vt x)] with g = S/(S² + h).
 
-    ``forward(beta, S, Vt, h, U=None, S64=None, Vt64=None, A=None, h_correction=None, y_correction=None)``:
+    ``forward(beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None)``:
     β (B, r); S (r,); Vt (r, n_Ω) (r = min(n_ω, n_Ω), zero-padded); h (B, 1) clipped for float32
     (:func:`rrim.regularization.choose_weights`); for the data-consistency steps, all float64 (float32
-    physics would leave rounding residuals of ~1e-7·|y| that steps at h ~ 1e-15 amplify): the basis
-    U (n_ω, r) with zero rows where unmeasured, S64, Vt64, A (n_ω, n_Ω), their weight h_correction
-    (B, 1) and the spectra y_correction (B, n_ω), zero where unmeasured. Returns the iterates
-    [x_1, …, x_{N_t}] followed by the corrected estimate (when ``correction_steps`` > 0).
+    physics would leave rounding residuals of ~1e-7·|y| that steps at h ~ 1e-15 amplify): β64 (B, r),
+    S64, Vt64 and their weight h_correction (B, 1). Returns the iterates [x_1, …, x_{N_t}] followed by
+    the corrected estimate (when ``correction_steps`` > 0).
     """
 
-    #: positions of the per-spectrum physics arguments after β (h, h_correction, y_correction)
-    PER_SPECTRUM = (2, 7, 8)
+    #: positions of the per-spectrum physics arguments after β (h, β64, h_correction)
+    PER_SPECTRUM = (2, 3, 6)
 
     def __init__(self, settings: RRIMSettings):
         super().__init__()
@@ -171,8 +170,7 @@ class AdaptiveRRIM(nn.Module):
         x = (beta * (S / (S * S + h))) @ Vt
         return torch.relu(x) if self.settings.nonnegative else x
 
-    def forward(self, beta, S, Vt, h, U=None, S64=None, Vt64=None, A=None, h_correction=None,
-                y_correction=None) -> list[torch.Tensor]:
+    def forward(self, beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None) -> list[torch.Tensor]:
         s = self.settings
         gain = S / (S * S + h)
         x = self.start(beta, S, Vt, h)
@@ -188,22 +186,22 @@ class AdaptiveRRIM(nn.Module):
                 x = torch.relu(x)
             iterates.append(x)
         if s.correction_steps:
-            if any(t is None for t in (U, S64, Vt64, A, y_correction)):
-                raise ValueError("U, S64, Vt64, A, y_correction: the data-consistency steps need them")
+            if any(t is None for t in (beta64, S64, Vt64)):
+                raise ValueError("beta64, S64, Vt64: the data-consistency steps need them")
             hc = h if h_correction is None else h_correction
-            iterates.append(correct(x, y_correction, A, U, S64, Vt64, hc, s.correction_steps).to(x.dtype))
+            iterates.append(correct(x, beta64, S64, Vt64, hc, s.correction_steps).to(x.dtype))
         return iterates
 
 
-def correct(x, y, A, U, S, Vt, h, steps: int, polish_iterations: int = POLISH_ITERATIONS) -> torch.Tensor:
-    """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) then ``polish_iterations`` of
-    projected gradient, in float64, as the runtime does them (:func:`rrim.regularization.correct`;
-    pass float64 physics); float64 result (B, n_Ω)."""
-    y, A, U, S, Vt, h = (t.double() for t in (y, A, U, S, Vt, h))
-    x = x.double()
+def correct(x, beta, S, Vt, h, steps: int, polish_iterations: int = POLISH_ITERATIONS) -> torch.Tensor:
+    """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) in the basis, then
+    ``polish_iterations`` of projected gradient, in float64, as the runtime does them
+    (:func:`rrim.regularization.correct`; pass float64 β = Uᵀy and basis); float64 result (B, n_Ω)."""
+    beta, S, Vt, h = (t.double() for t in (beta, S, Vt, h))
+    x, gain = x.double(), S / (S * S + h)
     for _ in range(steps):
-        x = torch.relu(x + tikhonov_step(y - x @ A.T, U, S, Vt, h))
-    beta, step, x0, z, t = y @ U, 1.0 / (S[0] ** 2 + h), x, x, 1.0
+        x = torch.relu(x + ((beta - (x @ Vt.T) * S) * gain) @ Vt)
+    step, x0, z, t = 1.0 / (S[0] ** 2 + h), x, x, 1.0
     for _ in range(polish_iterations):
         gradient = (((z @ Vt.T) * S - beta) * S) @ Vt + h * (z - x0)
         x_next = torch.relu(z - step * gradient)

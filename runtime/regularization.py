@@ -114,17 +114,19 @@ def tikhonov_step(residual: np.ndarray, svd: SVD, h: np.ndarray) -> np.ndarray:
     return ((residual @ svd.U) * gain) @ svd.Vt
 
 
-def correct(x: np.ndarray, y_scaled: np.ndarray, a_scaled: np.ndarray, svd: SVD, h: np.ndarray, steps: int,
+def correct(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, steps: int,
             polish_iterations: int = 0) -> np.ndarray:
     """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) (float64) for glue x (n, n_Ω),
-    scaled spectra y (n, n_ω) zero where unmeasured, A/s (n_ω, n_Ω), the basis of the measured points
-    and weights h (n,): Tikhonov centred on x, iterated; each step lowers the misfit on the measured
-    points, and the estimate keeps what the data cannot see from x. Then ``polish_iterations`` of
-    :func:`polish`."""
+    β = Uᵀ(y/s) (n, r) of the scaled spectra, the basis of their measured points and weights h (n,):
+    Tikhonov centred on x, iterated, in the basis (Uᵀ(y − A x) = β − s·(Vt x), since U is zero where
+    unmeasured); each step lowers the misfit on the measured points, and the estimate keeps what the
+    data cannot see from x. Then ``polish_iterations`` of :func:`polish`."""
     x = np.asarray(x, dtype=np.float64)
+    s, Vt = svd.s, svd.Vt
+    gain = s[None, :] / (s[None, :] ** 2 + np.asarray(h, dtype=np.float64)[:, None])
     for _ in range(int(steps)):
-        x = np.maximum(x + tikhonov_step(y_scaled - x @ a_scaled.T, svd, h), 0.0)
-    return polish(x, y_scaled @ svd.U, svd, h, polish_iterations) if polish_iterations else x
+        x = np.maximum(x + ((beta - (x @ Vt.T) * s) * gain) @ Vt, 0.0)
+    return polish(x, beta, svd, h, polish_iterations) if polish_iterations else x
 
 
 def polish(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, iterations: int) -> np.ndarray:
