@@ -26,7 +26,8 @@ class RRIMSettings:
 
     ``regularization`` 'adaptive' builds :class:`AdaptiveRRIM`; ``correction_steps`` (adaptive only)
     Tikhonov steps x ← max(0, x + P_h(y − A x)) after the last network update, which make the output
-    explain the data (0: off, for the ablation).
+    explain the data (0: off, for the ablation). ``context`` > 0 adds the update network's coarse
+    path (:class:`UpdateNetwork`) pooling that many Ω points into one (0: off).
     """
 
     hidden: int = 32
@@ -35,14 +36,15 @@ class RRIMSettings:
     nonnegative: bool = True
     regularization: str = "fixed"
     correction_steps: int = 0
+    context: int = 0
 
     def __post_init__(self):
         if self.x0 not in ("zeros", "tikhonov"):
             raise ValueError(f"x0: expected 'zeros' or 'tikhonov', got {self.x0!r}")
         if self.regularization not in REGULARIZATIONS:
             raise ValueError(f"regularization: expected one of {REGULARIZATIONS}, got {self.regularization!r}")
-        if self.n_steps < 1 or self.hidden < 1 or self.correction_steps < 0:
-            raise ValueError("n_steps and hidden must be ≥ 1, correction_steps ≥ 0")
+        if self.n_steps < 1 or self.hidden < 1 or self.correction_steps < 0 or self.context < 0:
+            raise ValueError("n_steps and hidden must be ≥ 1, correction_steps and context ≥ 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,23 +76,36 @@ class ConvGRUCell(nn.Module):
 class UpdateNetwork(nn.Module):
     """g_φ: [x_t, ∇_t] (B, 2, n_Ω) and state (h1, h2) → Δx (B, n_Ω) and the new state.
 
-    Conv1d(k=5) → ConvGRU → Conv1d(k=3, dilation 2) → ConvGRU → Conv1d(k=3) (DESIGN §2).
+    Conv1d(k=5) → ConvGRU → Conv1d(k=3, dilation 2) → ConvGRU → Conv1d(k=3) (DESIGN §2): each Ω
+    point sees ~11 neighbours. With ``context`` = k > 0 a coarse path adds to the middle convolution
+    what the first state holds over about half the grid: average-pool by k, Conv1d(k=5) → ReLU →
+    Conv1d(k=5, dilation 2), linear interpolation back (a few % more arithmetic). Its last layer
+    starts at zero, so a network with it starts as the same network without it (warm start).
     """
 
-    def __init__(self, hidden: int, in_channels: int = 2):
+    def __init__(self, hidden: int, in_channels: int = 2, context: int = 0):
         super().__init__()
-        self.hidden = hidden
+        self.hidden, self.context = hidden, context
         self.inp = nn.Conv1d(in_channels, hidden, 5, padding=2)
         self.gru1 = ConvGRUCell(hidden, hidden)
         self.mid = nn.Conv1d(hidden, hidden, 3, padding=2, dilation=2)
         self.gru2 = ConvGRUCell(hidden, hidden)
         self.out = nn.Conv1d(hidden, 1, 3, padding=1)
+        if context:
+            self.coarse = nn.Sequential(nn.AvgPool1d(context, ceil_mode=True),
+                                        nn.Conv1d(hidden, hidden, 5, padding=2), nn.ReLU(),
+                                        nn.Conv1d(hidden, hidden, 5, padding=4, dilation=2))
+            nn.init.zeros_(self.coarse[-1].weight)
+            nn.init.zeros_(self.coarse[-1].bias)
 
     def forward(self, x, grad, h1, h2, *extra):
         """``extra``: further input channels (B, n_Ω) after [x, ∇] (the adaptive rRIM's log h)."""
         f = torch.relu(self.inp(torch.stack([x, grad, *extra], 1)))
         h1 = self.gru1(f, h1)
-        h2 = self.gru2(torch.relu(self.mid(h1)), h2)
+        m = self.mid(h1)
+        if self.context:
+            m = m + nn.functional.interpolate(self.coarse(h1), size=h1.shape[-1], mode="linear")
+        h2 = self.gru2(torch.relu(m), h2)
         return self.out(h2).squeeze(1), h1, h2
 
 
@@ -161,7 +176,7 @@ class AdaptiveRRIM(nn.Module):
         if settings.regularization != "adaptive":
             raise ValueError("AdaptiveRRIM: settings.regularization must be 'adaptive'")
         self.settings = settings
-        self.update = UpdateNetwork(settings.hidden, in_channels=3)
+        self.update = UpdateNetwork(settings.hidden, in_channels=3, context=settings.context)
 
     def start(self, beta, S, Vt, h, *correction) -> torch.Tensor:
         """x_0 (B, n_Ω): P_h y (projected on x ≥ 0), or zeros."""
