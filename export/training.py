@@ -321,7 +321,10 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
 def warm_start(model: nn.Module, path) -> None:
     """Load the weights of checkpoint ``path`` into ``model``; only the coarse path may be missing."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
-    missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
+    try:
+        missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
+    except RuntimeError as e:  # shapes differ
+        raise ValueError(f"training.init_from: {path} does not fit the model ({e})") from None
     new = [k for k in missing if not k.startswith("update.coarse.")]
     if new or unexpected:
         raise ValueError(f"training.init_from: {path} does not fit the model (missing {new}, unexpected {unexpected})")

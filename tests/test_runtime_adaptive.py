@@ -17,7 +17,9 @@ def adaptive_net():
     from rrim.export.nets import AdaptiveRRIM, RRIMSettings
 
     torch.manual_seed(0)  # untrained: the contract and the physics, not the accuracy, are tested
-    return AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", correction_steps=2)).eval()
+    net = AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", correction_steps=2, context=3))
+    torch.nn.init.normal_(net.update.coarse[-1].weight, std=0.3)  # the coarse path (pool by 3: 67 of 200) in use
+    return net.eval()
 
 
 @pytest.fixture(scope="module")
