@@ -85,6 +85,8 @@ def _cron_job() -> tuple[list[str], str, list[str]]:
     lines = [line for line in text.splitlines() if line.strip() and not line.startswith("#")]
     variables = [line.split("=", 1)[0] for line in lines if re.match(r"^[A-Za-z_]+=", line)]
     assert not [v for v in variables if v.startswith("RRIM_")], "rrim reads its settings from options"
+    (cache_home,) = [line.split("=", 1)[1] for line in lines if line.startswith("XDG_CACHE_HOME=")]
+    assert f" {cache_home}/rrim" in _recipe(), "the host-install recipe creates the cache folder"
     (job,) = [line for line in lines if not re.match(r"^[A-Za-z_]+=", line)]
     *times, user, command = job.split(None, 6)
     assert "%" not in command.replace(r"\%", ""), "an unescaped % ends a cron command"
