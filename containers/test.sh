@@ -41,7 +41,7 @@ CUDA_IMAGE=localhost/rrim:cuda-test
 EXIT_NO_CUDA=3                        # rrim's documented exit code for --provider cuda without CUDA
 SIZE_GOAL_MB=600
 WORK=$HERE/work                       # scratch space (git-ignored), emptied on every run
-EXAMPLE=$REPO/runtime/examples/example_archive.nc
+EXAMPLE=$REPO/runtime/data/examples/example_archive.nc
 REPORT=$HERE/REPORT.md
 WHEELHOUSE=$HERE/wheelhouse
 PLATFORM=(--only-binary=:all: --implementation cp --platform manylinux_2_28_x86_64)
@@ -88,7 +88,7 @@ ensure_tools() {
     "$HOST_PYTHON" -c "import rrim" || die "$HOST_PYTHON cannot import rrim"
     [ -f "$EXAMPLE" ] || die "no example archive at $EXAMPLE"
     "$HOST_PYTHON" -m rrim -q selfcheck >"$WORK/host-selfcheck.json" 2>&1 \
-        || die "rrim selfcheck fails on the host (is the model shipped in runtime/models/?): see $WORK/host-selfcheck.json"
+        || die "rrim selfcheck fails on the host (is the model shipped in runtime/data/models/?): see $WORK/host-selfcheck.json"
 }
 
 debian_mirror() {  # the host's Debian mirror for bookworm, if it has one (else debootstrap's default)

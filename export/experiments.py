@@ -4,7 +4,7 @@ Writes ``RESULTS.md`` (markdown tables, the command, wall time, machine), ``resu
 raw number) and PNG figures into ``DIR`` (default ``docs/experiments`` of the repository):
 
 - test MSE vs training-set size N at σ = 0; test MSE vs σ at N = 1000 (mean ± std over seeds);
-- out-of-distribution shapes (rrim.synthetic.ood_shapes) from the models trained at σ = 0, N = 10000;
+- out-of-distribution shapes (rrim.physics.synthetic.ood_shapes) from the models trained at σ = 0, N = 10000;
 - the rRIM's iterates x_1, x_2, x_3, x_15 against the truth for one test spectrum;
 - the choice of the rRIM's x_0 (zeros vs Tikhonov) at N = 1000, σ = 1e-3;
 - the acceptance bar at N = 1000, σ = 1e-3: rRIM ≤ 0.5 × min(CNN, FCN) and ≤ tuned Tikhonov.
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..synthetic import NOISE_LEVELS, ood_shapes
-from .config import Config, load_config
+from rrim.export.config import Config, load_config
+from rrim.physics.synthetic import NOISE_LEVELS, ood_shapes
 
 log = logging.getLogger("rrim.experiments")
 
@@ -72,7 +72,7 @@ def mse(x, x_true) -> float:
 def classical_methods(operator, y_val, x_val) -> tuple[dict, dict]:
     """({name: (make_estimator, spectra cap key)}, {name: reason unavailable}) for rrim.solvers."""
     try:
-        from .. import solvers
+        from rrim import solvers
     except ImportError as e:
         return {}, {"classical solvers": f"rrim.solvers not importable ({e})"}
     methods, missing = {}, {}
@@ -139,7 +139,7 @@ def run_setting(n: int, sigma: float, seed: int, budget: Budget, threads: int = 
     """
     import torch
 
-    from .training import make_data, predict, train
+    from rrim.export.training import make_data, predict, train
 
     torch.set_num_threads(threads)
     configs = {kind: neural_config(kind, n, sigma, seed, budget) for kind in NEURAL}
@@ -233,7 +233,7 @@ def ood(settings: list[Setting], budget: Budget, out_dir: Path) -> tuple[str, di
     """Per-shape MSE of every method on noiseless OOD shapes; figure of curves (seed 0 models)."""
     import matplotlib.pyplot as plt
 
-    from .training import predict
+    from rrim.export.training import predict
 
     operator = settings[0].operator
     shapes = ood_shapes(operator.Omega)
@@ -282,7 +282,7 @@ def plot_iterates(setting: Setting, path: Path) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from .training import physics_tensors
+    from rrim.export.training import physics_tensors
 
     operator, data, model = setting.operator, setting.data, setting.models["rRIM"]
     x, y = (a[:1] for a in data.subset("test"))
@@ -305,7 +305,7 @@ def plot_iterates(setting: Setting, path: Path) -> None:
 
 def x0_ablation(budget: Budget, reference: Setting) -> str:
     """rRIM with x_0 = zeros vs x_0 = Tikhonov (the reference run: N = 1000, σ = 1e-3, seed 0), same budget."""
-    from .training import predict, train
+    from rrim.export.training import predict, train
 
     base = neural_config("rRIM", BAR_N, BAR_SIGMA, 0, budget)
     other = "zeros" if base.model.x0 == "tikhonov" else "tikhonov"

@@ -3,7 +3,7 @@
 Shapes: y is scaled scattering rates y/s (batch, n_ω); A is A/s (n_ω, n_Ω); P is
 (AₛᵀAₛ + hI)⁻¹Aₛᵀ (n_Ω, n_ω); x is the glue function (batch, n_Ω). All float32 in training.
 The noise-adaptive rRIM takes instead of P the singular basis of the measured rows of A/s, U (n_ω, r),
-S (r,), Vt (r, n_Ω) (:mod:`rrim.regularization`), and a weight h (batch, 1) per spectrum.
+S (r,), Vt (r, n_Ω) (:mod:`rrim.inversion.regularization`), and a weight h (batch, 1) per spectrum.
 """
 from __future__ import annotations
 
@@ -127,7 +127,7 @@ def tikhonov_step(r: torch.Tensor, U, S, Vt, h: torch.Tensor) -> torch.Tensor:
 
 
 #: log10(h) enters the update network as (log10 h − LOG_H_CENTRE)/LOG_H_SPREAD (about −1…1 over
-#: the weights rrim.regularization chooses).
+#: the weights rrim.inversion.regularization chooses).
 LOG_H_CENTRE, LOG_H_SPREAD = -6.0, 6.0
 
 
@@ -145,7 +145,7 @@ class AdaptiveRRIM(nn.Module):
 
     ``forward(beta, S, Vt, h, U=None, S64=None, Vt64=None, A=None, h_correction=None, y_correction=None)``:
     β (B, r); S (r,); Vt (r, n_Ω) (r = min(n_ω, n_Ω), zero-padded); h (B, 1) clipped for float32
-    (:func:`rrim.regularization.choose_weights`); for the data-consistency steps, all float64 (float32
+    (:func:`rrim.inversion.regularization.choose_weights`); for the data-consistency steps, all float64 (float32
     physics would leave rounding residuals of ~1e-7·|y| that steps at h ~ 1e-15 amplify): the basis
     U (n_ω, r) with zero rows where unmeasured, S64, Vt64, A (n_ω, n_Ω), their weight h_correction
     (B, 1) and the spectra y_correction (B, n_ω), zero where unmeasured. Returns the iterates
@@ -195,7 +195,7 @@ class AdaptiveRRIM(nn.Module):
 
 def correct(x, y, A, U, S, Vt, h, steps: int) -> torch.Tensor:
     """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) in float64 (as the runtime does
-    them, :func:`rrim.regularization.correct`; pass float64 physics); float64 result (B, n_Ω)."""
+    them, :func:`rrim.inversion.regularization.correct`; pass float64 physics); float64 result (B, n_Ω)."""
     y, A, U, S, Vt, h = (t.double() for t in (y, A, U, S, Vt, h))
     x = x.double()
     for _ in range(steps):

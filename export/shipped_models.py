@@ -5,7 +5,7 @@ through the runtime, write the card and the index entry.
 
 NAME is one of :data:`RECIPES`. Training resumes from ``training.output_dir`` (the state is saved
 every epoch); an unfinished run stops the build. The evaluation runs the exported ONNX file through
-:func:`rrim.inversion.invert` — exactly what users run — on the held-out glue functions of the
+:func:`rrim.inversion.engine.invert` — exactly what users run — on the held-out glue functions of the
 training configuration (spectra from the 2× finer grid), at every noise level of :data:`EVAL_SIGMAS`,
 against Tikhonov with the validation-tuned weight (the bar) and with GCV; it also reports the
 network's own output before the data-consistency steps (the ablation), the misfit in units of the
@@ -25,17 +25,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inversion import invert, model_feeds, physics_at
-from ..models import MODELS_DIR, load_model
-from ..operator import ForwardOperator
-from ..regularization import choose_weights, masked_svd, tikhonov_step
-from ..solvers import Tikhonov, tune_tikhonov_weight
-from ..synthetic import coverage_masks, ood_shapes, refined_grid
-from .adaptive_data import data_splits, draw_glue
-from .config import Config, load_config
-from .onnx_export import export_checkpoint, golden_path, machine_description
-from .ridge import Ridge
-from .training import trained
+from rrim.export.adaptive_data import data_splits, draw_glue
+from rrim.export.config import Config, load_config
+from rrim.export.onnx_export import export_checkpoint, golden_path, machine_description
+from rrim.export.ridge import Ridge
+from rrim.export.training import trained
+from rrim.inversion.engine import invert, model_feeds, physics_at
+from rrim.inversion.regularization import choose_weights, masked_svd, tikhonov_step
+from rrim.models.loading import MODELS_DIR, load_model
+from rrim.physics.operator import ForwardOperator
+from rrim.physics.synthetic import coverage_masks, ood_shapes, refined_grid
+from rrim.solvers import Tikhonov, tune_tikhonov_weight
 
 CONFIGS = Path(__file__).parent / "configs"
 #: The finished trainings the shipped files were exported from (committed: export and evaluation rerun
@@ -129,13 +129,13 @@ def evaluate(model, config: Config, temperatures, others=()) -> dict:
 
 
 def _noisy(y: np.ndarray, sigma: float, rng) -> np.ndarray:
-    """y + σ·max|y|·ε like :func:`rrim.synthetic.add_noise`, but drawing ε at σ = 0 too, so that every
+    """y + σ·max|y|·ε like :func:`rrim.physics.synthetic.add_noise`, but drawing ε at σ = 0 too, so that every
     noise level consumes the generator alike (the cards' numbers depend on that order)."""
     return y + sigma * np.abs(y).max(axis=1, keepdims=True) * rng.standard_normal(y.shape)
 
 
 def _coverage(model, x, clean, rng, sigma: float = 1e-3, n_masks: int = 8) -> dict:
-    """Partial ω coverage (masks of :func:`rrim.synthetic.coverage_masks`), σ = 1e-3: the rRIM against
+    """Partial ω coverage (masks of :func:`rrim.physics.synthetic.coverage_masks`), σ = 1e-3: the rRIM against
     Tikhonov (GCV) on the measured points; groups of spectra share a mask."""
     op = model.info.base_operator()
     masks = coverage_masks(op.omega, n_masks, rng, full_fraction=0.0)
@@ -221,7 +221,7 @@ ranges with gaps): rRIM {_cell(cov['rrim'])}; Tikhonov (GCV) on the measured poi
 
 ## Out-of-distribution shapes
 
-`rrim.synthetic.ood_shapes`: relative L2 error of the rRIM / of Tikhonov with the best weight for these spectra.
+`rrim.physics.synthetic.ood_shapes`: relative L2 error of the rRIM / of Tikhonov with the best weight for these spectra.
 
 | shape | {' | '.join(f'σ = {s}' for s in ood)} |
 |---|{'---|' * len(ood)}
@@ -246,7 +246,7 @@ def build(name: str, models_dir: Path = MODELS_DIR, checkpoint=None, command: st
     config = load_config(CONFIGS / recipe.config)
     if checkpoint is None:
         checkpoint = trained(config)[3]
-    from .training import load_checkpoint
+    from rrim.export.training import load_checkpoint
 
     _, saved, extra = load_checkpoint(checkpoint)
     if saved != config:

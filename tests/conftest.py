@@ -11,7 +11,7 @@ import rrim
 
 
 def pytest_configure(config):
-    """The batch-size measurements of the CLI (rrim.tuning) go to a folder of this run, shared by the
+    """The batch-size measurements of the CLI (rrim.inversion.tuning) go to a folder of this run, shared by the
     subprocesses the tests start, never to the user's cache."""
     os.environ.setdefault("RRIM_CACHE_DIR", tempfile.mkdtemp(prefix="rrim-test-cache-"))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rrim
-from rrim.kernels import allen_kernel, shulga_kernel
+from rrim.physics.kernels import allen_kernel, shulga_kernel
 
 EPS = np.finfo(np.float64).eps
 T100 = rrim.kelvin_to_mev(100.0)  # k_B·100 K = 8.617333262 meV

@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from rrim.cli import EXAMPLE_ARCHIVE, main
+from rrim.cli import main
+from rrim.cli.common import EXAMPLE_ARCHIVE
 
 SCHEDULES = Path(__file__).resolve().parents[1] / "plugins" / "schedules"
 

@@ -12,8 +12,9 @@ pytest.importorskip("torch")
 
 from rrim.export import shipped_models as sm  # noqa: E402
 from rrim.export.config import load_config  # noqa: E402
-from rrim.inversion import FLAG_TEMPERATURE, invert  # noqa: E402
-from rrim.models import load_model  # noqa: E402
+from rrim.inversion.engine import invert  # noqa: E402
+from rrim.inversion.flags import FLAG_TEMPERATURE
+from rrim.models.loading import load_model  # noqa: E402
 
 
 def _tiny_configs(tmp_path):

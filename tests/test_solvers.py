@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import rrim
+from rrim.physics.synthetic import DatasetSettings, add_noise, gaussian_mixture, low_energy_factor, make_dataset
 from rrim.solvers import NNLS, IteratedTikhonov, MaxEnt, Tikhonov, TruncatedSVD, tune_tikhonov_weight
 from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import Projection
-from rrim.synthetic import DatasetSettings, add_noise, gaussian_mixture, low_energy_factor, make_dataset
 
 EPS = np.finfo(np.float64).eps
 

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write_text, read_regular
-from .inversion import DEFAULT_BATCH_SIZE, model_feeds, physics_at
+from rrim.files import atomic_write_text, read_regular
+from rrim.inversion.engine import DEFAULT_BATCH_SIZE, model_feeds, physics_at
 
 log = logging.getLogger(__name__)
 

@@ -124,7 +124,7 @@ class MatrixKernel:
     temperature_dependent = False
 
     def __post_init__(self):
-        from .grids import Grid
+        from rrim.physics.grids import Grid
 
         k = np.array(self.matrix, dtype=np.float64)
         w = Grid(self.omega, name="omega").values.copy()

@@ -6,9 +6,9 @@ as ``{"models": {…}}``). Each model may have a golden ``NAME.golden.npz`` (arr
 input (batch, n_ω) float32, ``x``: expected output (batch, n_Ω); for the input form optionally
 ``A`` and ``P``) and a model card ``NAME.md`` beside it.
 
-:func:`load_model` refuses, with :class:`~rrim.modelfile.ModelFileError`, a file that is not
+:func:`load_model` refuses, with :class:`~rrim.models.modelfile.ModelFileError`, a file that is not
 ONNX, whose sha256 differs from the index or the user's pin, whose metadata is incomplete, or
-whose inputs, outputs, dtypes or opset differ from the contract of :mod:`rrim.modelfile`.
+whose inputs, outputs, dtypes or opset differ from the contract of :mod:`rrim.models.modelfile`.
 """
 from __future__ import annotations
 
@@ -18,11 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import read_regular
-from .modelfile import INPUT_A, INPUT_P, INPUT_Y, MIN_OPSET, OUTPUT_X, ModelFileError, ModelInfo, input_shapes
-from .sessions import make_session, sha256_bytes
+from rrim.files import read_regular
+from rrim.models.modelfile import (INPUT_A, INPUT_P, INPUT_Y, MIN_OPSET, OUTPUT_X, ModelFileError, ModelInfo,
+                                   input_shapes)
+from rrim.models.sessions import make_session, sha256_bytes
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+#: The data shipped inside the package: ``models/`` (index, ONNX files, cards) and ``examples/``.
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+MODELS_DIR = DATA_DIR / "models"
 INDEX_FILE = "index.json"
 DEFAULT_MODEL = "rrim-default"
 #: Golden parity bar: max |x − x_golden| ≤ GOLDEN_RTOL · max |x_golden| (float32 with margin).
@@ -73,7 +76,7 @@ class LoadedModel:
         return self.path.with_name(self.path.stem + ".golden.npz")
 
     def session(self, provider: str = "auto", **kwargs):
-        """The cached :class:`~rrim.sessions.Session` of this file (bytes re-verified against sha256)."""
+        """The cached :class:`~rrim.models.sessions.Session` of this file (bytes re-verified against sha256)."""
         return make_session(self.path, provider, sha256=self.sha256, **kwargs)
 
     def describe(self) -> dict:
@@ -286,7 +289,7 @@ def load_model(name_or_path=DEFAULT_MODEL, *, sha256: str | None = None) -> Load
     The bytes' sha256 must equal the index's (installed models) or ``sha256`` (a user pin);
     the metadata must be complete (:meth:`ModelInfo.from_metadata`); the inputs (``y``, plus
     ``A`` and ``P`` for the 'input' form), output ``x``, their float32 dtypes and shapes, and the
-    opset (≥ 18) must match :mod:`rrim.modelfile`. Raises :class:`ModelFileError` otherwise.
+    opset (≥ 18) must match :mod:`rrim.models.modelfile`. Raises :class:`ModelFileError` otherwise.
     """
     name, path, expected = _resolve(name_or_path, sha256)
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .modelfile import PER_ROW
+from rrim.models.modelfile import PER_ROW
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class Session:
 
     def run_batches(self, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """:meth:`run` on each of ``feeds``, outputs in order. On the CPU a feed's per-spectrum inputs
-        (:data:`rrim.modelfile.PER_ROW`) are cut into calls of at most :data:`CPU_CALL_ROWS` rows (the
+        (:data:`rrim.models.modelfile.PER_ROW`) are cut into calls of at most :data:`CPU_CALL_ROWS` rows (the
         rows are independent), and up to ``threads`` calls run at once: large batches neither leave
         CPUs idle nor outgrow the cache."""
         if self.provider != "cpu":
@@ -162,15 +162,15 @@ def _reopen(path, sha256, requested, provider, tf32, threads) -> Session:
 
 
 def _read_verified(path: Path, sha256: str | None) -> bytes:
-    from .files import read_regular
-    from .models import MAX_MODEL_BYTES
+    from rrim.files import read_regular
+    from rrim.models.loading import MAX_MODEL_BYTES
 
     try:
         data = read_regular(path, MAX_MODEL_BYTES)
     except (OSError, ValueError) as e:
         raise FileNotFoundError(f"{path}: cannot read model file ({getattr(e, 'strerror', None) or e})") from None
     if sha256 is not None and sha256_bytes(data) != sha256:
-        from .modelfile import ModelFileError
+        from rrim.models.modelfile import ModelFileError
 
         raise ModelFileError(f"{path}: sha256 changed since the model was verified; refusing to run it")
     return data
@@ -194,7 +194,7 @@ def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
     (one whose tensors name external files is refused); raises on failure."""
     import onnxruntime as ort
 
-    from .models import check_self_contained
+    from rrim.models.loading import check_self_contained
 
     check_self_contained(data, source)
 
@@ -218,7 +218,7 @@ def make_session(model_path, provider: str = "auto", *, tf32: bool = False, thre
     ``threads``: CPUs the session may use (default: those available to this process) — on the CPU as
     concurrent one-thread calls (:meth:`Session.run_batches`), on CUDA as intra-op threads. ``tf32``: allow
     TF32 matrix products on CUDA (off by default: it changes results at the 1e-3 level).
-    ``sha256``: if given, the file's bytes must match it (:class:`~rrim.modelfile.ModelFileError`).
+    ``sha256``: if given, the file's bytes must match it (:class:`~rrim.models.modelfile.ModelFileError`).
     Raises :class:`ProviderUnavailable` for 'cuda' when CUDA cannot run; 'auto' then uses CPU.
     """
     if provider not in PROVIDERS:

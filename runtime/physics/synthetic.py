@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .grids import Grid
-from .operator import ForwardOperator
+from rrim.physics.grids import Grid
+from rrim.physics.operator import ForwardOperator
 
 SPLITS = ("train", "val", "test")
 #: Noise levels σ (fraction of max y per spectrum) of the paper's datasets (DESIGN §2).
@@ -191,7 +191,7 @@ class SyntheticDataset:
         flat.update({f"glue_{k}": v for k, v in asdict(self.settings.glue).items()})
         return {
             "title": "rrim synthetic glue functions and scattering rates",
-            "generator": "rrim.synthetic.make_dataset",
+            "generator": "rrim.physics.synthetic.make_dataset",
             "settings_json": json.dumps(asdict(self.settings)),
             "operator_json": json.dumps(self.operator.describe()),
             **{k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()},
