@@ -55,11 +55,20 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def onnxruntime():
+    """The onnxruntime module, from whichever of its two wheels is installed (``rrim[cpu]``: onnxruntime,
+    ``rrim[gpu]``: onnxruntime-gpu); an ImportError saying what to install when neither is."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError("onnxruntime is not installed: pip install 'rrim[cpu]' (CPU) or 'rrim[gpu]' (CUDA), "
+                          "never both in one environment") from None
+    return ort
+
+
 def available_providers() -> list[str]:
     """onnxruntime's execution providers built into this installation (names as onnxruntime spells them)."""
-    import onnxruntime as ort
-
-    return list(ort.get_available_providers())
+    return list(onnxruntime().get_available_providers())
 
 
 @dataclass(frozen=True)
@@ -177,8 +186,7 @@ def _read_verified(path: Path, sha256: str | None) -> bytes:
 
 
 def _session_options(threads: int):
-    import onnxruntime as ort
-
+    ort = onnxruntime()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep: a shared machine
@@ -192,8 +200,6 @@ def _session_options(threads: int):
 def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
     """An ``ort.InferenceSession`` on ``provider`` ('cpu' or 'cuda') from a self-contained model's bytes
     (one whose tensors name external files is refused); raises on failure."""
-    import onnxruntime as ort
-
     from rrim.models.loading import check_self_contained
 
     check_self_contained(data, source)
@@ -204,7 +210,7 @@ def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
         providers = ["CPUExecutionProvider"]
     # CPU: one intra-op thread per call, parallel calls (Session.run_batches) use the other CPUs
     intra = threads if provider == "cuda" else 1
-    sess = ort.InferenceSession(data, sess_options=_session_options(intra), providers=providers)
+    sess = onnxruntime().InferenceSession(data, sess_options=_session_options(intra), providers=providers)
     if provider == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
         # onnxruntime falls back to CPU silently when CUDA libraries or the driver are missing
         raise ProviderUnavailable(f"{source}: CUDAExecutionProvider did not load (onnxruntime fell back to CPU)")
@@ -233,7 +239,7 @@ def make_session(model_path, provider: str = "auto", *, tf32: bool = False, thre
     if provider == "cuda" and not cuda_built:
         raise ProviderUnavailable(
             "provider 'cuda': this onnxruntime has no CUDAExecutionProvider "
-            f"(available: {available_providers()}); install rrim[gpu] or use --provider cpu")
+            f"(available: {available_providers()}); install rrim[gpu] instead of rrim[cpu] or use --provider cpu")
     # 'auto' tries CUDA first unless this onnxruntime lacks it or it already failed in this process
     cuda_viable = cuda_built and (os.getpid(), str(path)) not in _CUDA_FAILED
     candidates = ["cuda", "cpu"] if provider == "auto" and cuda_viable else ["cpu"] if provider == "auto" else [provider]
