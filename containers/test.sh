@@ -45,7 +45,7 @@ EXAMPLE=$REPO/runtime/data/examples/example_archive.nc
 REPORT=$HERE/REPORT.md
 WHEELHOUSE=$HERE/wheelhouse
 PLATFORM=(--only-binary=:all: --implementation cp --platform manylinux_2_28_x86_64)
-# what podman needs on these machines (DESIGN §5): runc, not crun; explicit ulimits
+# what podman needs on these machines (docs/ARCHITECTURE.md §8): runc, not crun; explicit ulimits
 PODMAN=(podman --runtime runc)
 LIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 # how the job runs: no network, read-only root, a tmpfs for /tmp only, no capabilities (and no

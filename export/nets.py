@@ -20,7 +20,7 @@ REGULARIZATIONS = ("fixed", "adaptive")
 
 @dataclass(frozen=True)
 class RRIMSettings:
-    """Update-network and recurrence settings (DESIGN §2; ``hidden`` is a documented default).
+    """Update-network and recurrence settings (docs/ARCHITECTURE.md §2; ``hidden`` is a documented default).
 
     ``regularization`` 'adaptive' builds :class:`AdaptiveRRIM`; ``correction_steps`` (adaptive only)
     Tikhonov steps x ← max(0, x + P_h(y − A x)) after the last network update, which make the output
@@ -72,7 +72,7 @@ class ConvGRUCell(nn.Module):
 class UpdateNetwork(nn.Module):
     """g_φ: [x_t, ∇_t] (B, 2, n_Ω) and state (h1, h2) → Δx (B, n_Ω) and the new state.
 
-    Conv1d(k=5) → ConvGRU → Conv1d(k=3, dilation 2) → ConvGRU → Conv1d(k=3) (DESIGN §2).
+    Conv1d(k=5) → ConvGRU → Conv1d(k=3, dilation 2) → ConvGRU → Conv1d(k=3) (docs/ARCHITECTURE.md §2).
     """
 
     def __init__(self, hidden: int, in_channels: int = 2):

@@ -67,7 +67,7 @@ def test_pins_satisfy_the_runtime_dependencies(flavour):
 
 
 def test_cuda_pin_matches_a_cuda12_base():
-    """onnxruntime-gpu 1.19–1.26 are CUDA 12 builds (DESIGN §5): the default base must be CUDA 12."""
+    """onnxruntime-gpu 1.19–1.26 are CUDA 12 builds (docs/ARCHITECTURE.md §8): the default base must be CUDA 12."""
     version = tuple(int(p) for p in _pins("cuda")["onnxruntime-gpu"].split(".")[:2])
     base = next(line for line in (CONTAINERS / "Containerfile").read_text().splitlines()
                 if line.startswith("ARG CUDA_BASE="))

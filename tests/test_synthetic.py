@@ -1,4 +1,4 @@
-"""Synthetic glue functions and spectra (DESIGN §2): seeding, shapes of the glue, noise statistics,
+"""Synthetic glue functions and spectra (docs/ARCHITECTURE.md §2): seeding, shapes of the glue, noise statistics,
 splits, NetCDF round trip and the out-of-distribution / realistic shapes."""
 from __future__ import annotations
 

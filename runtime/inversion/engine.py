@@ -35,7 +35,7 @@ from rrim.physics.impurity import estimate_impurity
 
 log = logging.getLogger(__name__)
 
-#: Default spectra per model call: onnxruntime on this CPU was fastest at 16–64 (DESIGN §5);
+#: Default spectra per model call: onnxruntime on this CPU was fastest at 16–64 (docs/ARCHITECTURE.md §8);
 #: see benchmarks/runtime_throughput.md for the measurement with the shipped model.
 DEFAULT_BATCH_SIZE = 64
 

@@ -1,4 +1,4 @@
-"""NetCDF archives of scattering rates → NetCDF archives of glue functions (DESIGN §3).
+"""Input archives: opening, validating and mapping them onto the model's ω grid (docs/ARCHITECTURE.md §6).
 
 **Input** (opened read-only through xarray, netCDF4 engine, h5netcdf accepted): a variable
 (default ``scattering_rate``) with a core dimension (default ``omega``) and any leading

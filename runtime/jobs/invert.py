@@ -1,11 +1,11 @@
-"""Inverting one archive into one output.
+"""Inverting one archive into one output (docs/ARCHITECTURE.md §4, §6).
 
 **Output** (written with netCDF4 because xarray cannot write a NetCDF file region by region
 without dask; zlib-compressed, chunked by whole spectra; to a temporary file beside the target,
 then ``os.replace``): ``glue`` (…, Omega), ``scattering_rate_fit`` (…, omega) on the *model's*
-ω grid in meV, ``residual``, ``flags`` (bits in :mod:`rrim.inversion.engine`), ``lambda``,
+ω grid in meV, ``residual``, ``flags`` (bits in :mod:`rrim.inversion.flags`), ``lambda``,
 ``omega_log``, ``temperature``, the leading coordinates, and CF-1.12/ACDD-1.3 provenance
-attributes (see :data:`PROVENANCE_ATTRIBUTES`). Spectra are read, inverted and written in
+attributes (:data:`rrim.io.provenance.PROVENANCE_ATTRIBUTES`). Spectra are read, inverted and written in
 slabs of about ``chunk_spectra`` (fewer when the input ω axis is long: at most
 :data:`SLAB_VALUES` input values) so that memory does not grow with the archive.
 """

@@ -1,6 +1,6 @@
 """Model files: the registry of installed models, verified loading, and golden parity (torch-free).
 
-Installed models live in ``rrim/models/`` beside ``index.json``, a mapping
+Installed models live in ``rrim/data/models/`` beside ``index.json``, a mapping
 ``{name: {"file": "NAME.onnx", "sha256": "…", "form": "baked"|"input", …}}`` (optionally wrapped
 as ``{"models": {…}}``). Each model may have a golden ``NAME.golden.npz`` (arrays ``y``: scaled
 input (batch, n_ω) float32, ``x``: expected output (batch, n_Ω); for the input form optionally

@@ -19,7 +19,7 @@ then applies K float64 data-consistency steps (:func:`rrim.inversion.regularizat
 Everything the runtime needs is in the model's metadata properties (``custom_metadata_map``),
 all values strings, structured ones JSON; :class:`ModelInfo` parses and validates them.
 
-Shipped models (``rrim/models/``, read by :mod:`rrim.models.loading`): ``index.json`` maps each name to
+Shipped models (``rrim/data/models/``, read by :mod:`rrim.models.loading`): ``index.json`` maps each name to
 ``{"file": "NAME.onnx", "sha256": "<hex of the file's bytes>", "form": "baked"|"input"}`` (other
 keys are ignored; ``{"models": {...}}`` is accepted too). Beside each ``NAME.onnx``:
 ``NAME.golden.npz`` with arrays ``y`` (batch, n_ω) float32 scaled input and ``x`` (batch, n_Ω) the
