@@ -1,7 +1,7 @@
 """Recipes of the shipped models: train (or resume) from the committed configuration, export, evaluate
 through the runtime, write the card and the index entry.
 
-    python -m rrim.export.shipped_models NAME [--checkpoint PATH] [--models-dir DIR]
+    python -m rrim.export.shipped_models NAME --models-dir DIR [--checkpoint PATH] [--checkpoints-dir DIR]
 
 NAME is one of :data:`RECIPES`. Training resumes from ``training.output_dir`` (the state is saved
 every epoch); an unfinished run stops the build. The evaluation runs the exported ONNX file through
@@ -11,6 +11,12 @@ against Tikhonov with the validation-tuned weight (the bar) and with GCV; it als
 network's own output before the data-consistency steps (the ablation), the misfit in units of the
 noise, partial ω coverage and the out-of-distribution shapes; a model with a ``compare_to`` is also
 compared with that model on the same spectra.
+
+Nothing is written where it was not asked for: the model, its golden file, card, metrics and index
+entry go to ``--models-dir`` (the repository's copy is ``runtime/data/models``), and the finished
+training is kept in ``--checkpoints-dir`` when given (the repository keeps them in
+``export/checkpoints``, committed, so that export and evaluation rerun from a clone with
+``--checkpoint export/checkpoints/NAME.pt`` and the benchmarks run PyTorch from them).
 """
 from __future__ import annotations
 
@@ -32,15 +38,12 @@ from rrim.export.ridge import Ridge
 from rrim.export.training import trained
 from rrim.inversion.engine import invert, model_feeds, physics_at
 from rrim.inversion.regularization import choose_weights, masked_svd, tikhonov_step
-from rrim.models.loading import MODELS_DIR, load_model
+from rrim.models.loading import load_model
 from rrim.physics.operator import ForwardOperator
 from rrim.physics.synthetic import coverage_masks, ood_shapes, refined_grid
 from rrim.solvers import Tikhonov, tune_tikhonov_weight
 
 CONFIGS = Path(__file__).parent / "configs"
-#: The finished trainings the shipped files were exported from (committed: export and evaluation rerun
-#: from a clone with ``--checkpoint export/checkpoints/NAME.pt``, and the benchmarks run PyTorch from them).
-CHECKPOINTS = Path(__file__).parent / "checkpoints"
 MODEL_VERSION = "2.0.0"
 EVAL_SIGMAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 EVAL_SEED = 2026
@@ -239,8 +242,9 @@ def write_index(models_dir: Path, entry: dict) -> Path:
     return path
 
 
-def build(name: str, models_dir: Path = MODELS_DIR, checkpoint=None, command: str = "") -> dict:
-    """Train or resume (or take ``checkpoint``), export, evaluate, and write model, golden, card and index."""
+def build(name: str, models_dir: Path, checkpoint=None, command: str = "", checkpoints_dir: Path | None = None) -> dict:
+    """Train or resume (or take ``checkpoint``), export, evaluate, and write model, golden, card and index
+    into ``models_dir``; keep the finished training as ``checkpoints_dir/NAME.pt`` when given."""
     start = time.perf_counter()
     recipe = RECIPES[name]
     config = load_config(CONFIGS / recipe.config)
@@ -253,10 +257,11 @@ def build(name: str, models_dir: Path = MODELS_DIR, checkpoint=None, command: st
         raise ValueError(f"{checkpoint}: trained with another configuration than export/configs/{recipe.config}")
     history = Path(checkpoint).with_name("history.json")
     extra["epochs"] = len(json.loads(history.read_text())) if history.exists() else None
-    CHECKPOINTS.mkdir(exist_ok=True)
-    kept = CHECKPOINTS / f"{name}.pt"
-    if Path(checkpoint).resolve() != kept.resolve():
-        shutil.copyfile(checkpoint, kept)
+    if checkpoints_dir is not None:
+        Path(checkpoints_dir).mkdir(parents=True, exist_ok=True)
+        kept = Path(checkpoints_dir) / f"{name}.pt"
+        if Path(checkpoint).resolve() != kept.resolve():
+            shutil.copyfile(checkpoint, kept)
     T = config.operator.training_temperatures()
     path = Path(models_dir) / f"{name}.onnx"
     summary = export_checkpoint(checkpoint, path, form="input", name=name, model_version=MODEL_VERSION,
@@ -278,11 +283,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rrim.export.shipped_models", description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=sorted(RECIPES))
     parser.add_argument("--checkpoint", help="a finished training of the recipe's configuration (default: train/resume)")
-    parser.add_argument("--models-dir", default=str(MODELS_DIR), help="output folder (default: the package's models/)")
+    parser.add_argument("--models-dir", required=True, help="output folder of the model files (created)")
+    parser.add_argument("--checkpoints-dir", help="keep the finished training here as NAME.pt")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = " ".join(["python -m rrim.export.shipped_models", *(argv if argv is not None else sys.argv[1:])])
-    summary = build(args.name, Path(args.models_dir), args.checkpoint, command)
+    Path(args.models_dir).mkdir(parents=True, exist_ok=True)
+    summary = build(args.name, Path(args.models_dir), args.checkpoint, command,
+                    Path(args.checkpoints_dir) if args.checkpoints_dir else None)
     print(json.dumps({k: summary[k] for k in ("path", "sha256", "bytes", "parity_max_rel")}))
     return 0
 

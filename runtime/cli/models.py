@@ -21,19 +21,25 @@ log = logging.getLogger("rrim")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--resamples", type=click.IntRange(min=2, max=1024), default=16, show_default=True,
               help="Noise-resampled copies per spectrum (the band's spread).")
+@click.option("-o", "--output-dir", type=click.Path(file_okay=False), default=None,
+              help="Folder for NAME.calibration.json (created; default: the model's own folder, or for a model "
+                   "shipped with rrim the user model folder, where rrim looks first).")
 @click.option("--report", "report_md", type=click.Path(dir_okay=False), default=None,
-              help="Markdown report (default: NAME.calibration.md beside the model).")
-def calibrate_command(model_name, sha256, spectra, seed, resamples, report_md):
+              help="Markdown report (default: NAME.calibration.md beside the calibration).")
+def calibrate_command(model_name, sha256, spectra, seed, resamples, output_dir, report_md):
     """Calibrate MODEL's uncertainty bands and OOD threshold on held-out synthetic spectra; writes
-    NAME.calibration.json (used by --uncertainty and the out_of_distribution flag) beside the model."""
+    NAME.calibration.json (used by --uncertainty and the out_of_distribution flag). Never writes
+    into the installed package."""
     from rrim.files import atomic_write_text
     from rrim.inversion.calibration import calibrate, report_markdown
-    from rrim.inversion.uncertainty import calibration_path
-    from rrim.models.loading import load_model
+    from rrim.models.loading import MODELS_DIR, load_model, user_model_folders
 
     try:
         model = load_model(model_name, sha256=sha256)
-        out = calibration_path(model.path)
+        shipped = model.path.parent.resolve() == MODELS_DIR.resolve()
+        folder = Path(output_dir) if output_dir else (user_model_folders()[0] if shipped else model.path.parent)
+        folder.mkdir(parents=True, exist_ok=True)
+        out = folder / f"{model.path.stem}.calibration.json"
         report = Path(report_md) if report_md else out.with_suffix(".md")
         check_side_outputs({"--report": report}, inputs={"model": model.path},
                             outputs={"calibration": out, "golden file": model.golden})
@@ -87,14 +93,15 @@ def _inspect_archive(p: Path) -> dict:
 
 @click.command("models")
 def models_command():
-    """List the installed models (name, file, sha256, form, golden file, model card)."""
-    from rrim.models.loading import MODELS_DIR, installed_models
+    """List the models a name finds (name, file, sha256, form, golden file, model card): those of the
+    user model folders ($RRIM_MODEL_PATH, then ~/.local/share/rrim/models), then rrim's own."""
+    from rrim.models.loading import installed_models, model_folders
 
     try:
         models = installed_models()
     except Exception as e:
         fail(e, None)
-    emit({"models_dir": str(MODELS_DIR), "models": [
+    emit({"model_folders": [str(f) for f in model_folders()], "models": [
         {"name": m.name, "file": str(m.path), "present": m.path.is_file(), "sha256": m.sha256, "form": m.form,
          "golden": str(m.golden) if m.golden.is_file() else None, "card": str(m.card) if m.card.is_file() else None}
         for m in models.values()]}, None)

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from rrim.files import read_regular
+from rrim.models.loading import user_model_folders
 from rrim.models.modelfile import ModelFileError
 
 CALIBRATION_FORMAT = "rrim-calibration-1"
@@ -207,9 +208,13 @@ def _coverage_key(coverage: float, table: dict) -> str:
 
 
 def calibration_path(model_path) -> Path:
-    """Where a model's calibration lives: ``NAME.calibration.json`` beside ``NAME.onnx``."""
+    """Where the calibration of model file ``NAME.onnx`` is read from: ``NAME.calibration.json`` in the
+    first user model folder that has one (:func:`rrim.models.loading.user_model_folders`: a calibration
+    made for a shipped model, which ``rrim calibrate`` never writes into the package), else beside
+    ``NAME.onnx``."""
     p = Path(model_path)
-    return p.with_name(p.stem + ".calibration.json")
+    name = p.stem + ".calibration.json"
+    return next((f / name for f in user_model_folders() if (f / name).exists()), p.with_name(name))
 
 
 _CACHE: dict[tuple, Calibration] = {}

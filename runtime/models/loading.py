@@ -13,6 +13,7 @@ whose inputs, outputs, dtypes or opset differ from the contract of :mod:`rrim.mo
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,8 @@ from rrim.models.sessions import make_session, sha256_bytes
 #: The data shipped inside the package: ``models/`` (index, ONNX files, cards) and ``examples/``.
 DATA_DIR = Path(__file__).resolve().parents[1] / "data"
 MODELS_DIR = DATA_DIR / "models"
+#: Environment variable naming the user's model folders (``os.pathsep``-separated), searched first.
+MODEL_PATH_VARIABLE = "RRIM_MODEL_PATH"
 INDEX_FILE = "index.json"
 DEFAULT_MODEL = "rrim-default"
 #: Golden parity bar: max |x − x_golden| ≤ GOLDEN_RTOL · max |x_golden| (float32 with margin).
@@ -91,9 +94,28 @@ class LoadedModel:
                 "rrim_version": self.info.rrim_version, "created": self.info.created}
 
 
+def user_model_folders() -> list[Path]:
+    """The user's model folders, searched before the package's own: those of ``$RRIM_MODEL_PATH``, then
+    ``$XDG_DATA_HOME/rrim/models`` (default ``~/.local/share/rrim/models``). They need not exist."""
+    listed = [Path(p).expanduser() for p in os.environ.get(MODEL_PATH_VARIABLE, "").split(os.pathsep) if p]
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return listed + [Path(data_home) / "rrim" / "models"]
+
+
+def model_folders() -> list[Path]:
+    """Every folder a model name is looked up in, first match wins: the user's, then the package's."""
+    return [*user_model_folders(), MODELS_DIR]
+
+
 def installed_models(models_dir: Path | None = None) -> dict[str, IndexEntry]:
-    """Models listed in ``index.json`` of ``models_dir`` (default: the package's); {} when none."""
-    folder = Path(models_dir) if models_dir is not None else MODELS_DIR
+    """Models listed in ``index.json`` of ``models_dir``, or when None of every folder of
+    :func:`model_folders` (a name in an earlier folder hides the same name in later ones); {} when none."""
+    if models_dir is None:
+        found: dict[str, IndexEntry] = {}
+        for folder in reversed(model_folders()):
+            found.update(installed_models(folder))
+        return found
+    folder = Path(models_dir)
     index = folder / INDEX_FILE
     if not index.is_file():
         return {}
