@@ -6,7 +6,7 @@
 Measures, for the shipped default model when installed (else a labelled fixture model: 15 steps
 of projected iterated Tikhonov built with ``onnx``, same contract, far fewer FLOPs than the rRIM):
 
-- in-memory batch inversion (``rrim.inversion.invert``) in spectra/s, per batch size (median of
+- in-memory batch inversion (``rrim.inversion.engine.invert``) in spectra/s, per batch size (median of
   repeats after a warm-up, with the spread);
 - the whole archive job (``rrim invert`` in a fresh process on a NetCDF archive in cm⁻¹ on a
   250-point grid) in spectra/s, the fraction of its wall time spent outside the model's session
@@ -29,10 +29,10 @@ from pathlib import Path
 import numpy as np
 
 import rrim
-from rrim.inversion import DEFAULT_BATCH_SIZE, invert
-from rrim.models import DEFAULT_MODEL, installed_models, load_model
-from rrim.sessions import available_cpus
-from rrim.synthetic import add_noise, realistic_glue
+from rrim.inversion.engine import DEFAULT_BATCH_SIZE, invert
+from rrim.models.loading import DEFAULT_MODEL, installed_models, load_model
+from rrim.models.sessions import available_cpus
+from rrim.physics.synthetic import add_noise, realistic_glue
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "benchmarks" / "runtime_throughput.md"
@@ -158,7 +158,7 @@ def main(argv=None) -> None:
         f"{len(model.info.omega)}×{len(model.info.Omega)}.  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The machine is shared and noisy: "
         "medians of repeats after a warm-up, with min–max.", "",
-        f"## In-memory batch inversion (`rrim.inversion.invert`, {args.in_memory} spectra, CPU)", "",
+        f"## In-memory batch inversion (`rrim.inversion.engine.invert`, {args.in_memory} spectra, CPU)", "",
         "| batch | spectra/s (median) | min–max | time outside the model |", "|---:|---:|---:|---:|",
         *[f"| {r['batch']} | {r['median']:,.0f} | {r['min']:,.0f}–{r['max']:,.0f} | {r['outside']:.0%} |" for r in mem],
         "", f"Best batch here: {best['batch']}; the runtime's default batch ({DEFAULT_BATCH_SIZE}) reaches "

@@ -1,9 +1,9 @@
 """Training data of the noise-adaptive rRIM, drawn afresh for every batch from the shared physics.
 
 Each batch: one temperature of the training bank, one measured-ω mask
-(:func:`rrim.synthetic.coverage_masks`, or every point), a noise level per spectrum, the spectra
+(:func:`rrim.physics.synthetic.coverage_masks`, or every point), a noise level per spectrum, the spectra
 y = A_fine x_fine + noise computed on a finer Ω grid than the model's (``data.fine_factor``), and
-h chosen per spectrum from the noisy data by :func:`rrim.regularization.choose_weights`, exactly as
+h chosen per spectrum from the noisy data by :func:`rrim.inversion.regularization.choose_weights`, exactly as
 the runtime chooses it. Tensors are float32: y/s (B, n_ω) zero where unmeasured, x (B, n_Ω) the glue
 on the model's grid, and the physics (S, Vt, h in float32 for the network; U, S, Vt, A/s, h as chosen
 and y in float64 for the data-consistency steps) of :class:`rrim.export.nets.AdaptiveRRIM`.
@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..operator import ForwardOperator
-from ..regularization import H_MAX, H_MIN, MaskedBases, choose_weights, masked_svd
-from ..synthetic import (DatasetSettings, coverage_masks, gaussian_mixture, realistic_prior, refined_grid,
-                         split_indices)
-from .config import Config
+from rrim.export.config import Config
+from rrim.inversion.regularization import H_MAX, H_MIN, MaskedBases, choose_weights, masked_svd
+from rrim.physics.operator import ForwardOperator
+from rrim.physics.synthetic import (DatasetSettings, coverage_masks, gaussian_mixture, realistic_prior, refined_grid,
+                                    split_indices)
 
 #: Spectra per fixed validation/test group (one mask, temperature and noise draw per group).
 GROUP_SIZE = 50

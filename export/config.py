@@ -19,9 +19,9 @@ except ImportError:  # Python 3.10
 
 import numpy as np
 
-from ..grids import DEFAULT_BOSON, DEFAULT_OMEGA, uniform_grid
-from ..operator import DEFAULT_H, DEFAULT_SCALE, DEFAULT_TEMPERATURE, ForwardOperator
-from ..synthetic import DatasetSettings
+from rrim.physics.grids import DEFAULT_BOSON, DEFAULT_OMEGA, uniform_grid
+from rrim.physics.operator import DEFAULT_H, DEFAULT_SCALE, DEFAULT_TEMPERATURE, ForwardOperator
+from rrim.physics.synthetic import DatasetSettings
 
 MODEL_KINDS = ("rrim", "fcn", "cnn")
 
@@ -64,17 +64,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Synthetic data (rrim.synthetic): size ``n`` (split 0.8/0.1/0.1), noise level(s) σ, seed.
+    """Synthetic data (rrim.physics.synthetic): size ``n`` (split 0.8/0.1/0.1), noise level(s) σ, seed.
 
     ``sigma`` may be a list: each spectrum then gets one of the levels (drawn with the data seed),
     which is noise-robust training; validation and test splits get the same mixture.
 
     For the adaptive rRIM (drawn afresh for every batch): ``sigma_jitter_decades`` multiplies each
     σ > 0 by 10^u, u uniform in ±half that many decades; ``prior`` is 'gaussian_mixture' (the
-    paper's) or 'realistic' (:func:`rrim.synthetic.realistic_prior`); ``fine_factor`` > 1 computes
+    paper's) or 'realistic' (:func:`rrim.physics.synthetic.realistic_prior`); ``fine_factor`` > 1 computes
     the spectra from glue on a grid that many times finer than the model's Ω grid (no inverse
     crime); ``coverage`` 'partial' measures each batch on a mask of
-    :func:`rrim.synthetic.coverage_masks` ('full': every ω point).
+    :func:`rrim.physics.synthetic.coverage_masks` ('full': every ω point).
     """
 
     n: int = 1000

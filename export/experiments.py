@@ -1,10 +1,10 @@
-"""The paper's experiments, rerunnable: ``python -m rrim.export.experiments [--full] [--out DIR]``.
+"""The paper's experiments, rerunnable: ``rrim experiments -o DIR [--full]``.
 
 Writes ``RESULTS.md`` (markdown tables, the command, wall time, machine), ``results.json`` (every
-raw number) and PNG figures into ``DIR`` (default ``docs/experiments`` of the repository):
+raw number) and PNG figures into ``DIR`` (the repository keeps its copy in ``docs/experiments``):
 
 - test MSE vs training-set size N at σ = 0; test MSE vs σ at N = 1000 (mean ± std over seeds);
-- out-of-distribution shapes (rrim.synthetic.ood_shapes) from the models trained at σ = 0, N = 10000;
+- out-of-distribution shapes (rrim.physics.synthetic.ood_shapes) from the models trained at σ = 0, N = 10000;
 - the rRIM's iterates x_1, x_2, x_3, x_15 against the truth for one test spectrum;
 - the choice of the rRIM's x_0 (zeros vs Tikhonov) at N = 1000, σ = 1e-3;
 - the acceptance bar at N = 1000, σ = 1e-3: rRIM ≤ 0.5 × min(CNN, FCN) and ≤ tuned Tikhonov.
@@ -15,20 +15,18 @@ MSE is the mean over spectra and Ω points of (x − x_true)², x dimensionless.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from ..synthetic import NOISE_LEVELS, ood_shapes
-from .config import Config, load_config
+from rrim.export.config import Config, load_config
+from rrim.physics.synthetic import NOISE_LEVELS, ood_shapes
 
 log = logging.getLogger("rrim.experiments")
 
@@ -72,7 +70,7 @@ def mse(x, x_true) -> float:
 def classical_methods(operator, y_val, x_val) -> tuple[dict, dict]:
     """({name: (make_estimator, spectra cap key)}, {name: reason unavailable}) for rrim.solvers."""
     try:
-        from .. import solvers
+        from rrim import solvers
     except ImportError as e:
         return {}, {"classical solvers": f"rrim.solvers not importable ({e})"}
     methods, missing = {}, {}
@@ -139,7 +137,7 @@ def run_setting(n: int, sigma: float, seed: int, budget: Budget, threads: int = 
     """
     import torch
 
-    from .training import make_data, predict, train
+    from rrim.export.training import make_data, predict, train
 
     torch.set_num_threads(threads)
     configs = {kind: neural_config(kind, n, sigma, seed, budget) for kind in NEURAL}
@@ -233,7 +231,7 @@ def ood(settings: list[Setting], budget: Budget, out_dir: Path) -> tuple[str, di
     """Per-shape MSE of every method on noiseless OOD shapes; figure of curves (seed 0 models)."""
     import matplotlib.pyplot as plt
 
-    from .training import predict
+    from rrim.export.training import predict
 
     operator = settings[0].operator
     shapes = ood_shapes(operator.Omega)
@@ -282,7 +280,7 @@ def plot_iterates(setting: Setting, path: Path) -> None:
     import matplotlib.pyplot as plt
     import torch
 
-    from .training import physics_tensors
+    from rrim.export.training import physics_tensors
 
     operator, data, model = setting.operator, setting.data, setting.models["rRIM"]
     x, y = (a[:1] for a in data.subset("test"))
@@ -305,7 +303,7 @@ def plot_iterates(setting: Setting, path: Path) -> None:
 
 def x0_ablation(budget: Budget, reference: Setting) -> str:
     """rRIM with x_0 = zeros vs x_0 = Tikhonov (the reference run: N = 1000, σ = 1e-3, seed 0), same budget."""
-    from .training import predict, train
+    from rrim.export.training import predict, train
 
     base = neural_config("rRIM", BAR_N, BAR_SIGMA, 0, budget)
     other = "zeros" if base.model.x0 == "tikhonov" else "tikhonov"
@@ -347,43 +345,37 @@ def machine() -> str:
             f"{platform.python_version()}, torch {torch.__version__} with {torch.get_num_threads()} thread(s), CPU only")
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rrim.export.experiments", description=__doc__.splitlines()[0])
-    parser.add_argument("--full", action="store_true", help="N up to 100000, 10 seeds, long training (hours to days on CPU)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parents[1] / "docs" / "experiments")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    parser.add_argument("--workers", type=int, default=1,
-                        help="worker processes for the independent (N, σ, seed) runs (default 1; results do not depend on it)")
-    args = parser.parse_args(argv)
+def run(out: Path, *, full: bool = False, threads: int = 1, workers: int = 1, command: str = "rrim experiments") -> Path:
+    """Run every experiment and write the report, raw results and figures into ``out`` (created);
+    returns the report's path. ``command`` is recorded in the report."""
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     logging.getLogger("rrim.export.training").setLevel(logging.WARNING)
-    budget = FULL if args.full else Budget()
-    args.out.mkdir(parents=True, exist_ok=True)
-    command = " ".join(["python -m rrim.export.experiments"] + (argv if argv is not None else sys.argv[1:]))
+    budget = FULL if full else Budget()
+    out.mkdir(parents=True, exist_ok=True)
     mach, start = machine(), time.time()
     seeds = range(budget.n_seeds)
 
     # largest N first so that the longest jobs do not trail at the end of the pool
     points = [(n, 0.0, seed) for n in sorted(budget.sizes, reverse=True) for seed in seeds]
     points += [(BAR_N, sigma, seed) for sigma in NOISE_LEVELS for seed in seeds]
-    done = run_settings(points, budget, args.workers, args.threads)
+    done = run_settings(points, budget, workers, threads)
     by_n, by_sigma = done[:len(points) - len(NOISE_LEVELS) * len(seeds)], done[len(points) - len(NOISE_LEVELS) * len(seeds):]
     by_n.sort(key=lambda s: (s.n, s.seed))
     flags = [f for s in done for f in s.notes.pop("flags", [])]
     n_rows = collect(by_n, "n")
-    _plot_sweep(n_rows, list(budget.sizes), "training-set size N", args.out / "mse_vs_n.png")
+    _plot_sweep(n_rows, list(budget.sizes), "training-set size N", out / "mse_vs_n.png")
     largest = [with_classical(s, budget) for s in by_n if s.n == max(budget.sizes)]
-    ood_md, ood_rows = ood(largest, budget, args.out)
+    ood_md, ood_rows = ood(largest, budget, out)
     for s in by_n:
         s.models.clear()  # free memory
 
     sigma_rows = collect(by_sigma, "sigma")
-    _plot_sweep(sigma_rows, list(NOISE_LEVELS), "noise level σ", args.out / "mse_vs_sigma.png")
+    _plot_sweep(sigma_rows, list(NOISE_LEVELS), "noise level σ", out / "mse_vs_sigma.png")
     reference = next(s for s in by_sigma if s.sigma == BAR_SIGMA and s.seed == 0)
-    plot_iterates(reference, args.out / "iterates.png")
+    plot_iterates(reference, out / "iterates.png")
     ablation_md = x0_ablation(budget, reference)
     wall = time.time() - start
 
@@ -397,7 +389,7 @@ machine gives the same numbers unless a run hit the wall-clock safety cap, liste
 
 - wall time: {wall / 60:.1f} min
 - machine: {mach}
-- mode: {'FULL' if args.full else 'default (reduced CPU budget; `--full` for the paper-sized run)'}
+- mode: {'FULL' if full else 'default (reduced CPU budget; `--full` for the paper-sized run)'}
 - budget: `{json.dumps(asdict(budget))}`
 - networks: `export/configs/rrim_experiment.toml`, `cnn_baseline.toml`, `fcn_baseline.toml`; per run only
   N, σ, the seed (data and training) and the epoch cap change; early stopping on the validation MSE
@@ -444,15 +436,11 @@ machine gives the same numbers unless a run hit the wall-clock safety cap, liste
 - Safety cap runs hit: {'; '.join(flags) or 'none'}.
 - Unavailable or failed methods: {'; '.join(notes) or 'none'}.
 """
-    (args.out / "RESULTS.md").write_text(report)
-    (args.out / "results.json").write_text(json.dumps({
+    (out / "RESULTS.md").write_text(report)
+    (out / "results.json").write_text(json.dumps({
         "command": command, "wall_s": wall, "machine": mach, "budget": asdict(budget),
         "by_n": {m: {str(k): v for k, v in c.items()} for m, c in n_rows.items()},
         "by_sigma": {m: {str(k): v for k, v in c.items()} for m, c in sigma_rows.items()},
         "ood": ood_rows, "training": epochs, "flags": flags}, indent=1))
-    log.info("wrote %s in %.1f min", args.out / "RESULTS.md", wall / 60)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    log.info("wrote %s in %.1f min", out / "RESULTS.md", wall / 60)
+    return out / "RESULTS.md"

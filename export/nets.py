@@ -3,7 +3,7 @@
 Shapes: y is scaled scattering rates y/s (batch, n_ω); A is A/s (n_ω, n_Ω); P is
 (AₛᵀAₛ + hI)⁻¹Aₛᵀ (n_Ω, n_ω); x is the glue function (batch, n_Ω). All float32 in training.
 The noise-adaptive rRIM takes instead of P the singular basis of the measured rows of A/s, U (n_ω, r),
-S (r,), Vt (r, n_Ω) (:mod:`rrim.regularization`), and a weight h (batch, 1) per spectrum.
+S (r,), Vt (r, n_Ω) (:mod:`rrim.inversion.regularization`), and a weight h (batch, 1) per spectrum.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..regularization import POLISH_ITERATIONS
+from rrim.inversion.regularization import POLISH_ITERATIONS
 
 
 #: How the regularization of the physics step is set: one h for every spectrum (the paper's rRIM),
@@ -22,7 +22,7 @@ REGULARIZATIONS = ("fixed", "adaptive")
 
 @dataclass(frozen=True)
 class RRIMSettings:
-    """Update-network and recurrence settings (DESIGN §2; ``hidden`` is a documented default).
+    """Update-network and recurrence settings (docs/ARCHITECTURE.md §2; ``hidden`` is a documented default).
 
     ``regularization`` 'adaptive' builds :class:`AdaptiveRRIM`; ``correction_steps`` (adaptive only)
     Tikhonov steps x ← max(0, x + P_h(y − A x)) after the last network update, which make the output
@@ -76,7 +76,7 @@ class ConvGRUCell(nn.Module):
 class UpdateNetwork(nn.Module):
     """g_φ: [x_t, ∇_t] (B, 2, n_Ω) and state (h1, h2) → Δx (B, n_Ω) and the new state.
 
-    Conv1d(k=5) → ConvGRU → Conv1d(k=3, dilation 2) → ConvGRU → Conv1d(k=3) (DESIGN §2): each Ω
+    Conv1d(k=5) → ConvGRU → Conv1d(k=3, dilation 2) → ConvGRU → Conv1d(k=3) (docs/ARCHITECTURE.md §2): each Ω
     point sees ~11 neighbours. With ``context`` = k > 0 a coarse path adds to the middle convolution
     what the first state holds over about half the grid: average-pool by k, Conv1d(k=5) → ReLU →
     Conv1d(k=5, dilation 2), linear interpolation back (a few % more arithmetic). Its last layer
@@ -144,7 +144,7 @@ def tikhonov_step(r: torch.Tensor, U, S, Vt, h: torch.Tensor) -> torch.Tensor:
 
 
 #: log10(h) enters the update network as (log10 h − LOG_H_CENTRE)/LOG_H_SPREAD (about −1…1 over
-#: the weights rrim.regularization chooses).
+#: the weights rrim.inversion.regularization chooses).
 LOG_H_CENTRE, LOG_H_SPREAD = -6.0, 6.0
 
 
@@ -162,7 +162,7 @@ class AdaptiveRRIM(nn.Module):
 
     ``forward(beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None)``:
     β (B, r); S (r,); Vt (r, n_Ω) (r = min(n_ω, n_Ω), zero-padded); h (B, 1) clipped for float32
-    (:func:`rrim.regularization.choose_weights`); for the data-consistency steps, all float64 (float32
+    (:func:`rrim.inversion.regularization.choose_weights`); for the data-consistency steps, all float64 (float32
     physics would leave rounding residuals of ~1e-7·|y| that steps at h ~ 1e-15 amplify): β64 (B, r),
     S64, Vt64 and their weight h_correction (B, 1). Returns the iterates [x_1, …, x_{N_t}] followed by
     the corrected estimate (when ``correction_steps`` > 0).
@@ -211,7 +211,7 @@ class AdaptiveRRIM(nn.Module):
 def correct(x, beta, S, Vt, h, steps: int, polish_iterations: int = POLISH_ITERATIONS) -> torch.Tensor:
     """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) in the basis, then
     ``polish_iterations`` of projected gradient, in float64, as the runtime does them
-    (:func:`rrim.regularization.correct`; pass float64 β = Uᵀy and basis); float64 result (B, n_Ω)."""
+    (:func:`rrim.inversion.regularization.correct`; pass float64 β = Uᵀy and basis); float64 result (B, n_Ω)."""
     beta, S, Vt, h = (t.double() for t in (beta, S, Vt, h))
     x, gain = x.double(), S / (S * S + h)
     for _ in range(steps):

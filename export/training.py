@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..operator import ForwardOperator
-from ..synthetic import DatasetSettings, SyntheticDataset, add_noise, make_dataset
-from .config import Config, ModelConfig, config_from_dict
-from .adaptive_data import AdaptiveData, adaptive_physics
-from .nets import CNN, FCN, RRIM, AdaptiveRRIM, RRIMSettings, build_rrim
+from rrim.export.adaptive_data import AdaptiveData, adaptive_physics
+from rrim.export.config import Config, ModelConfig, config_from_dict
+from rrim.export.nets import CNN, FCN, RRIM, AdaptiveRRIM, RRIMSettings, build_rrim
+from rrim.physics.operator import ForwardOperator
+from rrim.physics.synthetic import DatasetSettings, SyntheticDataset, add_noise, make_dataset
 
 log = logging.getLogger(__name__)
 

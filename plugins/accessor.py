@@ -1,7 +1,7 @@
 """The xarray accessor ``.rrim`` (registered on ``import rrim.plugins``), for Datasets and DataArrays.
 
-A thin layer over the runtime: validation (:func:`rrim.archives.read_source`) and inversion
-(:func:`rrim.archives.invert_rows`) are the CLI's own, so ``ds.rrim.invert()`` returns the
+A thin layer over the runtime: validation (:func:`rrim.io.reading.read_source`) and inversion
+(:func:`rrim.jobs.invert.invert_rows`) are the CLI's own, so ``ds.rrim.invert()`` returns the
 variables, names and attributes that ``rrim invert`` writes. On dask-backed data it stays lazy:
 :func:`xarray.apply_ufunc` with ``dask="parallelized"`` inverts each chunk of spectra in one batch;
 only the model's path and sha256 travel to the workers, whose sessions are cached per process.
@@ -14,10 +14,14 @@ import json
 import numpy as np
 import xarray as xr
 
-from ..archives import ArchiveOptions, invert_rows, provenance_attrs, read_source
-from ..inversion import DEFAULT_BATCH_SIZE, FLAGS
-from ..models import DEFAULT_MODEL, load_model
-from ..operator import ForwardOperator
+from rrim.inversion.engine import DEFAULT_BATCH_SIZE
+from rrim.inversion.flags import FLAGS
+from rrim.io.provenance import provenance_attrs
+from rrim.io.reading import read_source
+from rrim.io.schema import ArchiveOptions
+from rrim.jobs.invert import invert_rows
+from rrim.models.loading import DEFAULT_MODEL, load_model
+from rrim.physics.operator import ForwardOperator
 
 _FIT_DIM = "omega_model"  # the refit's ω axis inside apply_ufunc (the input's ω axis has another size)
 
@@ -48,7 +52,7 @@ class _RrimAccessor:
         ``temperature`` (K) overrides the dataset's; ``model`` is an installed name or a path;
         ``uncertainty`` (0.68 or 0.9) adds the calibrated band ``glue_lower``/``glue_upper``;
         ``impurity`` estimates and removes the impurity rate (``impurity_rate``).
-        Lazy on dask-backed input. Raises :class:`rrim.archives.ArchiveError` for bad input.
+        Lazy on dask-backed input. Raises :class:`rrim.io.paths.ArchiveError` for bad input.
         """
         ds = self._dataset(var)
         loaded = load_model(model, sha256=sha256)
@@ -107,7 +111,7 @@ class _RrimAccessor:
              provider: str = "auto", truth: str | None = None, title: str = "", data=None, **options):
         """A PNG (or any matplotlib format) with one row per spectrum: glue (with the band where there is
         one, and ``truth``, a variable of true glue, if given) | measured 1/τ on the model's grid with
-        the refit | fit − measured. Returns the path. Drawn by :func:`rrim.plotting.plot_inversions`;
+        the refit | fit − measured. Returns the path. Drawn by :func:`rrim.io.plotting.plot_inversions`;
         needs ``rrim[plot]``.
 
         On input data (``var`` on ``dim``) the selected spectra are inverted first, eagerly, with
@@ -118,7 +122,7 @@ class _RrimAccessor:
         inverted them), else the measured curve and fit − measured are left empty (the residual
         stays in the title). ``spectra``: flat indices over the leading dimensions (default: the first 4).
         """
-        from ..plotting import plot_inversions
+        from rrim.io.plotting import plot_inversions
 
         ds = self._obj if isinstance(self._obj, xr.Dataset) else self._obj.to_dataset(name=self._obj.name or var)
         if "glue" in ds:

@@ -3,12 +3,13 @@
 
 Only paths, the model's path and sha256 and the options travel to the workers; each worker
 process loads and verifies the model itself and keeps one onnxruntime session (cached per
-process by :mod:`rrim.sessions`). The calling process holds the output folder's lock throughout.
+process by :mod:`rrim.models.sessions`). The calling process holds the output folder's lock throughout.
 """
 from __future__ import annotations
 
-from ..archives import ArchiveOptions, reprocess_one
-from ..models import LoadedModel, load_model
+from rrim.io.schema import ArchiveOptions
+from rrim.jobs.reprocess import reprocess_one
+from rrim.models.loading import LoadedModel, load_model
 
 
 def _worker_task(path: str, out: str, model_path: str, sha256: str, opts: ArchiveOptions, provider: str,
@@ -33,7 +34,7 @@ def reprocess_on_dask(jobs, model: LoadedModel, opts: ArchiveOptions, *, schedul
     """
     from dask.distributed import Client, LocalCluster, as_completed
 
-    from ..sessions import available_cpus
+    from rrim.models.sessions import available_cpus
 
     cluster = None if scheduler else LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=None)

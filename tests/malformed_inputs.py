@@ -296,7 +296,7 @@ def _declared_spectra(n: int):
 
 def _omega_float32_cm1(p, b):
     """ω stored in float32 cm⁻¹, spanning exactly the model's range (rounding at the 1e-7 level)."""
-    from rrim.units import CM1_PER_MEV
+    from rrim.physics.units import CM1_PER_MEV
 
     write_nc(p, b, omega=(b.omega * CM1_PER_MEV).astype(np.float32), omega_attrs={"units": "cm-1"})
 

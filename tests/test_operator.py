@@ -14,7 +14,7 @@ import rrim
 EPS = np.finfo(np.float64).eps
 T100 = rrim.kelvin_to_mev(100.0)
 
-# --- closed forms of DESIGN §1 -----------------------------------------------------------------
+# --- closed forms of docs/ARCHITECTURE.md §1 -------------------------------------------------------
 
 BOX = dict(c=0.7, lo=40.0, hi=120.0)
 GAUSS = dict(a=0.8, centre=120.0, width=15.0)  # e^{−Ω0²/2s²} = e^{−32}: nothing missed below Ω_min
@@ -190,7 +190,7 @@ def test_quadrature_weights_sit_inside_A(small_operator):
     np.testing.assert_allclose(small_operator.matrix, small_operator.kernel_matrix * small_operator.Omega.weights, rtol=0)
 
 
-# --- iterated Tikhonov (DESIGN §2) -------------------------------------------------------------
+# --- iterated Tikhonov (docs/ARCHITECTURE.md §2) -----------------------------------------------------
 
 H = rrim.DEFAULT_H
 N_STEPS = 15

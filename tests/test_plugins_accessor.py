@@ -9,7 +9,8 @@ import xarray as xr
 from click.testing import CliRunner
 
 import rrim.plugins  # noqa: F401  (registers .rrim)
-from rrim.cli import EXAMPLE_ARCHIVE, main
+from rrim.cli import main
+from rrim.cli.common import EXAMPLE_ARCHIVE
 from rrim.plugins import accessor
 
 pytest.importorskip("dask")
@@ -111,7 +112,7 @@ def test_plot_without_the_glue_output_names_it(tmp_path, example):
 
 
 def test_plot_of_outputs_draws_the_measured_spectra_from_the_input(monkeypatch, tmp_path, example):
-    from rrim import plotting
+    from rrim.io import plotting
 
     calls = []
     monkeypatch.setattr(plotting, "plot_inversions", lambda path, *args, **kw: calls.append((args, kw)) or path)
@@ -152,6 +153,6 @@ def test_accessor_on_a_distributed_client_equals_in_process(tmp_path, example):
 
 
 def _sessions_in_this_process() -> int:
-    from rrim import sessions
+    from rrim.models import sessions
 
     return len(sessions._CACHE)

@@ -21,7 +21,8 @@ import yaml
 from click.testing import CliRunner
 
 import rrim
-from rrim.cli import EXAMPLE_ARCHIVE, main
+from rrim.cli import main
+from rrim.cli.common import EXAMPLE_ARCHIVE
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEDULES = REPO / "plugins" / "schedules"

@@ -37,7 +37,7 @@ def model_path(tmp_path_factory, small_operator):
 
 @pytest.fixture(scope="module")
 def model(model_path):
-    from rrim.models import load_model
+    from rrim.models.loading import load_model
 
     return load_model(model_path)
 
@@ -106,7 +106,8 @@ def test_each_catalogue_file_in_the_job(job, case):
 
 @pytest.mark.parametrize("case", [c for c in CATALOGUE if c.refused], ids=[c.name for c in CATALOGUE if c.refused])
 def test_each_refusal_through_the_library(job, model, case, tmp_path):
-    from rrim.archives import ArchiveError, invert_archive
+    from rrim.io.paths import ArchiveError
+    from rrim.jobs.invert import invert_archive
 
     path = job["inputs"] / case.file
     with pytest.raises(ArchiveError) as e:
@@ -118,7 +119,7 @@ def test_each_refusal_through_the_library(job, model, case, tmp_path):
 def test_a_huge_omega_grid_is_read_in_bounded_slabs(tmp_path, base, model):
     """64 spectra on a 200 000-point ω axis: slabs of at most SLAB_VALUES input values, same glue as
     the same spectra on the ordinary grid."""
-    from rrim.archives import SLAB_VALUES, invert_archive
+    from rrim.jobs.invert import SLAB_VALUES, invert_archive
 
     w = np.linspace(base.omega[0], base.omega[-1], 200_000)
     y = np.tile(np.stack([np.interp(w, base.omega, row) for row in base.y]), (22, 1))[:64]
@@ -184,7 +185,8 @@ def archives(draw):
 
 def _random_archive_contract(spec, base, model, folder, counter):
     """Write the archive, invert it; either an output that matches the input or a clear ArchiveError."""
-    from rrim.archives import ArchiveError, invert_archive
+    from rrim.io.paths import ArchiveError
+    from rrim.jobs.invert import invert_archive
 
     counter["n"] += 1
     path = folder / f"random{counter['n']}.nc"

@@ -36,7 +36,7 @@ def exported(tmp_path_factory, default_operator, adaptive_net):
 
 
 def test_masked_basis_is_the_svd_of_the_measured_rows(default_operator):
-    from rrim.regularization import masked_svd
+    from rrim.inversion.regularization import masked_svd
 
     mask = np.ones(default_operator.shape[0], bool)
     mask[:10] = mask[120:126] = False
@@ -49,8 +49,8 @@ def test_masked_basis_is_the_svd_of_the_measured_rows(default_operator):
 
 def test_weights_follow_the_noise(default_operator):
     """GCV's h grows with the noise and is clipped to [H_MIN, H_MAX]."""
-    from rrim.regularization import H_MAX, H_MIN, choose_weights
-    from rrim.synthetic import add_noise, realistic_glue
+    from rrim.inversion.regularization import H_MAX, H_MIN, choose_weights
+    from rrim.physics.synthetic import add_noise, realistic_glue
 
     x = realistic_glue(default_operator.Omega, 20, np.random.default_rng(0))
     y = default_operator.forward(x) / default_operator.scale
@@ -61,8 +61,8 @@ def test_weights_follow_the_noise(default_operator):
 
 
 def test_correction_steps_lower_the_misfit_on_measured_points_only(default_operator):
-    from rrim.regularization import choose_weights, correct, masked_svd
-    from rrim.synthetic import add_noise, realistic_glue
+    from rrim.inversion.regularization import choose_weights, correct, masked_svd
+    from rrim.physics.synthetic import add_noise, realistic_glue
 
     op = default_operator
     x = realistic_glue(op.Omega, 8, np.random.default_rng(3))
@@ -81,8 +81,8 @@ def test_correction_steps_lower_the_misfit_on_measured_points_only(default_opera
 def test_polish_brings_the_clipped_steps_misfit_down_to_the_noise(default_operator):
     """Where the glue touches 0, the clipped Tikhonov steps leave the misfit above the noise;
     projected gradient lowers it to about the noise and keeps x ≥ 0."""
-    from rrim.regularization import POLISH_ITERATIONS, choose_weights, correct, masked_svd
-    from rrim.synthetic import realistic_glue
+    from rrim.inversion.regularization import POLISH_ITERATIONS, choose_weights, correct, masked_svd
+    from rrim.physics.synthetic import realistic_glue
 
     op = default_operator
     x = realistic_glue(op.Omega, 16, np.random.default_rng(7))
@@ -108,9 +108,9 @@ def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_op
     final estimate; the input form fed the full-grid basis equals the baked form."""
     from rrim.export.adaptive_data import adaptive_physics
     from rrim.export.training import estimates
-    from rrim.inversion import invert
-    from rrim.models import check_golden, load_model
-    from rrim.synthetic import add_noise, realistic_glue
+    from rrim.inversion.engine import invert
+    from rrim.models.loading import check_golden, load_model
+    from rrim.physics.synthetic import add_noise, realistic_glue
 
     models = {form: load_model(path) for form, path in exported.items()}
     for form, m in models.items():
@@ -129,9 +129,9 @@ def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_op
 
 def test_mask_aware_model_ignores_unmeasured_points(exported, default_operator):
     """With valid_omega, the input-form model never reads the unmeasured values."""
-    from rrim.inversion import invert
-    from rrim.models import load_model
-    from rrim.synthetic import realistic_glue
+    from rrim.inversion.engine import invert
+    from rrim.models.loading import load_model
+    from rrim.physics.synthetic import realistic_glue
 
     m = load_model(exported["input"])
     op = default_operator
@@ -150,10 +150,12 @@ def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported
     still refused."""
     import xarray as xr
 
-    from rrim.archives import ArchiveError, ArchiveOptions, invert_archive
-    from rrim.models import load_model
-    from rrim.synthetic import realistic_glue
-    from rrim.units import CM1_PER_MEV
+    from rrim.io.paths import ArchiveError
+    from rrim.io.schema import ArchiveOptions
+    from rrim.jobs.invert import invert_archive
+    from rrim.models.loading import load_model
+    from rrim.physics.synthetic import realistic_glue
+    from rrim.physics.units import CM1_PER_MEV
 
     m = load_model(exported["input"])
     op = default_operator
@@ -173,8 +175,8 @@ def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported
 
 @pytest.mark.parametrize("bad", [-1, 1001, 2.5, True, "10"])
 def test_regularization_metadata_with_a_bad_polish_count_is_refused(bad):
-    from rrim.modelfile import ModelFileError, ModelInfo
-    from rrim.models import load_model
+    from rrim.models.modelfile import ModelFileError, ModelInfo
+    from rrim.models.loading import load_model
 
     meta = load_model("rrim-default").info.to_metadata()
     reg = json.loads(meta["regularization"])

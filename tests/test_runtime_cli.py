@@ -12,9 +12,11 @@ import xarray as xr
 from click.testing import CliRunner
 
 import rrim
-from rrim.archives import PROVENANCE_ATTRIBUTES
-from rrim.cli import EXAMPLE_ARCHIVE, main
-from rrim.inversion import FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAG_NONFINITE, FLAGS
+from rrim.cli import main
+from rrim.cli.common import EXAMPLE_ARCHIVE
+from rrim.inversion.flags import FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAG_NONFINITE, FLAGS
+from rrim.io.provenance import PROVENANCE_ATTRIBUTES
+from rrim.models.loading import installed_models
 from runtime_helpers import noisy_spectra, sha256_file, write_archive, write_model
 
 
@@ -111,9 +113,10 @@ def test_decreasing_omega_and_temperature_per_spectrum(tmp_path, models, spectra
 
 def test_physics_is_computed_once_per_temperature_across_slabs(tmp_path, models):
     """Spectra at 3 interleaved temperatures, read in slabs of 2: A(T) and P(T) are built 3 times."""
-    from rrim.archives import ArchiveOptions, invert_archive
-    from rrim.inversion import _physics
-    from rrim.models import load_model
+    from rrim.inversion.engine import _physics
+    from rrim.io.schema import ArchiveOptions
+    from rrim.jobs.invert import invert_archive
+    from rrim.models.loading import load_model
 
     w = np.linspace(2.0, 400.0, 200)
     temps = np.tile([15.0, 60.0, 250.0], 4)
@@ -334,9 +337,9 @@ def test_cli_entry_point_runs_as_a_process(tmp_path):
 def test_streaming_slabs_match_one_pass_and_single_spectrum_files(tmp_path, models, spectra):
     """Slabs of 5 spectra over two leading dimensions give the same file contents as one slab;
     a file holding one spectrum (no leading dimension) works; --provider cuda without CUDA exits 3."""
-    from rrim.archives import invert_archive
-    from rrim.models import load_model
-    from rrim.sessions import available_providers
+    from rrim.jobs.invert import invert_archive
+    from rrim.models.loading import load_model
+    from rrim.models.sessions import available_providers
 
     m = load_model(models["baked"])
     a = invert_archive(EXAMPLE_ARCHIVE, tmp_path / "one.nc", m, provider="cpu")
@@ -372,7 +375,7 @@ def test_archive_job_never_imports_torch_or_onnx(tmp_path, models):
     assert tail == {"exit": 0, "heavy": []}, p.stderr
 
 
-@pytest.mark.skipif("rrim-default" not in __import__("rrim.models").models.installed_models(),
+@pytest.mark.skipif("rrim-default" not in installed_models(),
                     reason="the default model is not shipped yet")
 def test_main_job_with_the_default_model(tmp_path):
     """`rrim invert --example` with the shipped default model: the main job of the README.

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import rrim
-from rrim.inversion import (FLAG_NONFINITE, FLAG_POOR_FIT, FLAG_TEMPERATURE, POOR_FIT_RESIDUAL, flag_names,
-                            invert, smooth)
-from rrim.models import load_model
+from rrim.inversion.engine import invert, smooth
+from rrim.inversion.flags import FLAG_NONFINITE, FLAG_POOR_FIT, FLAG_TEMPERATURE, POOR_FIT_RESIDUAL, flag_names
+from rrim.models.loading import load_model
 from runtime_helpers import N_STEPS, noisy_spectra, write_model
 
 

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from rrim import sessions
+from rrim.models import sessions
 from runtime_helpers import write_model, sha256_file
 
 
@@ -53,8 +53,8 @@ def test_run_batches_runs_cpu_calls_concurrently_and_keeps_their_order(tmp_path,
 
     import numpy as np
 
-    from rrim.models import load_model
-    from rrim.sessions import Session
+    from rrim.models.loading import load_model
+    from rrim.models.sessions import Session
     from runtime_helpers import write_model
 
     model = load_model(write_model(tmp_path, default_operator, "baked"))
@@ -81,13 +81,13 @@ def test_io_binding_path_equals_plain_run(tmp_path, default_operator):
     """The CUDA path's I/O binding, exercised on the CPU device (no GPU here): same output as run()."""
     import numpy as np
 
-    from rrim.models import load_model
-    from rrim.sessions import run_bound
+    from rrim.models.loading import load_model
+    from rrim.models.sessions import run_bound
     from runtime_helpers import write_model
 
     model = load_model(write_model(tmp_path, default_operator, "input"))
     session = model.session("cpu")
-    from rrim.inversion import physics_at
+    from rrim.inversion.engine import physics_at
 
     _, a32, p32 = physics_at(model, 50.0)
     feeds = {"y": np.linspace(0.1, 1, 3 * 200, dtype=np.float32).reshape(3, 200), "A": a32, "P": p32}
@@ -97,8 +97,8 @@ def test_io_binding_path_equals_plain_run(tmp_path, default_operator):
 def test_run_batches_cuts_large_batches_into_cpu_calls(tmp_path, default_operator, monkeypatch):
     import numpy as np
 
-    from rrim import sessions
-    from rrim.models import load_model
+    from rrim.models import sessions
+    from rrim.models.loading import load_model
     from runtime_helpers import write_model
 
     model = load_model(write_model(tmp_path, default_operator, "baked"))

@@ -13,8 +13,8 @@ from click.testing import CliRunner  # noqa: E402
 from rrim.cli import main as cli_main  # noqa: E402
 from rrim.export.config import Config, GridConfig, config_from_dict, load_config  # noqa: E402
 from rrim.export.nets import RRIM, IdentityUpdate, RRIMSettings, preconditioned_gradient  # noqa: E402
-from rrim.export.training import (build_model, evaluate, load_checkpoint, make_data, physics_tensors,  # noqa: E402
-                                  predict, save_checkpoint, step_loss, train)
+from rrim.export.training import (build_model, evaluate, load_checkpoint, make_data, physics_tensors, predict,
+                                  save_checkpoint, step_loss, train)
 
 H = 0.01
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from rrim import tuning
-from rrim.models import load_model
+from rrim.inversion import tuning
+from rrim.models.loading import load_model
 from runtime_helpers import write_model
 
 

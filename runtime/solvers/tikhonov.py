@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import parameter_choice as pc
-from .base import (Projection, Report, System, check_choice, check_operator, check_positive, check_spectra, finish, prepare,
-                   unflatten)
-from ..operator import DEFAULT_H
+from rrim.physics.operator import DEFAULT_H
+from rrim.solvers import parameter_choice as pc
+from rrim.solvers.base import (Projection, Report, System, check_choice, check_operator, check_positive, check_spectra,
+                               finish, prepare, unflatten)
 
 TIKHONOV_RULES = ("gcv", "lcurve", "discrepancy", "fixed")
 

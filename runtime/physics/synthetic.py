@@ -1,4 +1,4 @@
-"""Seeded synthetic glue functions and scattering-rate spectra (DESIGN §2).
+"""Seeded synthetic glue functions and scattering-rate spectra (docs/ARCHITECTURE.md §2).
 
 Glue functions x are rows on the Ω grid (n, n_Ω), dimensionless; spectra y = A x (n, n_ω) in meV
 plus noise σ·max(y)·ε per spectrum. Every generation setting is a frozen dataclass recorded in the
@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .grids import Grid
-from .operator import ForwardOperator
+from rrim.physics.grids import Grid
+from rrim.physics.operator import ForwardOperator
 
 SPLITS = ("train", "val", "test")
-#: Noise levels σ (fraction of max y per spectrum) of the paper's datasets (DESIGN §2).
+#: Noise levels σ (fraction of max y per spectrum) of the paper's datasets (docs/ARCHITECTURE.md §2).
 NOISE_LEVELS = (1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
-#: Dataset sizes N of the paper's datasets (DESIGN §2), split 0.8/0.1/0.1.
+#: Dataset sizes N of the paper's datasets (docs/ARCHITECTURE.md §2), split 0.8/0.1/0.1.
 DATASET_SIZES = (100, 1000, 10000, 100000)
 
 
@@ -191,7 +191,7 @@ class SyntheticDataset:
         flat.update({f"glue_{k}": v for k, v in asdict(self.settings.glue).items()})
         return {
             "title": "rrim synthetic glue functions and scattering rates",
-            "generator": "rrim.synthetic.make_dataset",
+            "generator": "rrim.physics.synthetic.make_dataset",
             "settings_json": json.dumps(asdict(self.settings)),
             "operator_json": json.dumps(self.operator.describe()),
             **{k: list(v) if isinstance(v, tuple) else v for k, v in flat.items()},
@@ -298,7 +298,7 @@ def spin_fluctuation(Omega: Grid, amplitude: float = 1.0, omega_sf: float = 30.0
 
 
 def ood_shapes(Omega: Grid) -> dict[str, np.ndarray]:
-    """Named out-of-distribution glue functions on the Ω grid (DESIGN §2), each (n_Ω,)."""
+    """Named out-of-distribution glue functions on the Ω grid (docs/ARCHITECTURE.md §2), each (n_Ω,)."""
     w = Omega.values
     return {
         "wide_gaussian": 0.6 * np.exp(-0.5 * ((w - 200.0) / 150.0) ** 2) * low_energy_factor(Omega, 5.0),

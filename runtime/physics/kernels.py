@@ -53,7 +53,7 @@ def _check_temperature(temperature_mev) -> float:
 
 
 def shulga_kernel(omega, Omega, temperature_mev: float) -> np.ndarray:
-    """Shulga kernel K(ω, Ω, T) in the stable form of DESIGN §1; broadcasts ω and Ω (meV).
+    """Shulga kernel K(ω, Ω, T) in the stable form of docs/ARCHITECTURE.md §1; broadcasts ω and Ω (meV).
 
     K = 2π(1 − Ω/ω)θ(ω − Ω) + (2π/ω)[2ω n(Ω) − (ω+Ω) n(ω+Ω) + |ω−Ω| n(|ω−Ω|)], with u·n(u)
     evaluated by :func:`_u_n`. The naive coth form cancels badly and can turn negative.
@@ -124,7 +124,7 @@ class MatrixKernel:
     temperature_dependent = False
 
     def __post_init__(self):
-        from .grids import Grid
+        from rrim.physics.grids import Grid
 
         k = np.array(self.matrix, dtype=np.float64)
         w = Grid(self.omega, name="omega").values.copy()

@@ -18,8 +18,8 @@ import weakref
 
 import numpy as np
 
-from .operator import ForwardOperator
-from .synthetic import low_energy_factor
+from rrim.physics.operator import ForwardOperator
+from rrim.physics.synthetic import low_energy_factor
 
 #: Ω_c (meV) of the low-energy prior and the regularization weight h (scaled units).
 IMPURITY_CUTOFF_MEV = 10.0

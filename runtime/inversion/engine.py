@@ -5,25 +5,11 @@ batches → glue x̂ (n, n_Ω) (float64 copy of the float32 output), the refit A
 with A from the shared physics at the spectra's temperature, the relative RMS residual per
 spectrum and quality flags.
 
-Quality flags (bits of ``InversionResult.flags``, uint8; also written to archives):
+Quality flags: :mod:`rrim.inversion.flags`.
 
-==== =========================== ======================================================
-bit  name                        meaning
-==== =========================== ======================================================
-1    ``nonfinite_input``         the spectrum had NaN or inf (or values beyond float32
-                                 once scaled): skipped, glue/fit NaN
-2    ``omega_cropped``           measured ω beyond the model's range were dropped (--crop)
-4    ``omega_extrapolated``      part of the model's ω grid had no data: edge values were
-                                 held (--crop) and those points are left out of the residual
-8    ``temperature_out_of_range`` the temperature is outside the model's training range
-16   ``poor_fit``                relative RMS residual > :data:`POOR_FIT_RESIDUAL`
-32   ``out_of_distribution``     OOD score above the model's calibrated threshold
-                                 (:mod:`rrim.uncertainty`; never set without a calibration)
-==== =========================== ======================================================
-
-Per spectrum also: the noise estimate σ̂ (meV) and the OOD score (:mod:`rrim.uncertainty`); on
+Per spectrum also: the noise estimate σ̂ (meV) and the OOD score (:mod:`rrim.inversion.uncertainty`); on
 request a calibrated band ``glue_lower``/``glue_upper`` (``coverage``) and the impurity rate c
-(meV, ``impurity=True``, :mod:`rrim.impurity`), removed before the inversion and added to the refit.
+(meV, ``impurity=True``, :mod:`rrim.physics.impurity`), removed before the inversion and added to the refit.
 
 Smoothing (off by default): a Gaussian of standard deviation ``smoothing_meV`` applied to x̂
 along Ω (normalized trapezoid-weighted convolution, so a constant stays constant), before the
@@ -38,27 +24,18 @@ from functools import lru_cache
 
 import numpy as np
 
-from .impurity import estimate_impurity
-from .modelfile import INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y, PER_ROW, ModelFileError
-from .models import LoadedModel
-from .regularization import H_MAX, H_MIN, MaskedBases, choose_weights, correct
-from .uncertainty import (DEFAULT_RESAMPLES, consistency_fit, estimate_noise, load_calibration, ood_score,
-                          relative_noise, resample_noise)
+from rrim.inversion.flags import FLAG_NONFINITE, FLAG_OOD, FLAG_POOR_FIT, FLAG_TEMPERATURE, POOR_FIT_RESIDUAL
+from rrim.inversion.regularization import H_MAX, H_MIN, MaskedBases, choose_weights, correct
+from rrim.inversion.uncertainty import (DEFAULT_RESAMPLES, consistency_fit, estimate_noise, load_calibration, ood_score,
+                                        relative_noise, resample_noise)
+from rrim.models.loading import LoadedModel
+from rrim.models.modelfile import (INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y, PER_ROW,
+                                   ModelFileError)
+from rrim.physics.impurity import estimate_impurity
 
 log = logging.getLogger(__name__)
 
-FLAG_NONFINITE = 1
-FLAG_CROPPED = 2
-FLAG_EXTRAPOLATED = 4
-FLAG_TEMPERATURE = 8
-FLAG_POOR_FIT = 16
-FLAG_OOD = 32
-FLAGS = {"nonfinite_input": FLAG_NONFINITE, "omega_cropped": FLAG_CROPPED,
-         "omega_extrapolated": FLAG_EXTRAPOLATED, "temperature_out_of_range": FLAG_TEMPERATURE,
-         "poor_fit": FLAG_POOR_FIT, "out_of_distribution": FLAG_OOD}
-#: Relative RMS residual ‖A x̂ − y‖/‖y‖ above which a spectrum is flagged ``poor_fit``.
-POOR_FIT_RESIDUAL = 0.05
-#: Default spectra per model call: onnxruntime on this CPU was fastest at 16–64 (DESIGN §5);
+#: Default spectra per model call: onnxruntime on this CPU was fastest at 16–64 (docs/ARCHITECTURE.md §8);
 #: see benchmarks/runtime_throughput.md for the measurement with the shipped model.
 DEFAULT_BATCH_SIZE = 64
 
@@ -83,18 +60,13 @@ class InversionResult:
     impurity: np.ndarray | None = None  # c (n,) meV with ``impurity``
 
 
-def flag_names(value: int) -> list[str]:
-    """Names of the bits set in one flag value."""
-    return [name for name, bit in FLAGS.items() if value & bit]
-
-
 @lru_cache(maxsize=64)  # ~0.6 MB each: an archive's temperatures are computed once, not per slab
 def _physics(model_key: tuple, temperature: float, h: float, info_operator: str, adaptive: bool):
     """(operator, A/s float32, P float32 or None for adaptive models) at ``temperature`` K, cached
     per model and temperature."""
     import json
 
-    from .operator import ForwardOperator
+    from rrim.physics.operator import ForwardOperator
 
     op = ForwardOperator.from_description(json.loads(info_operator), temperature=temperature)
     a = np.ascontiguousarray(op.scaled_matrix, dtype=np.float32)
@@ -153,7 +125,7 @@ def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np
 
 def finish(model: LoadedModel, op, x: np.ndarray, adaptive: AdaptiveInputs | None) -> np.ndarray:
     """The model's estimate from its graph output ``x`` (m, n_Ω): for a noise-adaptive model, its
-    data-consistency steps and polish (:func:`rrim.regularization.correct`, float64)."""
+    data-consistency steps and polish (:func:`rrim.inversion.regularization.correct`, float64)."""
     reg = model.info.regularization
     steps = int(reg.get("correction_steps", 0))
     if not steps:
@@ -164,7 +136,7 @@ def finish(model: LoadedModel, op, x: np.ndarray, adaptive: AdaptiveInputs | Non
 @lru_cache(maxsize=8)
 def _smoother(Omega_key: bytes, width: float) -> np.ndarray:
     Omega = np.frombuffer(Omega_key, dtype=np.float64)
-    from .grids import trapezoid_weights
+    from rrim.physics.grids import trapezoid_weights
 
     k = np.exp(-0.5 * ((Omega[:, None] - Omega[None, :]) / width) ** 2) * trapezoid_weights(Omega)[None, :]
     return k / k.sum(axis=1, keepdims=True)
@@ -187,7 +159,7 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
     get A/s and P at that temperature; a baked model outside its temperature range still runs
     and the spectra are flagged. ``valid_omega`` (n_ω,) bool: model ω points backed by data
     (the residual uses only those). Non-finite spectra are flagged and skipped (NaN outputs).
-    ``session``: an existing :class:`~rrim.sessions.Session` (else ``model.session(provider)``).
+    ``session``: an existing :class:`~rrim.models.sessions.Session` (else ``model.session(provider)``).
     ``coverage`` (0.68 or 0.9): also the calibrated band (needs the model's calibration;
     ``ValueError`` otherwise); ``resamples``: copies per spectrum for the band (default 16; given
     without ``coverage``, only the raw spread is returned). ``impurity``: estimate and remove c.

@@ -1,28 +1,34 @@
 """Model files: the registry of installed models, verified loading, and golden parity (torch-free).
 
-Installed models live in ``rrim/models/`` beside ``index.json``, a mapping
+Installed models live in ``rrim/data/models/`` beside ``index.json``, a mapping
 ``{name: {"file": "NAME.onnx", "sha256": "…", "form": "baked"|"input", …}}`` (optionally wrapped
 as ``{"models": {…}}``). Each model may have a golden ``NAME.golden.npz`` (arrays ``y``: scaled
 input (batch, n_ω) float32, ``x``: expected output (batch, n_Ω); for the input form optionally
 ``A`` and ``P``) and a model card ``NAME.md`` beside it.
 
-:func:`load_model` refuses, with :class:`~rrim.modelfile.ModelFileError`, a file that is not
+:func:`load_model` refuses, with :class:`~rrim.models.modelfile.ModelFileError`, a file that is not
 ONNX, whose sha256 differs from the index or the user's pin, whose metadata is incomplete, or
-whose inputs, outputs, dtypes or opset differ from the contract of :mod:`rrim.modelfile`.
+whose inputs, outputs, dtypes or opset differ from the contract of :mod:`rrim.models.modelfile`.
 """
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .files import read_regular
-from .modelfile import INPUT_A, INPUT_P, INPUT_Y, MIN_OPSET, OUTPUT_X, ModelFileError, ModelInfo, input_shapes
-from .sessions import make_session, sha256_bytes
+from rrim.files import read_regular
+from rrim.models.modelfile import (INPUT_A, INPUT_P, INPUT_Y, MIN_OPSET, OUTPUT_X, ModelFileError, ModelInfo,
+                                   input_shapes)
+from rrim.models.sessions import make_session, sha256_bytes
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+#: The data shipped inside the package: ``models/`` (index, ONNX files, cards) and ``examples/``.
+DATA_DIR = Path(__file__).resolve().parents[1] / "data"
+MODELS_DIR = DATA_DIR / "models"
+#: Environment variable naming the user's model folders (``os.pathsep``-separated), searched first.
+MODEL_PATH_VARIABLE = "RRIM_MODEL_PATH"
 INDEX_FILE = "index.json"
 DEFAULT_MODEL = "rrim-default"
 #: Golden parity bar: max |x − x_golden| ≤ GOLDEN_RTOL · max |x_golden| (float32 with margin).
@@ -73,7 +79,7 @@ class LoadedModel:
         return self.path.with_name(self.path.stem + ".golden.npz")
 
     def session(self, provider: str = "auto", **kwargs):
-        """The cached :class:`~rrim.sessions.Session` of this file (bytes re-verified against sha256)."""
+        """The cached :class:`~rrim.models.sessions.Session` of this file (bytes re-verified against sha256)."""
         return make_session(self.path, provider, sha256=self.sha256, **kwargs)
 
     def describe(self) -> dict:
@@ -88,9 +94,28 @@ class LoadedModel:
                 "rrim_version": self.info.rrim_version, "created": self.info.created}
 
 
+def user_model_folders() -> list[Path]:
+    """The user's model folders, searched before the package's own: those of ``$RRIM_MODEL_PATH``, then
+    ``$XDG_DATA_HOME/rrim/models`` (default ``~/.local/share/rrim/models``). They need not exist."""
+    listed = [Path(p).expanduser() for p in os.environ.get(MODEL_PATH_VARIABLE, "").split(os.pathsep) if p]
+    data_home = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return listed + [Path(data_home) / "rrim" / "models"]
+
+
+def model_folders() -> list[Path]:
+    """Every folder a model name is looked up in, first match wins: the user's, then the package's."""
+    return [*user_model_folders(), MODELS_DIR]
+
+
 def installed_models(models_dir: Path | None = None) -> dict[str, IndexEntry]:
-    """Models listed in ``index.json`` of ``models_dir`` (default: the package's); {} when none."""
-    folder = Path(models_dir) if models_dir is not None else MODELS_DIR
+    """Models listed in ``index.json`` of ``models_dir``, or when None of every folder of
+    :func:`model_folders` (a name in an earlier folder hides the same name in later ones); {} when none."""
+    if models_dir is None:
+        found: dict[str, IndexEntry] = {}
+        for folder in reversed(model_folders()):
+            found.update(installed_models(folder))
+        return found
+    folder = Path(models_dir)
     index = folder / INDEX_FILE
     if not index.is_file():
         return {}
@@ -286,7 +311,7 @@ def load_model(name_or_path=DEFAULT_MODEL, *, sha256: str | None = None) -> Load
     The bytes' sha256 must equal the index's (installed models) or ``sha256`` (a user pin);
     the metadata must be complete (:meth:`ModelInfo.from_metadata`); the inputs (``y``, plus
     ``A`` and ``P`` for the 'input' form), output ``x``, their float32 dtypes and shapes, and the
-    opset (≥ 18) must match :mod:`rrim.modelfile`. Raises :class:`ModelFileError` otherwise.
+    opset (≥ 18) must match :mod:`rrim.models.modelfile`. Raises :class:`ModelFileError` otherwise.
     """
     name, path, expected = _resolve(name_or_path, sha256)
     try:

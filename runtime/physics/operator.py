@@ -13,9 +13,9 @@ from functools import cached_property
 import numpy as np
 import scipy.linalg
 
-from .grids import Grid, default_boson_grid, default_omega_grid
-from .kernels import Kernel, MatrixKernel, get_kernel
-from .units import kelvin_to_mev
+from rrim.physics.grids import Grid, default_boson_grid, default_omega_grid
+from rrim.physics.kernels import Kernel, MatrixKernel, get_kernel
+from rrim.physics.units import kelvin_to_mev
 
 #: Default scale s (meV) dividing y and A; recorded in every model.
 DEFAULT_SCALE = 300.0

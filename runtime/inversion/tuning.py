@@ -19,8 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write_text, read_regular
-from .inversion import DEFAULT_BATCH_SIZE, model_feeds, physics_at
+from rrim.files import atomic_write_text, read_regular
+from rrim.inversion.engine import DEFAULT_BATCH_SIZE, model_feeds, physics_at
+from rrim.models.sessions import onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -39,15 +40,13 @@ def cache_file() -> Path:
 
 
 def _machine_key(model, session) -> str:
-    import onnxruntime
-
     cpu = platform.machine()
     try:
         cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                    if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    return f"{model.sha256}|{session.provider}|{session.threads}|{cpu}|{onnxruntime.__version__}"
+    return f"{model.sha256}|{session.provider}|{session.threads}|{cpu}|{onnxruntime().__version__}"
 
 
 def measure(run, n_omega: int, candidates=CANDIDATES, seconds: float = SECONDS, clock=time.perf_counter) -> dict:

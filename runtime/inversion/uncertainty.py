@@ -9,7 +9,7 @@
   error floor α, and the band is x̂ ± c·u clipped at 0. c depends on the coverage asked for, on
   the relative noise σ̂/max|y| and on the temperature (bins), and α, c come from the model's calibration: held-out
   synthetic spectra on which the observed pointwise coverage of the true glue matches the
-  stated one (see :mod:`rrim.calibration`, ``rrim calibrate``).
+  stated one (see :mod:`rrim.inversion.calibration`, ``rrim calibrate``).
 - **OOD score**: min over two refits of RMS(fit − y)/√(σ̂² + (β·RMS y)²): the rRIM's refit A x̂ and
   a model-independent non-negative fit (:func:`consistency_fit`, projected preconditioned Landweber),
   in units of the noise with the noiseless misfit β (95th percentile) as a floor. High means no
@@ -31,8 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .files import read_regular
-from .modelfile import ModelFileError
+from rrim.files import read_regular
+from rrim.models.loading import user_model_folders
+from rrim.models.modelfile import ModelFileError
 
 CALIBRATION_FORMAT = "rrim-calibration-1"
 #: Coverages a calibration provides (pointwise, of the true glue by [lower, upper]).
@@ -207,9 +208,13 @@ def _coverage_key(coverage: float, table: dict) -> str:
 
 
 def calibration_path(model_path) -> Path:
-    """Where a model's calibration lives: ``NAME.calibration.json`` beside ``NAME.onnx``."""
+    """Where the calibration of model file ``NAME.onnx`` is read from: ``NAME.calibration.json`` in the
+    first user model folder that has one (:func:`rrim.models.loading.user_model_folders`: a calibration
+    made for a shipped model, which ``rrim calibrate`` never writes into the package), else beside
+    ``NAME.onnx``."""
     p = Path(model_path)
-    return p.with_name(p.stem + ".calibration.json")
+    name = p.stem + ".calibration.json"
+    return next((f / name for f in user_model_folders() if (f / name).exists()), p.with_name(name))
 
 
 _CACHE: dict[tuple, Calibration] = {}
@@ -218,7 +223,7 @@ _CACHE_LOCK = threading.Lock()
 
 def _read(model) -> tuple[bytes, str] | None:
     """(bytes, sha256) of the model's calibration file, None when it has none."""
-    from .sessions import sha256_bytes
+    from rrim.models.sessions import sha256_bytes
 
     path = calibration_path(model.path)
     try:
@@ -240,7 +245,7 @@ def calibration_digest(model) -> str:
 
 
 def load_calibration(model) -> Calibration | None:
-    """The calibration of a :class:`~rrim.models.LoadedModel`, or None when it has none; parsed from the
+    """The calibration of a :class:`~rrim.models.loading.LoadedModel`, or None when it has none; parsed from the
     same bytes that are hashed (cached by their sha256)."""
     found = _read(model)
     if found is None:

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
-#: Boltzmann constant in meV/K: the exact SI value k_B/e (DESIGN's 0.08617333 rounded; the
-#: closed-form kernel table of DESIGN §1 was computed with this one, to 1e-12).
+#: Boltzmann constant in meV/K: the exact SI value k_B/e (0.08617333 in docs/ARCHITECTURE.md §1 is it rounded; the
+#: closed-form kernel table of docs/ARCHITECTURE.md §1 was computed with this one, to 1e-12).
 K_B_MEV_PER_K = 0.08617333262
 #: 1 meV expressed in cm⁻¹.
 CM1_PER_MEV = 8.0655439

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .units import to_mev
+from rrim.physics.units import to_mev
 
 
 @dataclass(frozen=True, eq=False)

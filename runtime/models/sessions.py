@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .modelfile import PER_ROW
+from rrim.models.modelfile import PER_ROW
 
 log = logging.getLogger(__name__)
 
@@ -55,11 +55,20 @@ def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def onnxruntime():
+    """The onnxruntime module, from whichever of its two wheels is installed (``rrim[cpu]``: onnxruntime,
+    ``rrim[gpu]``: onnxruntime-gpu); an ImportError saying what to install when neither is."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ImportError("onnxruntime is not installed: pip install 'rrim[cpu]' (CPU) or 'rrim[gpu]' (CUDA), "
+                          "never both in one environment") from None
+    return ort
+
+
 def available_providers() -> list[str]:
     """onnxruntime's execution providers built into this installation (names as onnxruntime spells them)."""
-    import onnxruntime as ort
-
-    return list(ort.get_available_providers())
+    return list(onnxruntime().get_available_providers())
 
 
 @dataclass(frozen=True)
@@ -103,7 +112,7 @@ class Session:
 
     def run_batches(self, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
         """:meth:`run` on each of ``feeds``, outputs in order. On the CPU a feed's per-spectrum inputs
-        (:data:`rrim.modelfile.PER_ROW`) are cut into calls of at most :data:`CPU_CALL_ROWS` rows (the
+        (:data:`rrim.models.modelfile.PER_ROW`) are cut into calls of at most :data:`CPU_CALL_ROWS` rows (the
         rows are independent), and up to ``threads`` calls run at once: large batches neither leave
         CPUs idle nor outgrow the cache."""
         if self.provider != "cpu":
@@ -162,23 +171,22 @@ def _reopen(path, sha256, requested, provider, tf32, threads) -> Session:
 
 
 def _read_verified(path: Path, sha256: str | None) -> bytes:
-    from .files import read_regular
-    from .models import MAX_MODEL_BYTES
+    from rrim.files import read_regular
+    from rrim.models.loading import MAX_MODEL_BYTES
 
     try:
         data = read_regular(path, MAX_MODEL_BYTES)
     except (OSError, ValueError) as e:
         raise FileNotFoundError(f"{path}: cannot read model file ({getattr(e, 'strerror', None) or e})") from None
     if sha256 is not None and sha256_bytes(data) != sha256:
-        from .modelfile import ModelFileError
+        from rrim.models.modelfile import ModelFileError
 
         raise ModelFileError(f"{path}: sha256 changed since the model was verified; refusing to run it")
     return data
 
 
 def _session_options(threads: int):
-    import onnxruntime as ort
-
+    ort = onnxruntime()
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")  # idle threads sleep: a shared machine
@@ -192,9 +200,7 @@ def _session_options(threads: int):
 def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
     """An ``ort.InferenceSession`` on ``provider`` ('cpu' or 'cuda') from a self-contained model's bytes
     (one whose tensors name external files is refused); raises on failure."""
-    import onnxruntime as ort
-
-    from .models import check_self_contained
+    from rrim.models.loading import check_self_contained
 
     check_self_contained(data, source)
 
@@ -204,7 +210,7 @@ def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
         providers = ["CPUExecutionProvider"]
     # CPU: one intra-op thread per call, parallel calls (Session.run_batches) use the other CPUs
     intra = threads if provider == "cuda" else 1
-    sess = ort.InferenceSession(data, sess_options=_session_options(intra), providers=providers)
+    sess = onnxruntime().InferenceSession(data, sess_options=_session_options(intra), providers=providers)
     if provider == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
         # onnxruntime falls back to CPU silently when CUDA libraries or the driver are missing
         raise ProviderUnavailable(f"{source}: CUDAExecutionProvider did not load (onnxruntime fell back to CPU)")
@@ -218,7 +224,7 @@ def make_session(model_path, provider: str = "auto", *, tf32: bool = False, thre
     ``threads``: CPUs the session may use (default: those available to this process) — on the CPU as
     concurrent one-thread calls (:meth:`Session.run_batches`), on CUDA as intra-op threads. ``tf32``: allow
     TF32 matrix products on CUDA (off by default: it changes results at the 1e-3 level).
-    ``sha256``: if given, the file's bytes must match it (:class:`~rrim.modelfile.ModelFileError`).
+    ``sha256``: if given, the file's bytes must match it (:class:`~rrim.models.modelfile.ModelFileError`).
     Raises :class:`ProviderUnavailable` for 'cuda' when CUDA cannot run; 'auto' then uses CPU.
     """
     if provider not in PROVIDERS:
@@ -233,7 +239,7 @@ def make_session(model_path, provider: str = "auto", *, tf32: bool = False, thre
     if provider == "cuda" and not cuda_built:
         raise ProviderUnavailable(
             "provider 'cuda': this onnxruntime has no CUDAExecutionProvider "
-            f"(available: {available_providers()}); install rrim[gpu] or use --provider cpu")
+            f"(available: {available_providers()}); install rrim[gpu] instead of rrim[cpu] or use --provider cpu")
     # 'auto' tries CUDA first unless this onnxruntime lacks it or it already failed in this process
     cuda_viable = cuda_built and (os.getpid(), str(path)) not in _CUDA_FAILED
     candidates = ["cuda", "cpu"] if provider == "auto" and cuda_viable else ["cpu"] if provider == "auto" else [provider]

@@ -22,9 +22,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .operator import SVD
-from .solvers import parameter_choice as pc
-from .solvers.base import Projection
+from rrim.physics.operator import SVD
+from rrim.solvers import parameter_choice as pc
+from rrim.solvers.base import Projection
 
 #: Smallest and largest per-spectrum weight h (scaled units); see the module docstring.
 H_MIN = 1e-12

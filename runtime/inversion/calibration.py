@@ -4,7 +4,7 @@
 not used in training), makes spectra with the shared physics at the model's temperature(s) and
 noise levels :data:`CAL_SIGMAS`, inverts them with ``resamples`` noise-resampled copies, and fits
 on a *validation* draw: α, β, the band scale c per coverage and relative-noise bin (the
-coverage-quantile of |x̂ − x|/u, see :mod:`rrim.uncertainty`) and the OOD threshold (99th
+coverage-quantile of |x̂ − x|/u, see :mod:`rrim.inversion.uncertainty`) and the OOD threshold (99th
 percentile of the score). It then measures, on an independent *test* draw, the observed
 pointwise coverage per noise level (and temperature) and the false-flag rate, and on the named
 OOD shapes and realistic spin-fluctuation glue the flag rates. Writes ``NAME.calibration.json``
@@ -17,11 +17,12 @@ import platform
 
 import numpy as np
 
-from . import __version__
-from .inversion import FLAG_POOR_FIT, invert
-from .synthetic import add_noise, gaussian_mixture, ood_shapes, realistic_glue
-from .uncertainty import (COVERAGES, DEFAULT_RESAMPLES, NOISE_BIN_EDGES, Calibration, consistency_fit, ood_score,
-                          relative_noise)
+from rrim import __version__
+from rrim.inversion.engine import invert
+from rrim.inversion.flags import FLAG_POOR_FIT
+from rrim.inversion.uncertainty import (COVERAGES, DEFAULT_RESAMPLES, NOISE_BIN_EDGES, Calibration, consistency_fit,
+                                        ood_score, relative_noise)
+from rrim.physics.synthetic import add_noise, gaussian_mixture, ood_shapes, realistic_glue
 
 #: Noise levels σ (σ·max y) of the calibration and test draws.
 CAL_SIGMAS = (0.0, 1e-4, 1e-3, 1e-2, 3e-2)
@@ -220,7 +221,7 @@ def report_markdown(cal: Calibration, model) -> str:
               f"of the fit draw's scores in that bin (target false-flag rate {1 - OOD_QUANTILE:.0%}).", "",
               "| σ | false-flag rate (test, in distribution) | `poor_fit` rate |", "|---|---|---|"]
     lines += [f"| {s} | {r['false_flag_rate'][s]:.3f} | {r['poor_fit_rate'][s]:.3f} |" for s in r["false_flag_rate"]]
-    lines += ["", "Glue unlike the training data (`rrim.synthetic.ood_shapes`, random realistic spin-fluctuation glue) "
+    lines += ["", "Glue unlike the training data (`rrim.physics.synthetic.ood_shapes`, random realistic spin-fluctuation glue) "
               "and training-like glue whose spectra carry a measurement artefact: fraction flagged "
               "`out_of_distribution` / fraction `poor_fit` / observed coverage of the 90 % band.", "",
               "| glue | " + " | ".join(f"σ = {s:g}" for s in OOD_SIGMAS) + " |", "|---|" + "---|" * len(OOD_SIGMAS)]

@@ -9,18 +9,18 @@ A model file is one self-contained ONNX file, opset ≥ 18, float32 in and out, 
 
 Noise-adaptive models (metadata ``regularization``, JSON ``{"rule": "gcv", "h_min": …, "h_max": …,
 "mask": …, "correction_steps": K, "polish_iterations": P}``) work in the singular basis A/s = U diag(S) Vt of the measured ω
-points (:func:`rrim.regularization.masked_svd`, r = min(n_ω, n_Ω), zero-padded): they take
+points (:func:`rrim.inversion.regularization.masked_svd`, r = min(n_ω, n_Ω), zero-padded): they take
 ``beta`` = Uᵀ(y/s) (batch, r), computed in float64 by the runtime, and ``h`` (batch, 1), the Tikhonov
-weight chosen per spectrum by :func:`rrim.regularization.choose_weights`; in the input form also
+weight chosen per spectrum by :func:`rrim.inversion.regularization.choose_weights`; in the input form also
 ``S`` (r,) and ``Vt`` (r, n_Ω) (a baked model holds those of the fully measured grid). The runtime
 then applies K float64 data-consistency steps and P projected-gradient iterations (absent: 0)
-(:func:`rrim.regularization.correct`).
+(:func:`rrim.inversion.regularization.correct`).
 :func:`input_shapes` lists what a model takes.
 
 Everything the runtime needs is in the model's metadata properties (``custom_metadata_map``),
 all values strings, structured ones JSON; :class:`ModelInfo` parses and validates them.
 
-Shipped models (``rrim/models/``, read by :mod:`rrim.models`): ``index.json`` maps each name to
+Shipped models (``rrim/data/models/``, read by :mod:`rrim.models.loading`): ``index.json`` maps each name to
 ``{"file": "NAME.onnx", "sha256": "<hex of the file's bytes>", "form": "baked"|"input"}`` (other
 keys are ignored; ``{"models": {...}}`` is accepted too). Beside each ``NAME.onnx``:
 ``NAME.golden.npz`` with arrays ``y`` (batch, n_ω) float32 scaled input and ``x`` (batch, n_Ω) the
@@ -33,8 +33,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from .grids import Grid
-from .operator import ForwardOperator
+from rrim.physics.grids import Grid
+from rrim.physics.operator import ForwardOperator
 
 FORMAT_VERSION = "1"
 MIN_OPSET = 18

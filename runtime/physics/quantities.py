@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .grids import Grid
+from rrim.physics.grids import Grid
 
 
 def _grid(Omega) -> Grid:
