@@ -24,7 +24,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from rrim.inversion.flags import FLAG_NONFINITE, FLAG_OOD, FLAG_POOR_FIT, FLAG_TEMPERATURE, POOR_FIT_RESIDUAL
+from rrim.inversion.flags import FLAG_NONFINITE, FLAG_OOD, FLAG_POOR_FIT, FLAG_TEMPERATURE, poor_fit_threshold
 from rrim.inversion.regularization import H_MAX, H_MIN, MaskedBases, choose_weights, correct
 from rrim.inversion.uncertainty import (DEFAULT_RESAMPLES, consistency_fit, estimate_noise, load_calibration, ood_score,
                                         relative_noise, resample_noise)
@@ -217,7 +217,8 @@ def invert(y_meV, model: LoadedModel, *, provider: str = "auto", batch_size: int
         num = np.sqrt(np.mean((fit[:, mask] - y[:, mask]) ** 2, axis=1))
         den = np.sqrt(np.mean(y[:, mask] ** 2, axis=1))
         residual = np.where(finite, num / np.where(den > 0, den, np.inf), np.nan)
-    flags[finite & ~(residual <= POOR_FIT_RESIDUAL)] |= FLAG_POOR_FIT
+        limit = poor_fit_threshold(noise / np.where(den > 0, den, np.inf))
+    flags[finite & ~(residual <= limit)] |= FLAG_POOR_FIT
     score = np.full(n, np.nan)
     if calibration is not None:
         threshold = calibration.threshold(relative_noise(noise, y))
