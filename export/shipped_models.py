@@ -44,7 +44,7 @@ from rrim.physics.synthetic import coverage_masks, ood_shapes, refined_grid
 from rrim.solvers import Tikhonov, tune_tikhonov_weight
 
 CONFIGS = Path(__file__).parent / "configs"
-MODEL_VERSION = "2.0.0"
+MODEL_VERSION = "2.1.0"
 EVAL_SIGMAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 EVAL_SEED = 2026
 #: Held-out glue functions evaluated per setting (the first of the test split).
