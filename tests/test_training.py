@@ -173,8 +173,10 @@ def test_shipped_configs_load():
     folder = Path(rrim.export.__file__).parent / "configs"
     configs = {p.stem: load_config(p) for p in folder.glob("*.toml")}
     assert configs["rrim_experiment"].model.regularization == "fixed"  # the paper's rRIM (its tables stay reproducible)
-    for name in ("rrim_default", "rrim_lean", "rrim_any_temperature"):  # the shipped models
-        c = configs[name]
+    from rrim.export.shipped_models import RECIPES
+
+    for recipe in RECIPES.values():  # the shipped models
+        c = configs[Path(recipe.config).stem]
         assert c.model.regularization == "adaptive" and c.model.correction_steps > 0
         assert (c.data.prior, c.data.coverage, c.data.fine_factor) == ("realistic", "partial", 2)
         assert c.operator.omega == GridConfig(2.0, 400.0, 200) and c.data.sigmas[-1] == 0.1
