@@ -36,7 +36,8 @@ from rrim.export.config import Config, load_config
 from rrim.export.onnx_export import export_checkpoint, golden_path, machine_description
 from rrim.export.ridge import Ridge
 from rrim.export.training import trained
-from rrim.inversion.engine import invert, model_feeds, physics_at
+from rrim.inversion.engine import invert
+from rrim.inversion.feeds import model_feeds, physics_at
 from rrim.inversion.regularization import choose_weights, masked_svd, tikhonov_step
 from rrim.models.loading import load_model
 from rrim.physics.operator import ForwardOperator

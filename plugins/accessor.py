@@ -4,7 +4,9 @@ A thin layer over the runtime: validation (:func:`rrim.io.reading.read_source`) 
 (:func:`rrim.jobs.invert.invert_rows`) are the CLI's own, so ``ds.rrim.invert()`` returns the
 variables, names and attributes that ``rrim invert`` writes. On dask-backed data it stays lazy:
 :func:`xarray.apply_ufunc` with ``dask="parallelized"`` inverts each chunk of spectra in one batch;
-only the model's path and sha256 travel to the workers, whose sessions are cached per process.
+eager data run through one :class:`~rrim.inversion.engine.Engine`; for dask chunks only the model's
+path and sha256 travel, and each chunk runs with an engine of its own (the onnxruntime session stays
+built in the worker process).
 """
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ import json
 import numpy as np
 import xarray as xr
 
-from rrim.inversion.engine import DEFAULT_BATCH_SIZE
+from rrim.inversion.engine import DEFAULT_BATCH_SIZE, Engine
 from rrim.inversion.flags import FLAGS
 from rrim.io.provenance import provenance_attrs
 from rrim.io.reading import read_source
@@ -26,12 +28,15 @@ from rrim.physics.operator import ForwardOperator
 _FIT_DIM = "omega_model"  # the refit's ω axis inside apply_ufunc (the input's ω axis has another size)
 
 
-def _invert_block(rows, temperatures, *, src, model_path, sha256, opts, provider, batch_size):
-    """One chunk: rows (..., n_in) in file units, temperatures (...) K → the output arrays."""
-    model = load_model(model_path, sha256=sha256)
+def _invert_block(rows, temperatures, *, src, opts, engine=None, model_path=None, sha256=None, provider="auto",
+                  batch_size=DEFAULT_BATCH_SIZE):
+    """One block: rows (..., n_in) in file units, temperatures (...) K → the output arrays, with ``engine``
+    or, for a dask chunk, an engine of its own for the model at ``model_path`` (``sha256``)."""
+    if engine is None:
+        with Engine(load_model(model_path, sha256=sha256), provider, batch_size=batch_size) as own:
+            return _invert_block(rows, temperatures, src=src, opts=opts, engine=own)
     lead = rows.shape[:-1]
-    out = invert_rows(rows.reshape(-1, rows.shape[-1]).astype(np.float64), temperatures.reshape(-1), src, model,
-                      opts, session=model.session(provider), batch_size=batch_size)
+    out = invert_rows(rows.reshape(-1, rows.shape[-1]).astype(np.float64), temperatures.reshape(-1), src, engine, opts)
     return tuple(np.asarray(out[name]).reshape(*lead, *out[name].shape[1:]).astype(dtype)
                  for name, (dtype, _, _) in opts.output_variables().items())
 
@@ -66,16 +71,19 @@ class _RrimAccessor:
             temps = temps.chunk({d: data.chunksizes[d] for d in src.lead})
         n_Omega, n_omega = len(loaded.info.Omega), len(loaded.info.omega)
         cores = {"scattering_rate_fit": [_FIT_DIM]}
-        results = xr.apply_ufunc(
-            _invert_block, data, temps,
-            kwargs=dict(src=dataclasses.replace(src, data=None), model_path=str(loaded.path), sha256=loaded.sha256,
-                        opts=opts, provider=provider, batch_size=batch_size),
-            input_core_dims=[[dim], []],
-            output_core_dims=[cores.get(name, list(core)) for name, (_, core, _) in variables.items()],
-            output_dtypes=[np.dtype(v[0]) for v in variables.values()],
-            dask="parallelized", dask_gufunc_kwargs={"output_sizes": {"Omega": n_Omega, _FIT_DIM: n_omega}},
-            keep_attrs=False,
-        )
+        engine = Engine(loaded, provider, batch_size=batch_size)
+        block = dict(src=dataclasses.replace(src, data=None), opts=opts)
+        block.update(dict(model_path=str(loaded.path), sha256=loaded.sha256, provider=provider, batch_size=batch_size)
+                     if data.chunks is not None else dict(engine=engine))
+        with engine:
+            results = xr.apply_ufunc(
+                _invert_block, data, temps, kwargs=block,
+                input_core_dims=[[dim], []],
+                output_core_dims=[cores.get(name, list(core)) for name, (_, core, _) in variables.items()],
+                output_dtypes=[np.dtype(v[0]) for v in variables.values()],
+                dask="parallelized", dask_gufunc_kwargs={"output_sizes": {"Omega": n_Omega, _FIT_DIM: n_omega}},
+                keep_attrs=False,
+            )
         # non-index coordinates are dropped before merging (comparing dask coordinates would compute
         # them; the input's temperature coordinate would clash with the `temperature` output) and re-added
         out = xr.Dataset({name: r.reset_coords(drop=True) for name, r in zip(variables, results)})
@@ -86,8 +94,7 @@ class _RrimAccessor:
             omega=("omega", loaded.info.omega.values, {"units": "meV", "long_name": "optical energy ω (model grid)"}))
         for name, (_, _, attrs) in variables.items():
             out[name].attrs = dict(attrs)
-        provider_used = loaded.session(provider).provider
-        out.attrs = provenance_attrs(src, loaded, opts, "n/a (in-memory dataset)", provider_used,
+        out.attrs = provenance_attrs(src, loaded, opts, "n/a (in-memory dataset)", engine.provider,
                                 str(ds.attrs.get("history", "")), {})
         out.attrs.pop("flag_counts")
         out.attrs["flag_meanings"] = json.dumps(FLAGS)
@@ -150,8 +157,8 @@ class _RrimAccessor:
             src = read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), loaded, opts)
             idx = _indices(spectra, src.n_spectra)
             rows = _source_rows(src, idx, list(src.lead), dim)
-            get = invert_rows(rows, np.asarray(src.temperature).reshape(-1)[idx], src, loaded, opts,
-                              session=loaded.session(provider))
+            with Engine(loaded, provider) as engine:
+                get = invert_rows(rows, np.asarray(src.temperature).reshape(-1)[idx], src, engine, opts)
             omega, Omega, y = loaded.info.omega.values, loaded.info.Omega.values, get["y"]
         band = (get["glue_lower"], get["glue_upper"]) if "glue_lower" in get else None
         true = None if truth is None else np.asarray(ds[truth].stack(_spectrum=[d for d in ds[truth].dims if d != "Omega"])

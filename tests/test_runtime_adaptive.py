@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from rrim.inversion.engine import Engine
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -136,9 +137,9 @@ def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported
     ds = xr.Dataset({"scattering_rate": (("sample", "omega"), rows, {"units": "cm-1"})},
                     coords={"omega": ("omega", w_cm, {"units": "cm-1"})}, attrs={"temperature": 100.0})
     ds.to_netcdf(tmp_path / "ftir.nc")
-    invert_archive(tmp_path / "ftir.nc", tmp_path / "out.nc", m, ArchiveOptions())
+    invert_archive(tmp_path / "ftir.nc", tmp_path / "out.nc", Engine(m), ArchiveOptions())
     with xr.open_dataset(tmp_path / "out.nc") as out:
         assert (out["flags"].values == 0).all() and np.isfinite(out["glue"].values).all()
     ds.sel(omega=slice(None, 1200.0)).to_netcdf(tmp_path / "short.nc")  # ends at 149 meV < 200 meV
     with pytest.raises(ArchiveError, match="--crop"):
-        invert_archive(tmp_path / "short.nc", tmp_path / "out2.nc", m, ArchiveOptions())
+        invert_archive(tmp_path / "short.nc", tmp_path / "out2.nc", Engine(m), ArchiveOptions())
