@@ -25,7 +25,6 @@ from pathlib import Path
 import numpy as np
 
 from rrim.inversion.engine import invert
-
 from rrim.inversion.feeds import mask_aware
 from rrim.inversion.regularization import choose_weights, masked_svd, tikhonov_step
 from rrim.models.loading import load_model

@@ -32,7 +32,8 @@ import rrim
 from rrim.inversion.engine import DEFAULT_BATCH_SIZE, Engine
 from rrim.models.loading import DEFAULT_MODEL, installed_models, load_model
 from rrim.models.sessions import available_cpus
-from rrim.physics.synthetic import add_noise, realistic_glue
+from rrim.physics.glue_families import realistic_glue
+from rrim.physics.synthetic import add_noise
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "benchmarks" / "runtime_throughput.md"

@@ -34,8 +34,9 @@ from rrim.export.training import load_checkpoint, physics_tensors
 from rrim.inversion.regularization import H_MAX, H_MIN
 from rrim.models.modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y,
                                    METADATA_KEYS, MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
+from rrim.physics.glue_families import COVERAGE_END_MIN, COVERAGE_START_MAX, ood_shapes
 from rrim.physics.operator import DEFAULT_H, ForwardOperator
-from rrim.physics.synthetic import COVERAGE_END_MIN, COVERAGE_START_MAX, DatasetSettings, make_dataset, ood_shapes
+from rrim.physics.synthetic import DatasetSettings, make_dataset
 
 OPSET = max(18, MIN_OPSET)
 #: Parity bar: max|x_onnx − x_torch| ≤ PARITY_RTOL·max|x_torch|. 1e-4 ≈ 840·eps(float32): room for
@@ -145,7 +146,7 @@ def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float,
 
 def representative_spectra(operator: ForwardOperator, n: int = 9, sigma: float = 1e-3, seed: int = 1234) -> np.ndarray:
     """Scaled float32 spectra (n + #OOD shapes, n_ω) for parity checks: ``n`` seeded Gaussian-mixture
-    spectra with noise ``sigma`` and the noiseless spectra of :func:`rrim.physics.synthetic.ood_shapes`."""
+    spectra with noise ``sigma`` and the noiseless spectra of :func:`rrim.physics.glue_families.ood_shapes`."""
     ds = make_dataset(operator, DatasetSettings(n=n, sigma=sigma, seed=seed))
     ood = operator.forward(np.stack(list(ood_shapes(operator.Omega).values())))
     return (np.concatenate([ds.y, ood]) / operator.scale).astype(np.float32)

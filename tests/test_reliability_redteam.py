@@ -101,8 +101,9 @@ def test_a_model_whose_weights_live_in_another_file_is_refused(good, tmp_path, s
 
 @pytest.mark.parametrize("where", ["constant", "subgraph"])
 def test_external_tensors_are_found_in_constants_and_subgraphs(small_operator, tmp_path, where):
-    from rrim.models.loading import check_self_contained, load_model
+    from rrim.models.loading import load_model
     from rrim.models.modelfile import ModelFileError
+    from rrim.models.onnx_bytes import check_self_contained
 
     data = _with_external(small_operator, where)
     with pytest.raises(ModelFileError, match="external files"):

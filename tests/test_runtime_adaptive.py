@@ -47,7 +47,8 @@ def test_masked_basis_is_the_svd_of_the_measured_rows(default_operator):
 def test_weights_follow_the_noise(default_operator):
     """GCV's h grows with the noise and is clipped to [H_MIN, H_MAX]."""
     from rrim.inversion.regularization import H_MAX, H_MIN, choose_weights
-    from rrim.physics.synthetic import add_noise, realistic_glue
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.synthetic import add_noise
 
     x = realistic_glue(default_operator.Omega, 20, np.random.default_rng(0))
     y = default_operator.forward(x) / default_operator.scale
@@ -59,7 +60,8 @@ def test_weights_follow_the_noise(default_operator):
 
 def test_correction_steps_lower_the_misfit_on_measured_points_only(default_operator):
     from rrim.inversion.regularization import choose_weights, correct, masked_svd
-    from rrim.physics.synthetic import add_noise, realistic_glue
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.synthetic import add_noise
 
     op = default_operator
     x = realistic_glue(op.Omega, 8, np.random.default_rng(3))
@@ -81,8 +83,10 @@ def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_op
     from rrim.export.adaptive_data import adaptive_physics
     from rrim.export.training import estimates
     from rrim.inversion.engine import invert
-    from rrim.models.loading import check_golden, load_model
-    from rrim.physics.synthetic import add_noise, realistic_glue
+    from rrim.models.golden import check_golden
+    from rrim.models.loading import load_model
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.synthetic import add_noise
 
     models = {form: load_model(path) for form, path in exported.items()}
     for form, m in models.items():
@@ -103,7 +107,7 @@ def test_mask_aware_model_ignores_unmeasured_points(exported, default_operator):
     """With valid_omega, the input-form model never reads the unmeasured values."""
     from rrim.inversion.engine import invert
     from rrim.models.loading import load_model
-    from rrim.physics.synthetic import realistic_glue
+    from rrim.physics.glue_families import realistic_glue
 
     m = load_model(exported["input"])
     op = default_operator
@@ -126,7 +130,7 @@ def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported
     from rrim.io.schema import ArchiveOptions
     from rrim.jobs.invert import invert_archive
     from rrim.models.loading import load_model
-    from rrim.physics.synthetic import realistic_glue
+    from rrim.physics.glue_families import realistic_glue
     from rrim.physics.units import CM1_PER_MEV
 
     m = load_model(exported["input"])

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 import rrim
 from rrim.cli import main
 from rrim.cli.common import EXAMPLE_ARCHIVE
+from rrim.inversion.engine import Engine
 from rrim.inversion.flags import FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAG_NONFINITE, FLAGS
 from rrim.io.provenance import PROVENANCE_ATTRIBUTES
 from rrim.models.loading import installed_models
-from rrim.inversion.engine import Engine
 from runtime_helpers import noisy_spectra, sha256_file, write_archive, write_model
 
 

@@ -132,6 +132,8 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     lock = filelock.FileLock(str(out_dir / LOCK_NAME)) if not dry_run else None
     try:
         if lock is not None:
+            if lock_timeout > 0:
+                log.info("%s: waiting up to %g s for the output folder's lock", out_dir, lock_timeout)
             lock.acquire(timeout=lock_timeout)
     except filelock.Timeout:
         log.error("%s: another rrim reprocess holds %s; try later or pass --lock-timeout", out_dir, LOCK_NAME)

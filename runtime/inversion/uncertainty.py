@@ -79,7 +79,7 @@ def consistency_fit(y_meV: np.ndarray, op) -> np.ndarray:
     ys = np.asarray(y_meV, dtype=np.float64) / op.scale
     x = np.maximum(ys @ op.preconditioner(CONSISTENCY_H).T, 0.0)
     for _ in range(CONSISTENCY_STEPS):
-        x = np.maximum(x + op.gradient(ys, x, CONSISTENCY_H), 0.0)
+        x = np.maximum(x + op.preconditioned_residual(ys, x, CONSISTENCY_H), 0.0)
     return op.forward(x)
 
 

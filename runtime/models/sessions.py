@@ -161,7 +161,7 @@ def _session_options(threads: int):
 def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
     """An ``ort.InferenceSession`` on ``provider`` ('cpu' or 'cuda') from a self-contained model's bytes
     (one whose tensors name external files is refused); raises on failure."""
-    from rrim.models.loading import check_self_contained
+    from rrim.models.onnx_bytes import check_self_contained
 
     check_self_contained(data, source)
 
