@@ -31,7 +31,7 @@ import numpy as np
 import rrim
 from rrim.inversion.engine import DEFAULT_BATCH_SIZE, Engine
 from rrim.models.loading import DEFAULT_MODEL, installed_models, load_model
-from rrim.models.sessions import available_cpus
+from rrim.models.sessions import available_cpus, cpu_name
 from rrim.physics.glue_families import realistic_glue
 from rrim.physics.synthetic import add_noise
 
@@ -54,11 +54,9 @@ print(json.dumps({"hwm_kib": hwm, "exit": code}), file=sys.stderr)
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     import onnxruntime
 
-    return (f"{cpu}; {available_cpus()} CPUs available to the process; {platform.platform()}; "
+    return (f"{cpu_name()}; {available_cpus()} CPUs available to the process; {platform.platform()}; "
             f"Python {platform.python_version()}; onnxruntime {onnxruntime.__version__}; numpy {np.__version__}")
 
 

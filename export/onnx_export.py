@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import datetime as _dt
 import platform
 import warnings
@@ -34,6 +33,7 @@ from rrim.export.training import load_checkpoint, physics_tensors
 from rrim.inversion.regularization import H_MAX, H_MIN
 from rrim.models.modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y,
                                    METADATA_KEYS, MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
+from rrim.models.sessions import cpu_name, sha256_bytes
 from rrim.physics.glue_families import COVERAGE_END_MIN, COVERAGE_START_MAX, ood_shapes
 from rrim.physics.operator import DEFAULT_H, ForwardOperator
 from rrim.physics.synthetic import DatasetSettings, make_dataset
@@ -279,18 +279,12 @@ def export_checkpoint(checkpoint, output, *, form: str = "baked", name: str | No
 
 def sha256_file(path) -> str:
     """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_bytes(Path(path).read_bytes())
 
 
 def machine_description() -> str:
     """One line naming the machine: OS, CPU architecture and count, Python and torch versions."""
     import os
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), "
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu_name()}), "
             f"Python {platform.python_version()}, torch {torch.__version__}")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import platform
 import time
 from pathlib import Path
 
@@ -23,7 +22,7 @@ import numpy as np
 from rrim.files import atomic_write_text, read_regular
 from rrim.inversion.engine import DEFAULT_BATCH_SIZE
 from rrim.inversion.feeds import model_feeds
-from rrim.models.sessions import onnxruntime
+from rrim.models.sessions import cpu_name, onnxruntime
 
 log = logging.getLogger(__name__)
 
@@ -40,13 +39,7 @@ def cache_file() -> Path:
 
 
 def _machine_key(model, session) -> str:
-    cpu = platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{model.sha256}|{session.provider}|{session.threads}|{cpu}|{onnxruntime().__version__}"
+    return f"{model.sha256}|{session.provider}|{session.threads}|{cpu_name()}|{onnxruntime().__version__}"
 
 
 def measure(run, n_omega: int, candidates=CANDIDATES, seconds: float = SECONDS, clock=time.perf_counter,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rrim.files import make_temporary, replace_durably
 from rrim.physics.grids import Grid
 from rrim.physics.operator import ForwardOperator
 
@@ -236,19 +237,15 @@ def to_xarray(ds: SyntheticDataset):
 
 
 def write_dataset(ds: SyntheticDataset, path) -> Path:
-    """Write to NetCDF4 (atomically: temporary file in the target folder, then rename)."""
-    import os
-    import tempfile
-
+    """Write to NetCDF4 atomically and durably (a temporary beside ``path``, then
+    :func:`rrim.files.replace_durably`)."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = make_temporary(path)
     try:
         to_xarray(ds).to_netcdf(tmp, engine="netcdf4")
-        os.replace(tmp, path)
+        replace_durably(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
     return path
 
 
