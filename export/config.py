@@ -39,6 +39,7 @@ class ModelConfig:
     nonnegative: bool = True
     regularization: str = "fixed"
     correction_steps: int = 0
+    context: int = 0
     width: int = 512
     depth: int = 3
     channels: int = 32
@@ -46,6 +47,9 @@ class ModelConfig:
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"model.kind: expected one of {MODEL_KINDS}, got {self.kind!r}")
+        if self.context < 0 or (self.context and self.regularization != "adaptive"):
+            raise ValueError(f"model.context: expected an integer ≥ 0, and 0 unless regularization = "
+                             f"'adaptive', got {self.context!r}")
         for name in ("hidden", "n_steps", "width", "depth", "channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: expected an integer ≥ 1, got {getattr(self, name)!r}")
@@ -160,7 +164,11 @@ class TrainingConfig:
 
     ``loss`` 'mse' is the paper's Σ_t MSE(x_t, x); 'relative' (adaptive rRIM) divides each spectrum's
     squared error by that of the Tikhonov start x_0 (plus 1e-4·mean x², detached), so that every
-    noise level counts alike instead of the noisiest dominating."""
+    noise level counts alike instead of the noisiest dominating.
+
+    ``init_from``: a checkpoint (:func:`rrim.export.training.save_checkpoint`, path relative to the
+    working directory) whose weights start the run (warm start); layers it lacks keep their
+    initialization, which must be only the rRIM's coarse path (it starts at zero)."""
 
     lr: float = 1e-3
     batch_size: int = 32
@@ -177,6 +185,7 @@ class TrainingConfig:
     min_lr: float = 0.0
     chunk_s: float = 0.0
     loss: str = "mse"
+    init_from: str = ""
 
     def __post_init__(self):
         for name in ("batch_size", "max_epochs", "patience"):

@@ -30,7 +30,7 @@ from rrim import __version__ as rrim_version
 from rrim.export.adaptive_data import adaptive_physics
 from rrim.export.nets import RRIM, AdaptiveRRIM
 from rrim.export.training import load_checkpoint, physics_tensors
-from rrim.inversion.regularization import H_MAX, H_MIN
+from rrim.inversion.regularization import H_MAX, H_MIN, POLISH_ITERATIONS
 from rrim.models.modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y,
                                    METADATA_KEYS, MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
 from rrim.models.sessions import cpu_name, sha256_bytes
@@ -132,6 +132,7 @@ def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float,
         architecture={"kind": "rrim", **model.settings.to_dict()}, training=dict(info_fields["training"]),
         regularization=({"rule": "gcv", "h_min": H_MIN, "h_max": H_MAX, "mask": form == "input" and bool(measured_range),
                          "correction_steps": model.settings.correction_steps,
+                         "polish_iterations": POLISH_ITERATIONS if model.settings.correction_steps else 0,
                          **({"measured_range_meV": list(measured_range)} if measured_range else {})}
                         if isinstance(model, AdaptiveRRIM) else {}),
         metrics=dict(info_fields["metrics"]), rrim_version=rrim_version, torch_version=torch.__version__,

@@ -38,7 +38,7 @@ from rrim.export.ridge import Ridge
 from rrim.export.training import trained
 from rrim.inversion.engine import invert
 from rrim.inversion.feeds import model_feeds, physics_at
-from rrim.inversion.regularization import choose_weights, masked_svd, tikhonov_step
+from rrim.inversion.regularization import POLISH_ITERATIONS, choose_weights, masked_svd, tikhonov_step
 from rrim.models.loading import load_model
 from rrim.physics.glue_families import coverage_masks, ood_shapes, refined_grid
 from rrim.physics.operator import ForwardOperator
@@ -182,7 +182,8 @@ def card(name: str, recipe: Recipe, summary: dict, metrics: dict, config: Config
 spectrum, the Tikhonov weight h chosen by GCV from the data itself (no noise level to give); the
 singular basis of A/s on the measured ω points (any measured range, gaps) and A/s are graph inputs
 (physics-as-input form), {c.n_steps} unrolled steps, then {c.correction_steps} float64 data-consistency steps
-x ← max(0, x + P_h(y − A x)) in the runtime, so the glue explains the data to within the noise.
+x ← max(0, x + P_h(y − A x)) and {POLISH_ITERATIONS} projected-gradient iterations (x ≥ 0) in the runtime, so
+the glue explains the data to within the noise.
 
 - **file**: `{name}.onnx`, {summary['bytes']} bytes, sha256 `{summary['sha256']}`; golden `{name}.golden.npz`;
   onnxruntime vs PyTorch at export: max|Δx| = {summary['parity_max_rel']:.2g}·max|x| (bar 1e-4)

@@ -3,6 +3,8 @@ basis, export in both forms, golden parity through onnxruntime alone, and the ru
 data-consistency steps equal to PyTorch's. Needs the train extra (torch, onnx)."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from rrim.inversion.engine import Engine
@@ -16,7 +18,9 @@ def adaptive_net():
     from rrim.export.nets import AdaptiveRRIM, RRIMSettings
 
     torch.manual_seed(0)  # untrained: the contract and the physics, not the accuracy, are tested
-    return AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", correction_steps=2)).eval()
+    net = AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", correction_steps=2, context=3))
+    torch.nn.init.normal_(net.update.coarse[-1].weight, std=0.3)  # the coarse path (pool by 3: 67 of 200) in use
+    return net.eval()
 
 
 @pytest.fixture(scope="module")
@@ -72,9 +76,34 @@ def test_correction_steps_lower_the_misfit_on_measured_points_only(default_opera
     ym = y * mask
     h = choose_weights(ym, svd, mask)
     start = np.zeros_like(x)
-    misfit = [np.linalg.norm(((correct(start, ym, op.scaled_matrix, svd, h, k) @ op.scaled_matrix.T) - y)[:, mask])
+    misfit = [np.linalg.norm(((correct(start, ym @ svd.U, svd, h, k) @ op.scaled_matrix.T) - y)[:, mask])
               for k in (1, 2, 4)]
     assert misfit[0] > misfit[1] > misfit[2]
+
+
+def test_polish_brings_the_clipped_steps_misfit_down_to_the_noise(default_operator):
+    """Where the glue touches 0, the clipped Tikhonov steps leave the misfit above the noise;
+    projected gradient lowers it to about the noise and keeps x ≥ 0."""
+    from rrim.inversion.regularization import POLISH_ITERATIONS, choose_weights, correct, masked_svd
+    from rrim.physics.glue_families import realistic_glue
+
+    op = default_operator
+    x = realistic_glue(op.Omega, 16, np.random.default_rng(7))
+    clean = op.forward(x) / op.scale
+    noise = 1e-4 * np.abs(clean).max(axis=1, keepdims=True)
+    y = clean + noise * np.random.default_rng(8).standard_normal(clean.shape)
+    mask = np.ones(y.shape[1], bool)
+    svd = masked_svd(op.scaled_matrix, mask)
+    h = choose_weights(y, svd, mask, clip=False)
+    start = np.zeros_like(x)
+
+    def misfit(k, polish):
+        est = correct(start, y @ svd.U, svd, h, k, polish)
+        assert est.min() >= 0
+        return np.median(np.sqrt(np.mean((est @ op.scaled_matrix.T - y) ** 2, axis=1)) / noise[:, 0])
+
+    clipped, polished = misfit(4, 0), misfit(4, POLISH_ITERATIONS)
+    assert polished < clipped and polished < 1.5
 
 
 def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_operator, adaptive_net):
@@ -147,3 +176,16 @@ def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported
     ds.sel(omega=slice(None, 1200.0)).to_netcdf(tmp_path / "short.nc")  # ends at 149 meV < 200 meV
     with pytest.raises(ArchiveError, match="--crop"):
         invert_archive(tmp_path / "short.nc", tmp_path / "out2.nc", Engine(m), ArchiveOptions())
+
+
+@pytest.mark.parametrize("bad", [-1, 1001, 2.5, True, "10"])
+def test_regularization_metadata_with_a_bad_polish_count_is_refused(bad):
+    from rrim.models.modelfile import ModelFileError, ModelInfo
+    from rrim.models.loading import load_model
+
+    meta = load_model("rrim-default").info.to_metadata()
+    reg = json.loads(meta["regularization"])
+    assert ModelInfo.from_metadata(meta, "m.onnx").regularization == reg
+    meta["regularization"] = json.dumps({**reg, "polish_iterations": bad})
+    with pytest.raises(ModelFileError, match="m.onnx: metadata 'regularization' .* 0–1000 polish_iterations"):
+        ModelInfo.from_metadata(meta, "m.onnx")

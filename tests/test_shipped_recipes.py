@@ -25,7 +25,8 @@ def _tiny_configs(tmp_path):
             model={"hidden": 3, "n_steps": 2, "correction_steps": 2}, data={"n": 80},
             operator={"omega": {"start": 2.0, "stop": 400.0, "n": 40}, "Omega": {"start": 2.0, "stop": 400.0, "n": 30},
                       "n_temperatures": 3},
-            training={"max_epochs": 2, "patience": 2, "step_weights": [], "output_dir": str(tmp_path / "runs" / name)})
+            training={"max_epochs": 2, "patience": 2, "step_weights": [], "init_from": "",
+                      "output_dir": str(tmp_path / "runs" / name)})
         text = json.dumps(cfg.to_dict())
         (d / recipe.config).write_text(_toml(json.loads(text)))
     return d

@@ -156,6 +156,7 @@ def test_predict_refuses_wrong_length(small_operator):
     ("[modle]\n", r"modle: unknown configuration key"),
     ("[model]\nkind = \"mlp\"\n", r"model\.kind"),
     ("[model]\nn_steps = 3\n[training]\nstep_weights = [1.0]\n", r"training\.step_weights"),
+    ("[model]\ncontext = 4\n", r"model\.context: .* 0 unless regularization = 'adaptive'"),
 ])
 def test_bad_config_is_refused_naming_the_key(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -240,3 +241,27 @@ def test_temperature_range_trains_one_model_over_drawn_temperatures(tmp_path):
 def test_bad_temperature_range_is_refused(operator, message):
     with pytest.raises(ValueError, match=message):
         config_from_dict({"operator": operator})
+
+
+def test_warm_start_adds_a_coarse_path_that_starts_as_nothing(tmp_path, rng):
+    """A checkpoint without the coarse path starts a model with it (context > 0) at the same outputs;
+    a checkpoint of another shape is refused by name."""
+    import dataclasses
+
+    from rrim.export.adaptive_data import adaptive_physics
+    from rrim.export.training import estimates, warm_start
+
+    config = config_from_dict({**tiny_config(tmp_path).to_dict(),
+                               "model": {"kind": "rrim", "hidden": 3, "n_steps": 2, "regularization": "adaptive",
+                                         "correction_steps": 1}})
+    op = config.operator.build()
+    source = build_model(config.model, op)
+    path = save_checkpoint(tmp_path / "source.pt", source, config)
+    with_context = build_model(dataclasses.replace(config.model, context=4), op)
+    warm_start(with_context, path)
+    first, *physics = adaptive_physics(op, op.forward(np.abs(rng.normal(size=(4, op.shape[1])))) / op.scale)
+    with torch.no_grad():
+        a, b = estimates(source.eval(), first, *physics)[-1], estimates(with_context.eval(), first, *physics)[-1]
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="training.init_from: .*source.pt does not fit the model"):
+        warm_start(build_model(dataclasses.replace(config.model, hidden=4), op), path)

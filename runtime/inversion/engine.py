@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from rrim.inversion.feeds import AdaptiveInputs, finish, mask_aware, model_feeds, physics_at, smooth
-from rrim.inversion.flags import FLAG_NONFINITE, FLAG_OOD, FLAG_POOR_FIT, FLAG_TEMPERATURE, POOR_FIT_RESIDUAL
+from rrim.inversion.flags import FLAG_NONFINITE, FLAG_OOD, FLAG_POOR_FIT, FLAG_TEMPERATURE, poor_fit_threshold
 from rrim.inversion.regularization import MaskedBases
 from rrim.inversion.uncertainty import (DEFAULT_RESAMPLES, consistency_fit, estimate_noise, load_calibration, ood_score,
                                         relative_noise, resample_noise)
@@ -203,7 +203,8 @@ class Engine:
             num = np.sqrt(np.mean((fit[:, mask] - y[:, mask]) ** 2, axis=1))
             den = np.sqrt(np.mean(y[:, mask] ** 2, axis=1))
             residual = np.where(finite, num / np.where(den > 0, den, np.inf), np.nan)
-        flags[finite & ~(residual <= POOR_FIT_RESIDUAL)] |= FLAG_POOR_FIT
+            limit = poor_fit_threshold(noise / np.where(den > 0, den, np.inf))
+        flags[finite & ~(residual <= limit)] |= FLAG_POOR_FIT
         score = np.full(n, np.nan)
         if calibration is not None:
             threshold = calibration.threshold(relative_noise(noise, y))

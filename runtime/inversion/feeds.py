@@ -32,11 +32,11 @@ def physics_at(model: LoadedModel, temperature: float):
 @dataclass(frozen=True)
 class AdaptiveInputs:
     """What a noise-adaptive model's spectra need besides the network (float64): the singular basis of
-    their measured points, the scaled spectra zeroed where unmeasured (m, n_ω), and the weights h (m,)
-    as GCV chose them (the graph gets them clipped; the data-consistency steps use them as they are)."""
+    their measured points, β = Uᵀ(y/s) (m, r), and the weights h (m,) as GCV chose them (the graph
+    gets them clipped; the data-consistency steps use them as they are)."""
 
     svd: object
-    y: np.ndarray
+    beta: np.ndarray
     h: np.ndarray
 
     @classmethod
@@ -45,7 +45,7 @@ class AdaptiveInputs:
         singular bases per operator and mask (an engine's), else the basis is computed."""
         mask = np.ones(y_scaled.shape[1], bool) if mask is None else mask
         svd, y = (bases or MaskedBases(maxsize=1)).basis(op, mask), y_scaled * mask
-        return cls(svd, y, choose_weights(y, svd, mask, clip=False))
+        return cls(svd, y @ svd.U, choose_weights(y, svd, mask, clip=False))
 
 
 def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np.ndarray | None = None,
@@ -61,7 +61,7 @@ def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np
             feeds.update({INPUT_A: a32, INPUT_P: p32})
         return feeds
     a = adaptive or AdaptiveInputs.of(op, y_scaled, mask)
-    feeds = {INPUT_BETA: (a.y @ a.svd.U).astype(np.float32),
+    feeds = {INPUT_BETA: a.beta.astype(np.float32),
              INPUT_H: np.clip(a.h, H_MIN, H_MAX)[:, None].astype(np.float32)}
     if model.form == "input":
         feeds.update({INPUT_S: a.svd.s.astype(np.float32), INPUT_VT: a.svd.Vt.astype(np.float32)})
@@ -70,11 +70,12 @@ def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np
 
 def finish(model: LoadedModel, op, x: np.ndarray, adaptive: AdaptiveInputs | None) -> np.ndarray:
     """The model's estimate from its graph output ``x`` (m, n_Ω): for a noise-adaptive model, its
-    data-consistency steps (:func:`rrim.inversion.regularization.correct`, float64)."""
-    steps = int(model.info.regularization.get("correction_steps", 0))
+    data-consistency steps and polish (:func:`rrim.inversion.regularization.correct`, float64)."""
+    reg = model.info.regularization
+    steps = int(reg.get("correction_steps", 0))
     if not steps:
         return x
-    return correct(x, adaptive.y, op.scaled_matrix, adaptive.svd, adaptive.h, steps)
+    return correct(x, adaptive.beta, adaptive.svd, adaptive.h, steps, int(reg.get("polish_iterations", 0)))
 
 
 def smooth(x: np.ndarray, Omega, width_meV: float) -> np.ndarray:

@@ -29,6 +29,10 @@ from rrim.solvers.base import Projection
 #: Smallest and largest per-spectrum weight h (scaled units); see the module docstring.
 H_MIN = 1e-12
 H_MAX = 1.0
+#: Projected-gradient iterations after the data-consistency steps (:func:`polish`). Measured on the
+#: default model's held-out spectra: the steps' clipping at 0 left the misfit at 1.75× the noise at
+#: σ = 1e-4; 10 iterations bring it to 1.10× and lower the MSE slightly at every σ.
+POLISH_ITERATIONS = 10
 
 
 def check_mask(mask, n_omega: int, name: str = "mask") -> np.ndarray:
@@ -110,12 +114,37 @@ def tikhonov_step(residual: np.ndarray, svd: SVD, h: np.ndarray) -> np.ndarray:
     return ((residual @ svd.U) * gain) @ svd.Vt
 
 
-def correct(x: np.ndarray, y_scaled: np.ndarray, a_scaled: np.ndarray, svd: SVD, h: np.ndarray, steps: int) -> np.ndarray:
+def correct(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, steps: int,
+            polish_iterations: int = 0) -> np.ndarray:
     """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) (float64) for glue x (n, n_Ω),
-    scaled spectra y (n, n_ω) zero where unmeasured, A/s (n_ω, n_Ω), the basis of the measured points
-    and weights h (n,): Tikhonov centred on x, iterated; each step lowers the misfit on the measured
-    points, and the estimate keeps what the data cannot see from x."""
+    β = Uᵀ(y/s) (n, r) of the scaled spectra, the basis of their measured points and weights h (n,):
+    Tikhonov centred on x, iterated, in the basis (Uᵀ(y − A x) = β − s·(Vt x), since U is zero where
+    unmeasured); each step lowers the misfit on the measured points, and the estimate keeps what the
+    data cannot see from x. Then ``polish_iterations`` of :func:`polish`."""
     x = np.asarray(x, dtype=np.float64)
+    s, Vt = svd.s, svd.Vt
+    gain = s[None, :] / (s[None, :] ** 2 + np.asarray(h, dtype=np.float64)[:, None])
     for _ in range(int(steps)):
-        x = np.maximum(x + tikhonov_step(y_scaled - x @ a_scaled.T, svd, h), 0.0)
+        x = np.maximum(x + ((beta - (x @ Vt.T) * s) * gain) @ Vt, 0.0)
+    return polish(x, beta, svd, h, polish_iterations) if polish_iterations else x
+
+
+def polish(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, iterations: int) -> np.ndarray:
+    """Accelerated projected gradient (FISTA) on ½‖Aₘx − yₘ‖² + ½h‖x − x₀‖² over x ≥ 0 from x₀ = ``x``
+    (n, n_Ω), with β = Uᵀy (n, r) and the basis of the measured points (Aₘ = U diag(s) Vt).
+
+    The Tikhonov steps are preconditioned and then clipped at 0, which need not lower the misfit:
+    where the glue touches 0 they leave it above the noise. Projected gradient in the plain
+    Euclidean metric does lower it, and a few iterations suffice (step 1/(s_max² + h))."""
+    s, Vt = svd.s, svd.Vt
+    h = np.asarray(h, dtype=np.float64)[:, None]
+    step = 1.0 / (s[0] ** 2 + h)
+    x0 = z = x = np.asarray(x, dtype=np.float64)
+    t = 1.0
+    for _ in range(int(iterations)):
+        gradient = (((z @ Vt.T) * s - beta) * s) @ Vt + h * (z - x0)
+        x_next = np.maximum(z - step * gradient, 0.0)
+        t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        z = x_next + ((t - 1.0) / t_next) * (x_next - x)
+        x, t = x_next, t_next
     return x

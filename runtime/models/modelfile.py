@@ -8,12 +8,13 @@ A model file is one self-contained ONNX file, opset ≥ 18, float32 in and out, 
 - output ``x``: the glue function I²χ on the Ω grid, shape (batch, n_Ω), float32, ≥ 0.
 
 Noise-adaptive models (metadata ``regularization``, JSON ``{"rule": "gcv", "h_min": …, "h_max": …,
-"mask": …, "correction_steps": K}``) work in the singular basis A/s = U diag(S) Vt of the measured ω
+"mask": …, "correction_steps": K, "polish_iterations": P}``) work in the singular basis A/s = U diag(S) Vt of the measured ω
 points (:func:`rrim.inversion.regularization.masked_svd`, r = min(n_ω, n_Ω), zero-padded): they take
 ``beta`` = Uᵀ(y/s) (batch, r), computed in float64 by the runtime, and ``h`` (batch, 1), the Tikhonov
 weight chosen per spectrum by :func:`rrim.inversion.regularization.choose_weights`; in the input form also
 ``S`` (r,) and ``Vt`` (r, n_Ω) (a baked model holds those of the fully measured grid). The runtime
-then applies K float64 data-consistency steps (:func:`rrim.inversion.regularization.correct`).
+then applies K float64 data-consistency steps and P projected-gradient iterations (absent: 0)
+(:func:`rrim.inversion.regularization.correct`).
 :func:`input_shapes` lists what a model takes.
 
 Everything the runtime needs is in the model's metadata properties (``custom_metadata_map``),
@@ -65,6 +66,12 @@ METADATA_KEYS = {
 OPTIONAL_KEYS = {
     "regularization": "JSON: how h is chosen per spectrum by a noise-adaptive model (rule, h_min, h_max, mask)",
 }
+
+
+def _count(mapping: dict, key: str, most: int) -> bool:
+    """Whether ``mapping[key]`` (absent: 0) is an integer in [0, ``most``]."""
+    value = mapping.get(key, 0)
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
 
 
 class ModelFileError(ValueError):
@@ -123,9 +130,9 @@ class ModelInfo:
             info.base_operator()
             reg = info.regularization
             if reg and not (isinstance(reg, dict) and reg.get("rule") == "gcv"
-                            and isinstance(reg.get("correction_steps", 0), int) and 0 <= reg.get("correction_steps", 0) <= 100):
+                            and _count(reg, "correction_steps", 100) and _count(reg, "polish_iterations", 1000)):
                 raise ModelFileError(f"{source}: metadata 'regularization' is {reg!r}; this rrim knows rule 'gcv' "
-                                     "with 0–100 correction_steps")
+                                     "with 0–100 correction_steps and 0–1000 polish_iterations")
         except ModelFileError:
             raise
         except (KeyError, TypeError, ValueError) as e:
