@@ -93,12 +93,9 @@ def table(rows: list[dict]) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from rrim.models.sessions import cpu_name
+
+    cpu = cpu_name()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return (f"{platform.platform()}; {cpu}; {os.cpu_count()} CPUs (load average at start {load}); "
             f"Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "

@@ -19,8 +19,9 @@ import numpy as np
 import rrim
 from rrim.inversion.engine import invert
 from rrim.models.loading import installed_models, load_model
+from rrim.physics.glue_families import realistic_glue
 from rrim.physics.impurity import IMPURITY_CUTOFF_MEV, IMPURITY_H, estimate_impurity
-from rrim.physics.synthetic import add_noise, gaussian_mixture, realistic_glue
+from rrim.physics.synthetic import add_noise, gaussian_mixture
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "docs" / "experiments" / "IMPURITY.md"

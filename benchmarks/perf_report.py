@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 
 from rrim.export.flops import ELEMENTWISE, gemm_rate, graph_counts
-from rrim.inversion.engine import DEFAULT_BATCH_SIZE, invert, model_feeds, physics_at
+from rrim.inversion.engine import DEFAULT_BATCH_SIZE, Engine, invert
+from rrim.inversion.feeds import model_feeds, physics_at
 from rrim.jobs.invert import invert_archive
 from rrim.models.loading import load_model
 from rrim.models.sessions import available_cpus, make_session
@@ -92,10 +93,9 @@ def contenders(model, op, y, y_val, x_val, args, tmp: Path) -> tuple[dict, list[
     cpus = available_cpus()
     out = {}
     for threads in sorted({1, cpus}):
-        session = make_session(model.path, "cpu", threads=threads, sha256=model.sha256)
         for b in BATCHES:
-            out[f"runtime invert, batch {b}, {threads} thr"] = (
-                lambda s=session, b=b: invert(y, model, batch_size=b, session=s), len(y))
+            engine = Engine(model, "cpu", threads=threads, batch_size=b)
+            out[f"runtime invert, batch {b}, {threads} thr"] = (lambda e=engine: e.invert(y), len(y))
     session = make_session(model.path, "cpu", threads=cpus, sha256=model.sha256)
     physics = physics_at(model, model.info.temperature)
     b = DEFAULT_BATCH_SIZE
@@ -123,7 +123,7 @@ def contenders(model, op, y, y_val, x_val, args, tmp: Path) -> tuple[dict, list[
     write_archive(tmp / "archive.nc", n)
     y_mem = spectra(n, model.info.omega.values, np.random.default_rng(SEED))
     out[f"archive job, {n} spectra (invert_archive)"] = (
-        lambda: invert_archive(tmp / "archive.nc", tmp / "out.nc", model, provider="cpu"), n)
+        lambda: invert_archive(tmp / "archive.nc", tmp / "out.nc", Engine(model, "cpu")), n)
     out[f"in-memory invert, {n} spectra"] = (lambda: invert(y_mem, model, provider="cpu"), n)
     notes = [torch_note, f"Tikhonov weight tuned on {len(y_val)} validation spectra: {weight:.3g}."]
     return out, notes

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rrim.inversion.engine import invert, mask_aware
+from rrim.inversion.engine import invert
+from rrim.inversion.feeds import mask_aware
 from rrim.inversion.regularization import choose_weights, masked_svd, tikhonov_step
 from rrim.models.loading import load_model
 from rrim.physics.realistic_set import FAMILIES, SIGMAS, benchmark_files

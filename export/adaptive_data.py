@@ -1,7 +1,7 @@
 """Training data of the noise-adaptive rRIM, drawn afresh for every batch from the shared physics.
 
 Each batch: one temperature of the training bank, one measured-ω mask
-(:func:`rrim.physics.synthetic.coverage_masks`, or every point), a noise level per spectrum, the spectra
+(:func:`rrim.physics.glue_families.coverage_masks`, or every point), a noise level per spectrum, the spectra
 y = A_fine x_fine + noise computed on a finer Ω grid than the model's (``data.fine_factor``), and
 h chosen per spectrum from the noisy data by :func:`rrim.inversion.regularization.choose_weights`, exactly as
 the runtime chooses it. Tensors are float32: y/s (B, n_ω) zero where unmeasured, x (B, n_Ω) the glue
@@ -16,9 +16,9 @@ import torch
 
 from rrim.export.config import Config
 from rrim.inversion.regularization import H_MAX, H_MIN, MaskedBases, choose_weights, masked_svd
+from rrim.physics.glue_families import coverage_masks, realistic_prior, refined_grid
 from rrim.physics.operator import ForwardOperator
-from rrim.physics.synthetic import (DatasetSettings, coverage_masks, gaussian_mixture, realistic_prior, refined_grid,
-                                    split_indices)
+from rrim.physics.synthetic import DatasetSettings, gaussian_mixture, split_indices
 
 #: Spectra per fixed validation/test group (one mask, temperature and noise draw per group).
 GROUP_SIZE = 50

@@ -11,6 +11,6 @@ from rrim.export.export_command import export_command  # noqa: E402  (click only
 
 COMMANDS.append(export_command)
 
-from rrim.export.experiments_command import experiments_command  # noqa: E402  (click only; torch is imported when it runs)
+from rrim.export.experiments_command import experiments_command  # noqa: E402  (click only; torch when it runs)
 
 COMMANDS.append(experiments_command)

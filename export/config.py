@@ -71,10 +71,10 @@ class DataConfig:
 
     For the adaptive rRIM (drawn afresh for every batch): ``sigma_jitter_decades`` multiplies each
     σ > 0 by 10^u, u uniform in ±half that many decades; ``prior`` is 'gaussian_mixture' (the
-    paper's) or 'realistic' (:func:`rrim.physics.synthetic.realistic_prior`); ``fine_factor`` > 1 computes
+    paper's) or 'realistic' (:func:`rrim.physics.glue_families.realistic_prior`); ``fine_factor`` > 1 computes
     the spectra from glue on a grid that many times finer than the model's Ω grid (no inverse
     crime); ``coverage`` 'partial' measures each batch on a mask of
-    :func:`rrim.physics.synthetic.coverage_masks` ('full': every ω point).
+    :func:`rrim.physics.glue_families.coverage_masks` ('full': every ω point).
     """
 
     n: int = 1000

@@ -4,7 +4,7 @@ Writes ``RESULTS.md`` (markdown tables, the command, wall time, machine), ``resu
 raw number) and PNG figures into ``DIR`` (the repository keeps its copy in ``docs/experiments``):
 
 - test MSE vs training-set size N at σ = 0; test MSE vs σ at N = 1000 (mean ± std over seeds);
-- out-of-distribution shapes (rrim.physics.synthetic.ood_shapes) from the models trained at σ = 0, N = 10000;
+- out-of-distribution shapes (rrim.physics.glue_families.ood_shapes) from the models trained at σ = 0, N = 10000;
 - the rRIM's iterates x_1, x_2, x_3, x_15 against the truth for one test spectrum;
 - the choice of the rRIM's x_0 (zeros vs Tikhonov) at N = 1000, σ = 1e-3;
 - the acceptance bar at N = 1000, σ = 1e-3: rRIM ≤ 0.5 × min(CNN, FCN) and ≤ tuned Tikhonov.
@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 
 from rrim.export.config import Config, load_config
-from rrim.physics.synthetic import NOISE_LEVELS, ood_shapes
+from rrim.physics.glue_families import ood_shapes
+from rrim.physics.synthetic import NOISE_LEVELS
 
 log = logging.getLogger("rrim.experiments")
 

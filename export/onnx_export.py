@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import datetime as _dt
 import platform
 import warnings
@@ -34,8 +33,10 @@ from rrim.export.training import load_checkpoint, physics_tensors
 from rrim.inversion.regularization import H_MAX, H_MIN, POLISH_ITERATIONS
 from rrim.models.modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y,
                                    METADATA_KEYS, MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
+from rrim.models.sessions import cpu_name, sha256_bytes
+from rrim.physics.glue_families import COVERAGE_END_MIN, COVERAGE_START_MAX, ood_shapes
 from rrim.physics.operator import DEFAULT_H, ForwardOperator
-from rrim.physics.synthetic import COVERAGE_END_MIN, COVERAGE_START_MAX, DatasetSettings, make_dataset, ood_shapes
+from rrim.physics.synthetic import DatasetSettings, make_dataset
 
 OPSET = max(18, MIN_OPSET)
 #: Parity bar: max|x_onnx − x_torch| ≤ PARITY_RTOL·max|x_torch|. 1e-4 ≈ 840·eps(float32): room for
@@ -146,7 +147,7 @@ def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float,
 
 def representative_spectra(operator: ForwardOperator, n: int = 9, sigma: float = 1e-3, seed: int = 1234) -> np.ndarray:
     """Scaled float32 spectra (n + #OOD shapes, n_ω) for parity checks: ``n`` seeded Gaussian-mixture
-    spectra with noise ``sigma`` and the noiseless spectra of :func:`rrim.physics.synthetic.ood_shapes`."""
+    spectra with noise ``sigma`` and the noiseless spectra of :func:`rrim.physics.glue_families.ood_shapes`."""
     ds = make_dataset(operator, DatasetSettings(n=n, sigma=sigma, seed=seed))
     ood = operator.forward(np.stack(list(ood_shapes(operator.Omega).values())))
     return (np.concatenate([ds.y, ood]) / operator.scale).astype(np.float32)
@@ -279,18 +280,12 @@ def export_checkpoint(checkpoint, output, *, form: str = "baked", name: str | No
 
 def sha256_file(path) -> str:
     """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_bytes(Path(path).read_bytes())
 
 
 def machine_description() -> str:
     """One line naming the machine: OS, CPU architecture and count, Python and torch versions."""
     import os
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), "
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu_name()}), "
             f"Python {platform.python_version()}, torch {torch.__version__}")

@@ -36,11 +36,12 @@ from rrim.export.config import Config, load_config
 from rrim.export.onnx_export import export_checkpoint, golden_path, machine_description
 from rrim.export.ridge import Ridge
 from rrim.export.training import trained
-from rrim.inversion.engine import invert, model_feeds, physics_at
+from rrim.inversion.engine import invert
+from rrim.inversion.feeds import model_feeds, physics_at
 from rrim.inversion.regularization import POLISH_ITERATIONS, choose_weights, masked_svd, tikhonov_step
 from rrim.models.loading import load_model
+from rrim.physics.glue_families import coverage_masks, ood_shapes, refined_grid
 from rrim.physics.operator import ForwardOperator
-from rrim.physics.synthetic import coverage_masks, ood_shapes, refined_grid
 from rrim.solvers import Tikhonov, tune_tikhonov_weight
 
 CONFIGS = Path(__file__).parent / "configs"
@@ -138,7 +139,7 @@ def _noisy(y: np.ndarray, sigma: float, rng) -> np.ndarray:
 
 
 def _coverage(model, x, clean, rng, sigma: float = 1e-3, n_masks: int = 8) -> dict:
-    """Partial ω coverage (masks of :func:`rrim.physics.synthetic.coverage_masks`), σ = 1e-3: the rRIM against
+    """Partial ω coverage (masks of :func:`rrim.physics.glue_families.coverage_masks`), σ = 1e-3: the rRIM against
     Tikhonov (GCV) on the measured points; groups of spectra share a mask."""
     op = model.info.base_operator()
     masks = coverage_masks(op.omega, n_masks, rng, full_fraction=0.0)
@@ -225,7 +226,7 @@ ranges with gaps): rRIM {_cell(cov['rrim'])}; Tikhonov (GCV) on the measured poi
 
 ## Out-of-distribution shapes
 
-`rrim.physics.synthetic.ood_shapes`: relative L2 error of the rRIM / of Tikhonov with the best weight for these spectra.
+`rrim.physics.glue_families.ood_shapes`: relative L2 error of the rRIM / of Tikhonov with the best weight for these spectra.
 
 | shape | {' | '.join(f'σ = {s}' for s in ood)} |
 |---|{'---|' * len(ood)}

@@ -12,13 +12,13 @@ __version__ = "0.1.0"
 from rrim.physics.grids import Grid, boson_grid, default_boson_grid, default_omega_grid, omega_grid, uniform_grid
 from rrim.physics.kernels import (KERNELS, FunctionKernel, MatrixKernel, get_kernel, register_kernel, shulga_kernel,
                                   allen_kernel)
-from rrim.physics.operator import DEFAULT_H, DEFAULT_SCALE, DEFAULT_TEMPERATURE, ForwardOperator
+from rrim.physics.operator import DEFAULT_H, DEFAULT_SCALE, DEFAULT_TEMPERATURE, ForwardOperator, dot_test
 from rrim.physics.quantities import coupling_lambda, omega_log
 from rrim.physics.units import CM1_PER_MEV, K_B_MEV_PER_K, kelvin_to_mev, to_mev, from_mev
 
 __all__ = [
     "Grid", "boson_grid", "default_boson_grid", "default_omega_grid", "omega_grid", "uniform_grid",
     "KERNELS", "FunctionKernel", "MatrixKernel", "get_kernel", "register_kernel", "shulga_kernel", "allen_kernel",
-    "DEFAULT_H", "DEFAULT_SCALE", "DEFAULT_TEMPERATURE", "ForwardOperator",
+    "DEFAULT_H", "DEFAULT_SCALE", "DEFAULT_TEMPERATURE", "ForwardOperator", "dot_test",
     "coupling_lambda", "omega_log", "CM1_PER_MEV", "K_B_MEV_PER_K", "kelvin_to_mev", "to_mev", "from_mev",
 ]

@@ -1,7 +1,7 @@
 """Write rrim's example archive (seeded): ``python scripts/make_example.py [OUTPUT.nc]``.
 
 24 spectra on leading dimensions (sample: 4, time: 6) at T = 100 K: realistic spin-fluctuation
-glue functions (``rrim.physics.synthetic.realistic_glue``, half with a sharp ~40 meV mode), forward-modelled
+glue functions (``rrim.physics.glue_families.realistic_glue``, half with a sharp ~40 meV mode), forward-modelled
 with the shared physics on a finer Ω grid (400 points, to avoid the "inverse crime" of generating
 on the model's grid), noise σ = 1e-3 · max(1/τ) per spectrum, and stored as spectroscopists do:
 ω and 1/τ in cm⁻¹ on a 250-point measurement grid that spans the default model's 2…400 meV.
@@ -15,7 +15,8 @@ from pathlib import Path
 import numpy as np
 
 import rrim
-from rrim.physics.synthetic import add_noise, realistic_glue
+from rrim.physics.glue_families import realistic_glue
+from rrim.physics.synthetic import add_noise
 
 SEED = 20261123
 TEMPERATURE_K = 100.0

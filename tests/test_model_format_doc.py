@@ -12,10 +12,11 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 
-from rrim.models import modelfile
 from rrim.cli import main
-from rrim.models.loading import GOLDEN_ALIASES, GOLDEN_RTOL, INDEX_FILE, MAX_GRID_POINTS, MAX_MODEL_BYTES, installed_models, load_model
 from rrim.inversion.regularization import H_MAX, H_MIN
+from rrim.models import modelfile
+from rrim.models.golden import GOLDEN_ALIASES, GOLDEN_RTOL
+from rrim.models.loading import INDEX_FILE, MAX_GRID_POINTS, MAX_MODEL_BYTES, installed_models, load_model
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "MODEL_FORMAT.md"
 

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rrim
+from rrim.inversion.engine import Engine
 from malformed_inputs import CATALOGUE, DIM, VAR, Base, write_nc
 from reliability_support import make_job, outputs, run_rrim, sha256_of, tally, temporaries, tree_hashes
 from runtime_helpers import noisy_spectra, write_model
@@ -111,7 +112,7 @@ def test_each_refusal_through_the_library(job, model, case, tmp_path):
 
     path = job["inputs"] / case.file
     with pytest.raises(ArchiveError) as e:
-        invert_archive(path, tmp_path / "x.nc", model, provider="cpu")
+        invert_archive(path, tmp_path / "x.nc", Engine(model, "cpu"))
     _check_refusal(case, str(e.value), path)
     assert list(tmp_path.iterdir()) == []
 
@@ -126,11 +127,11 @@ def test_a_huge_omega_grid_is_read_in_bounded_slabs(tmp_path, base, model):
     write_nc(tmp_path / "fine.nc", base, y=y, omega=w)
     write_nc(tmp_path / "coarse.nc", base, y=np.tile(base.y, (22, 1))[:64])
     calls = []
-    invert_archive(tmp_path / "fine.nc", tmp_path / "fine.out.nc", model, provider="cpu",
+    invert_archive(tmp_path / "fine.nc", tmp_path / "fine.out.nc", Engine(model, "cpu"),
                    progress=lambda done, total: calls.append(done))
     per_slab = SLAB_VALUES // w.size
     assert calls == list(range(per_slab, 64, per_slab)) + [64]
-    invert_archive(tmp_path / "coarse.nc", tmp_path / "coarse.out.nc", model, provider="cpu")
+    invert_archive(tmp_path / "coarse.nc", tmp_path / "coarse.out.nc", Engine(model, "cpu"))
     import netCDF4
 
     with netCDF4.Dataset(tmp_path / "fine.out.nc") as f, netCDF4.Dataset(tmp_path / "coarse.out.nc") as c:
@@ -194,7 +195,7 @@ def _random_archive_contract(spec, base, model, folder, counter):
     write_nc(path, base, **spec)
     before = sha256_of(path)
     try:
-        s = invert_archive(path, out, model, provider="cpu")
+        s = invert_archive(path, out, Engine(model, "cpu"))
     except ArchiveError as e:
         assert str(path) in str(e) and ": " in str(e), str(e)
         assert not out.exists()

@@ -16,6 +16,7 @@ import pytest
 
 from reliability_support import make_job, outputs, run_rrim, sha256_of, tally, temporaries, tree_hashes
 from runtime_helpers import fixture_info, sha256_file, tikhonov_model_bytes
+from rrim.inversion.engine import Engine
 
 EXIT_USAGE, EXIT_MODEL = 2, 4
 MODELS = Path(__file__).resolve().parents[1] / "runtime" / "data" / "models"
@@ -100,8 +101,9 @@ def test_a_model_whose_weights_live_in_another_file_is_refused(good, tmp_path, s
 
 @pytest.mark.parametrize("where", ["constant", "subgraph"])
 def test_external_tensors_are_found_in_constants_and_subgraphs(small_operator, tmp_path, where):
-    from rrim.models.loading import check_self_contained, load_model
+    from rrim.models.loading import load_model
     from rrim.models.modelfile import ModelFileError
+    from rrim.models.onnx_bytes import check_self_contained
 
     data = _with_external(small_operator, where)
     with pytest.raises(ModelFileError, match="external files"):
@@ -376,7 +378,7 @@ def test_the_recorded_input_digest_is_of_the_bytes_that_were_read(good, tmp_path
     a, b = make_job(tmp_path / "in", small_operator, 2, 3, seed=21)
     ident, digest = identity(a), sha256_of(a)
     os.replace(b, a)  # replaced after it was hashed (reprocess hashes every input first)
-    reprocess_one(a, tmp_path / "a.glue.nc", model, Options(), provider="cpu", input_sha256=digest,
+    reprocess_one(a, tmp_path / "a.glue.nc", Engine(model, "cpu"), Options(), input_sha256=digest,
                   input_identity=ident)
     assert outputs(tmp_path)["a.glue.nc"]["attrs"]["input_sha256"] == sha256_of(a) != digest
 
@@ -387,7 +389,7 @@ def test_the_recorded_input_digest_is_of_the_bytes_that_were_read(good, tmp_path
         if done == 1:
             os.replace(d, c)  # replaced while it is read
     with pytest.raises(ArchiveError, match="changed or was replaced while it was read"):
-        invert_archive(c, tmp_path / "c.glue.nc", model, provider="cpu", chunk_spectra=1, progress=replace_midway)
+        invert_archive(c, tmp_path / "c.glue.nc", Engine(model, "cpu"), chunk_spectra=1, progress=replace_midway)
     assert not (tmp_path / "c.glue.nc").exists() and temporaries(tmp_path) == []
     tally("untrusted files", hole="hash and read", case="input replaced after hashing / while read", refused=1)
 
@@ -411,7 +413,7 @@ def test_the_calibration_recorded_is_the_one_that_was_used(shipped, tmp_path):
         path.write_text(original.replace('"seed"', '"seed_"', 1))
     try:
         with pytest.raises(ArchiveError, match="calibration of model .* changed"):
-            invert_archive(EXAMPLE_ARCHIVE, tmp_path / "x.nc", shipped, provider="cpu", chunk_spectra=8,
+            invert_archive(EXAMPLE_ARCHIVE, tmp_path / "x.nc", Engine(shipped, "cpu"), chunk_spectra=8,
                            progress=recalibrate)
     finally:
         path.write_text(original)
@@ -549,7 +551,7 @@ def test_outputs_and_their_folder_are_fsynced_around_the_rename(good, tmp_path, 
     monkeypatch.setattr(os, "fsync", spy_fsync)
     monkeypatch.setattr(os, "replace", spy_replace)
     out = tmp_path / "x.nc"
-    invert_archive(good["archive"], out, model, provider="cpu")
+    invert_archive(good["archive"], out, Engine(model, "cpu"))
     i = next(i for i, e in enumerate(events) if e[0] == "replace" and e[2] == str(out))
     tmp = events[i][1]
     assert ("fsync", tmp) in events[:i] and ("fsync", str(tmp_path)) in events[i + 1:], events
@@ -570,8 +572,8 @@ def test_provider_and_tf32_are_part_of_an_outputs_identity(good, tmp_path, monke
             "--provider", "cpu", "--batch-size", "16"]
     seen = []
     real = job.invert_rows
-    monkeypatch.setattr(job, "invert_rows", lambda *a, session, **k: seen.append(session.tf32) or
-                        real(*a, session=session, **k))
+    monkeypatch.setattr(job, "invert_rows", lambda rows, temps, src, engine, opts: seen.append(engine.session.tf32) or
+                        real(rows, temps, src, engine, opts))
     first = CliRunner().invoke(main, args, catch_exceptions=False)
     again = CliRunner().invoke(main, args + ["--tf32"], catch_exceptions=False)
     assert json.loads(first.stdout)["processed"] and json.loads(again.stdout)["processed"], again.stdout

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from rrim.inversion.engine import Engine
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -50,7 +51,8 @@ def test_masked_basis_is_the_svd_of_the_measured_rows(default_operator):
 def test_weights_follow_the_noise(default_operator):
     """GCV's h grows with the noise and is clipped to [H_MIN, H_MAX]."""
     from rrim.inversion.regularization import H_MAX, H_MIN, choose_weights
-    from rrim.physics.synthetic import add_noise, realistic_glue
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.synthetic import add_noise
 
     x = realistic_glue(default_operator.Omega, 20, np.random.default_rng(0))
     y = default_operator.forward(x) / default_operator.scale
@@ -62,7 +64,8 @@ def test_weights_follow_the_noise(default_operator):
 
 def test_correction_steps_lower_the_misfit_on_measured_points_only(default_operator):
     from rrim.inversion.regularization import choose_weights, correct, masked_svd
-    from rrim.physics.synthetic import add_noise, realistic_glue
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.synthetic import add_noise
 
     op = default_operator
     x = realistic_glue(op.Omega, 8, np.random.default_rng(3))
@@ -82,7 +85,7 @@ def test_polish_brings_the_clipped_steps_misfit_down_to_the_noise(default_operat
     """Where the glue touches 0, the clipped Tikhonov steps leave the misfit above the noise;
     projected gradient lowers it to about the noise and keeps x ≥ 0."""
     from rrim.inversion.regularization import POLISH_ITERATIONS, choose_weights, correct, masked_svd
-    from rrim.physics.synthetic import realistic_glue
+    from rrim.physics.glue_families import realistic_glue
 
     op = default_operator
     x = realistic_glue(op.Omega, 16, np.random.default_rng(7))
@@ -109,8 +112,10 @@ def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_op
     from rrim.export.adaptive_data import adaptive_physics
     from rrim.export.training import estimates
     from rrim.inversion.engine import invert
-    from rrim.models.loading import check_golden, load_model
-    from rrim.physics.synthetic import add_noise, realistic_glue
+    from rrim.models.golden import check_golden
+    from rrim.models.loading import load_model
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.synthetic import add_noise
 
     models = {form: load_model(path) for form, path in exported.items()}
     for form, m in models.items():
@@ -131,7 +136,7 @@ def test_mask_aware_model_ignores_unmeasured_points(exported, default_operator):
     """With valid_omega, the input-form model never reads the unmeasured values."""
     from rrim.inversion.engine import invert
     from rrim.models.loading import load_model
-    from rrim.physics.synthetic import realistic_glue
+    from rrim.physics.glue_families import realistic_glue
 
     m = load_model(exported["input"])
     op = default_operator
@@ -154,7 +159,7 @@ def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported
     from rrim.io.schema import ArchiveOptions
     from rrim.jobs.invert import invert_archive
     from rrim.models.loading import load_model
-    from rrim.physics.synthetic import realistic_glue
+    from rrim.physics.glue_families import realistic_glue
     from rrim.physics.units import CM1_PER_MEV
 
     m = load_model(exported["input"])
@@ -165,12 +170,12 @@ def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported
     ds = xr.Dataset({"scattering_rate": (("sample", "omega"), rows, {"units": "cm-1"})},
                     coords={"omega": ("omega", w_cm, {"units": "cm-1"})}, attrs={"temperature": 100.0})
     ds.to_netcdf(tmp_path / "ftir.nc")
-    invert_archive(tmp_path / "ftir.nc", tmp_path / "out.nc", m, ArchiveOptions())
+    invert_archive(tmp_path / "ftir.nc", tmp_path / "out.nc", Engine(m), ArchiveOptions())
     with xr.open_dataset(tmp_path / "out.nc") as out:
         assert (out["flags"].values == 0).all() and np.isfinite(out["glue"].values).all()
     ds.sel(omega=slice(None, 1200.0)).to_netcdf(tmp_path / "short.nc")  # ends at 149 meV < 200 meV
     with pytest.raises(ArchiveError, match="--crop"):
-        invert_archive(tmp_path / "short.nc", tmp_path / "out2.nc", m, ArchiveOptions())
+        invert_archive(tmp_path / "short.nc", tmp_path / "out2.nc", Engine(m), ArchiveOptions())
 
 
 @pytest.mark.parametrize("bad", [-1, 1001, 2.5, True, "10"])

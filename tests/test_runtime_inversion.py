@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import rrim
-from rrim.inversion.engine import invert, smooth
+from rrim.inversion.engine import invert
+from rrim.inversion.feeds import smooth
 from rrim.inversion.flags import FLAG_NONFINITE, FLAG_POOR_FIT, FLAG_TEMPERATURE, POOR_FIT_FLOOR, flag_names
 from rrim.models.loading import load_model
 from runtime_helpers import N_STEPS, noisy_spectra, write_model

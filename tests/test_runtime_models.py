@@ -8,8 +8,10 @@ import numpy as np
 import pytest
 
 import rrim
-from rrim.models.loading import check_golden, installed_models, load_model, onnx_opsets
+from rrim.models.golden import check_golden
+from rrim.models.loading import installed_models, load_model
 from rrim.models.modelfile import ModelFileError
+from rrim.models.onnx_bytes import onnx_opsets
 from rrim.models.sessions import ProviderUnavailable, available_cpus, available_providers, make_session
 from runtime_helpers import fixture_info, sha256_file, tikhonov_model_bytes, write_model
 

@@ -54,7 +54,7 @@ def test_any_temperature_model_is_shipped_with_card_and_calibrations():
 def test_golden_reproduces_with_onnxruntime_alone(tmp_path, name):
     script = (
         "import sys\n"
-        "from rrim.models.loading import check_golden, load_model\n"
+        "from rrim.models.golden import check_golden\nfrom rrim.models.loading import load_model\n"
         f"check = check_golden(load_model({name!r}), provider='cpu')\n"
         "assert check.passed, check\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"

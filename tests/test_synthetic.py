@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 import rrim
+from rrim.physics.glue_families import ood_shapes, realistic_glue, spin_fluctuation
 from rrim.physics.synthetic import (DATASET_SIZES, NOISE_LEVELS, DatasetSettings, GlueSettings, MixtureParameters,
                                     SyntheticDataset, add_noise, gaussian_mixture, low_energy_factor, make_dataset,
-                                    ood_shapes, read_dataset, realistic_glue, spin_fluctuation, split_indices,
-                                    to_xarray, write_dataset)
+                                    read_dataset, split_indices, to_xarray, write_dataset)
 
 
 @pytest.fixture(scope="module")

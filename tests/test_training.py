@@ -43,7 +43,7 @@ def test_gradient_matches_operator(small_operator, rng):
     x = rng.uniform(0, 1, size=(4, small_operator.shape[1]))
     A, P = physics_tensors(small_operator, H)
     got = preconditioned_gradient(torch.as_tensor(y, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32), A, P)
-    want = small_operator.gradient(y, x, H)
+    want = small_operator.preconditioned_residual(y, x, H)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
@@ -58,7 +58,7 @@ def test_identity_update_is_iterated_tikhonov(small_operator, rng):
         got = [x.numpy() for x in model(torch.as_tensor(y_s, dtype=torch.float32), A, P)]
     x = np.zeros_like(x_true)
     for k in range(15):
-        x = x + small_operator.gradient(y_s, x, H)
+        x = x + small_operator.preconditioned_residual(y_s, x, H)
         np.testing.assert_allclose(got[k], x, rtol=0, atol=2e-5 * np.abs(x).max(), err_msg=f"iterate {k + 1}")
     assert not np.allclose(got[0], got[-1])  # the recurrence really moved
 

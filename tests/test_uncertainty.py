@@ -17,8 +17,9 @@ from rrim.inversion.flags import FLAG_OOD
 from rrim.inversion.uncertainty import calibration_path, estimate_noise, load_calibration
 from rrim.models.loading import load_model
 from rrim.models.modelfile import ModelFileError
+from rrim.physics.glue_families import realistic_glue
 from rrim.physics.impurity import estimate_impurity
-from rrim.physics.synthetic import add_noise, gaussian_mixture, realistic_glue
+from rrim.physics.synthetic import add_noise, gaussian_mixture
 from runtime_helpers import write_archive, write_model
 
 

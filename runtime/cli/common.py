@@ -154,10 +154,12 @@ def options_from(var, dim, temperature, temperature_var, crop, smoothing, uncert
                           impurity=impurity, tf32=tf32)
 
 
-def load(model_name, sha256, provider, tf32):
+def engine_for(model_name, sha256, provider, tf32, batch_size):
+    """The command's one :class:`~rrim.inversion.engine.Engine` (``batch_size`` None: measured when first needed)."""
+    from rrim.inversion.engine import Engine
     from rrim.models.loading import load_model
 
     model = load_model(model_name, sha256=sha256)
-    session = model.session(provider, tf32=tf32)
-    log.info("model %s (%s form, sha256 %s…) on %s", model.name, model.form, model.sha256[:12], session.provider)
-    return model, session
+    engine = Engine(model, provider, tf32=tf32, batch_size=batch_size)
+    log.info("model %s (%s form, sha256 %s…) on %s", model.name, model.form, model.sha256[:12], engine.provider)
+    return engine

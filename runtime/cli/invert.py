@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rrim.cli.common import (EXAMPLE_ARCHIVE, Progress, archive_options, check_side_outputs, emit, fail, load,
+from rrim.cli.common import (EXAMPLE_ARCHIVE, Progress, archive_options, check_side_outputs, emit, engine_for, fail,
                              options_from, sigterm_as_interrupt)
 
 log = logging.getLogger("rrim")
@@ -23,7 +23,6 @@ log = logging.getLogger("rrim")
 def invert_command(input_path, output, example, plot_path, plot_spectra, model_name, sha256, provider, tf32,
                    batch_size, var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, report):
     """Invert the scattering rates of INPUT.nc into glue functions written to OUTPUT."""
-    from rrim.inversion.tuning import choose_batch_size
     from rrim.jobs.invert import invert_archive
 
     sigterm_as_interrupt()
@@ -38,12 +37,12 @@ def invert_command(input_path, output, example, plot_path, plot_spectra, model_n
     progress = Progress("inverting")
     try:
         opts = options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32)
-        model, session = load(model_name, sha256, provider, tf32)
-        batch_size = batch_size or choose_batch_size(model, session)
-        summary = invert_archive(source, output, model, opts, provider=provider, batch_size=batch_size,
-                                 progress=progress, preview=plot_spectra if plot_path else 0)
+        with engine_for(model_name, sha256, provider, tf32, batch_size) as engine:
+            summary = invert_archive(source, output, engine, opts, progress=progress,
+                                     preview=plot_spectra if plot_path else 0)
         progress.close()
-        result = {"status": "ok", **summary.to_dict(), "output": str(Path(output).resolve()), "batch_size": batch_size}
+        result = {"status": "ok", **summary.to_dict(), "output": str(Path(output).resolve()),
+                  "batch_size": engine.batch_size}
         if example:
             result["example_glue_error"] = _example_error(source, output)
         if plot_path:

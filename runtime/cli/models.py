@@ -110,7 +110,8 @@ def models_command():
 @click.command("selfcheck")
 def selfcheck_command():
     """Verify every shipped model (sha256, metadata, golden parity) and list the providers that load."""
-    from rrim.models.loading import check_golden, installed_models, load_model
+    from rrim.models.golden import check_golden
+    from rrim.models.loading import installed_models, load_model
     from rrim.models.sessions import ProviderUnavailable, available_providers
 
     checks, ok = [], True

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from rrim.cli.common import (EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Progress, archive_options,
-                             check_side_outputs, emit, exit_code, fail, load, options_from, sigterm_as_interrupt)
+                             check_side_outputs, emit, engine_for, exit_code, fail, options_from, sigterm_as_interrupt)
 
 log = logging.getLogger("rrim")
 
@@ -64,7 +64,6 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     import filelock
 
     from rrim.files import file_kind, identity
-    from rrim.inversion.tuning import choose_batch_size
     from rrim.io.paths import ArchiveError, display_name, file_sha256
     from rrim.jobs.reprocess import is_current, remove_stale_temporaries, reprocess_one
 
@@ -88,7 +87,8 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
         fail(e, None, archive_dir=str(src_dir), output_dir=str(out_dir))
     try:
         opts = options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32)
-        model, session = load(model_name, sha256, provider, tf32)
+        engine = engine_for(model_name, sha256, provider, tf32, batch_size)
+        model = engine.model
         if not dry_run:
             if not out_dir.parent.is_dir():
                 raise ArchiveError(f"{out_dir}: its parent folder does not exist")
@@ -132,6 +132,8 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     lock = filelock.FileLock(str(out_dir / LOCK_NAME)) if not dry_run else None
     try:
         if lock is not None:
+            if lock_timeout > 0:
+                log.info("%s: waiting up to %g s for the output folder's lock", out_dir, lock_timeout)
             lock.acquire(timeout=lock_timeout)
     except filelock.Timeout:
         log.error("%s: another rrim reprocess holds %s; try later or pass --lock-timeout", out_dir, LOCK_NAME)
@@ -155,7 +157,7 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
                     remove_stale_temporaries(out)
                 ident = identity(path)
                 digest = file_sha256(path)
-                if not force and is_current(out, digest, model, opts, provider=session.provider):
+                if not force and is_current(out, digest, model, opts, provider=engine.provider):
                     skipped.append(rel)
                     log.info("%s: output current, skipped", rel)
                 elif not force and _holds_another_input(out, path):
@@ -168,14 +170,14 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
             except Exception as e:
                 failed.append({"input": rel, "error": str(e), "exit_code": exit_code(e)})
                 log.error("%s: %s", rel, e)
-        kwargs = dict(provider=provider, batch_size=batch_size or (choose_batch_size(model, session) if jobs else 1))
         if dask_scheduler or dask_workers:
             from rrim.plugins.distributed import reprocess_on_dask
 
-            results = reprocess_on_dask(jobs, model, opts, scheduler=dask_scheduler, n_workers=dask_workers, **kwargs)
+            results = reprocess_on_dask(jobs, model, opts, scheduler=dask_scheduler, n_workers=dask_workers,
+                                        provider=provider, batch_size=engine.batch_size if jobs else 1)
         else:
-            results = ((rel, _attempt(reprocess_one, path, out, model, opts, input_sha256=digest, input_identity=ident,
-                                      progress=Progress(str(rel)), **kwargs))
+            results = ((rel, _attempt(reprocess_one, path, out, engine, opts, input_sha256=digest, input_identity=ident,
+                                      progress=Progress(str(rel))))
                        for rel, path, out, digest, ident in jobs if not stop.requested)
         for rel, result in results:
             if isinstance(result, Exception):
@@ -189,13 +191,14 @@ def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_tim
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        engine.close()
         if lock is not None:
             lock.release()
     interrupted = interrupted or (stop.requested and len(done) + len(failed) + len(skipped) + len(planned) < len(found))
     status = "interrupted" if interrupted else ("failed" if failed else "ok")
     code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if failed else EXIT_OK)
     summary = {"status": status, "exit_code": code, "archive_dir": str(src_dir), "output_dir": str(out_dir),
-               "pattern": pattern, "model": model.name, "model_sha256": model.sha256, "provider": session.provider,
+               "pattern": pattern, "model": model.name, "model_sha256": model.sha256, "provider": engine.provider,
                "options": json.loads(opts.to_json()), "processed": done, "skipped": skipped, "failed": failed,
                "seconds": round(time.perf_counter() - t0, 3)}
     if dry_run:

@@ -22,7 +22,8 @@ from rrim.inversion.engine import invert
 from rrim.inversion.flags import FLAG_POOR_FIT
 from rrim.inversion.uncertainty import (COVERAGES, DEFAULT_RESAMPLES, NOISE_BIN_EDGES, Calibration, consistency_fit,
                                         ood_score, relative_noise)
-from rrim.physics.synthetic import add_noise, gaussian_mixture, ood_shapes, realistic_glue
+from rrim.physics.glue_families import ood_shapes, realistic_glue
+from rrim.physics.synthetic import add_noise, gaussian_mixture
 
 #: Noise levels σ (σ·max y) of the calibration and test draws.
 CAL_SIGMAS = (0.0, 1e-4, 1e-3, 1e-2, 3e-2)
@@ -221,7 +222,7 @@ def report_markdown(cal: Calibration, model) -> str:
               f"of the fit draw's scores in that bin (target false-flag rate {1 - OOD_QUANTILE:.0%}).", "",
               "| σ | false-flag rate (test, in distribution) | `poor_fit` rate |", "|---|---|---|"]
     lines += [f"| {s} | {r['false_flag_rate'][s]:.3f} | {r['poor_fit_rate'][s]:.3f} |" for s in r["false_flag_rate"]]
-    lines += ["", "Glue unlike the training data (`rrim.physics.synthetic.ood_shapes`, random realistic spin-fluctuation glue) "
+    lines += ["", "Glue unlike the training data (`rrim.physics.glue_families.ood_shapes`, random realistic spin-fluctuation glue) "
               "and training-like glue whose spectra carry a measurement artefact: fraction flagged "
               "`out_of_distribution` / fraction `poor_fit` / observed coverage of the 90 % band.", "",
               "| glue | " + " | ".join(f"σ = {s:g}" for s in OOD_SIGMAS) + " |", "|---|" + "---|" * len(OOD_SIGMAS)]

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -80,7 +79,7 @@ def consistency_fit(y_meV: np.ndarray, op) -> np.ndarray:
     ys = np.asarray(y_meV, dtype=np.float64) / op.scale
     x = np.maximum(ys @ op.preconditioner(CONSISTENCY_H).T, 0.0)
     for _ in range(CONSISTENCY_STEPS):
-        x = np.maximum(x + op.gradient(ys, x, CONSISTENCY_H), 0.0)
+        x = np.maximum(x + op.preconditioned_residual(ys, x, CONSISTENCY_H), 0.0)
     return op.forward(x)
 
 
@@ -217,10 +216,6 @@ def calibration_path(model_path) -> Path:
     return next((f / name for f in user_model_folders() if (f / name).exists()), p.with_name(name))
 
 
-_CACHE: dict[tuple, Calibration] = {}
-_CACHE_LOCK = threading.Lock()
-
-
 def _read(model) -> tuple[bytes, str] | None:
     """(bytes, sha256) of the model's calibration file, None when it has none."""
     from rrim.models.sessions import sha256_bytes
@@ -246,17 +241,8 @@ def calibration_digest(model) -> str:
 
 def load_calibration(model) -> Calibration | None:
     """The calibration of a :class:`~rrim.models.loading.LoadedModel`, or None when it has none; parsed from the
-    same bytes that are hashed (cached by their sha256)."""
+    same bytes that are hashed (a few kB: read again on each call, so a recalibration is seen at once)."""
     found = _read(model)
     if found is None:
         return None
-    data, digest = found
-    key = (str(calibration_path(model.path)), digest, model.sha256)
-    cal = _CACHE.get(key)
-    if cal is None:
-        cal = Calibration.from_bytes(data, key[0], model.sha256)
-        with _CACHE_LOCK:
-            if len(_CACHE) >= 16:
-                _CACHE.clear()
-            _CACHE[key] = cal
-    return cal
+    return Calibration.from_bytes(found[0], str(calibration_path(model.path)), model.sha256)

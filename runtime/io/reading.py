@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rrim import files
-from rrim.inversion.engine import mask_aware
+from rrim.inversion.feeds import mask_aware
 from rrim.inversion.flags import FLAG_CROPPED, FLAG_EXTRAPOLATED
 from rrim.io.hdf5 import check_self_contained
 from rrim.io.paths import ArchiveError, check_encodable

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from rrim import files
-from rrim.inversion.engine import DEFAULT_BATCH_SIZE, invert
+from rrim.inversion.engine import Engine
 from rrim.inversion.flags import FLAGS
 from rrim.inversion.uncertainty import calibration_digest
 from rrim.io.netcdf import copied_coords, copy_coords, create_variables
@@ -76,8 +76,7 @@ def _slabs(shape: tuple, target: int):
             yield tuple(int(i) for i in outer) + (slice(start, min(start + block, shape[k])),)
 
 
-def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, model: LoadedModel, opts: ArchiveOptions, *,
-                session, batch_size: int = DEFAULT_BATCH_SIZE) -> dict:
+def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine: Engine, opts: ArchiveOptions) -> dict:
     """Invert spectra ``rows`` (m, n_in) as stored in ``src`` (file units, input ω axis) at ``temperatures`` (m,) K.
 
     Returns the variables of ``opts.output_variables()`` as arrays with m rows, ``y`` (the
@@ -87,6 +86,7 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, model: 
     with np.errstate(invalid="ignore"):
         y = src.interpolate(rows)
     y[~finite_in] = np.nan
+    model = engine.model
     m, Omega = rows.shape[0], model.info.Omega
     fields = {"glue": "glue", "scattering_rate_fit": "fit", "residual": "residual", "flags": "flags",
               "noise_estimate": "noise", "ood_score": "ood_score"}
@@ -101,8 +101,8 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, model: 
     out["model_seconds"] = 0.0
     for T in np.unique(temperatures):
         sel = temperatures == T
-        r = invert(y[sel], model, batch_size=batch_size, temperature=float(T), smoothing_meV=opts.smoothing_meV,
-                   valid_omega=src.valid, session=session, coverage=opts.uncertainty, impurity=opts.impurity)
+        r = engine.invert(y[sel], temperature=float(T), smoothing_meV=opts.smoothing_meV, valid_omega=src.valid,
+                          coverage=opts.uncertainty, impurity=opts.impurity)
         out["model_seconds"] += r.model_seconds
         for name, attr in fields.items():
             out[name][sel] = getattr(r, attr)
@@ -115,12 +115,10 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, model: 
     return out
 
 
-def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOptions = ArchiveOptions(), *,
-                   provider: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
+def invert_archive(input_path, output_path, engine: Engine, opts: ArchiveOptions = ArchiveOptions(), *,
                    chunk_spectra: int = DEFAULT_CHUNK_SPECTRA, progress=None, preview: int = 0,
-                   input_sha256: str | None = None, input_identity: tuple | None = None,
-                   threads: int | None = None) -> ArchiveSummary:
-    """Invert every spectrum of ``input_path`` and write ``output_path`` atomically and durably.
+                   input_sha256: str | None = None, input_identity: tuple | None = None) -> ArchiveSummary:
+    """Invert every spectrum of ``input_path`` with ``engine`` and write ``output_path`` atomically and durably.
 
     ``progress(done, total)`` is called with the numbers of spectra done and in all after each slab. ``preview`` > 0
     keeps that many first spectra (input on the model grid, glue, fit) in the summary for plots.
@@ -135,7 +133,10 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
     input_path = Path(input_path)
     check_encodable(input_path)
     out = check_output_path(output_path, input_path)
-    session = model.session(provider, threads=threads, tf32=opts.tf32)
+    model = engine.model
+    if engine.session.tf32 != opts.tf32:
+        raise ValueError(f"opts.tf32={opts.tf32} but the engine runs with tf32={engine.session.tf32}: they must agree "
+                         "(TF32 is part of an output's identity)")
     files.remove_stale_temporaries(out, all_writers=False)  # those of killed writers
     calibration_sha = calibration_digest(model)
     try:
@@ -190,7 +191,7 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
                         except Exception as e:  # truncated or corrupt data blocks surface only on read
                             raise ArchiveError(f"{input_path}: variable {opts.var!r} cannot be read ({e})") from None
                         future = worker.submit(invert_rows, raw.reshape(-1, raw.shape[-1]), src.temperatures(key),
-                                               src, model, opts, session=session, batch_size=batch_size)
+                                               src, engine, opts)
                         if pending is not None:
                             finish(*pending)
                         pending = (key, raw.shape[:-1], future)
@@ -199,9 +200,8 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
                 finally:
                     worker.shutdown(wait=False, cancel_futures=True)
                 _check_unchanged(input_path, before, model, calibration_sha)
-                nc.setncatts(provenance_attrs(src, model, opts, input_sha, session.provider,
+                nc.setncatts(provenance_attrs(src, model, opts, input_sha, engine.provider,
                                               str(ds.attrs.get("history", "")), counts, calibration_sha))
-            os.chmod(tmp, 0o644 & ~_umask())
             files.replace_durably(tmp, out)
         except BaseException as e:
             size = os.path.getsize(tmp) if os.path.exists(tmp) else 0
@@ -213,7 +213,7 @@ def invert_archive(input_path, output_path, model: LoadedModel, opts: ArchiveOpt
     if preview:
         preview_data = {k: np.asarray(v) for k, v in keep.items()}
         preview_data.update(omega=model.info.omega.values, Omega=model.info.Omega.values, lead=src.lead)
-    return ArchiveSummary(str(input_path), str(out), src.n_spectra, counts, session.provider, model.name,
+    return ArchiveSummary(str(input_path), str(out), src.n_spectra, counts, engine.provider, model.name,
                           model.sha256, input_sha, time.perf_counter() - t0, model_seconds, preview_data)
 
 
@@ -251,9 +251,3 @@ def _write_error(out: Path, exc: BaseException, written: int) -> ArchiveError:
     cause = "; ".join(causes) or "disk full, quota or I/O error"
     return ArchiveError(f"{out}: writing the output failed after {written} bytes ({exc}; {cause}); "
                         "the partial file was removed and any earlier output is untouched")
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

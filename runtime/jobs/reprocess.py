@@ -4,7 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rrim import files
-from rrim.inversion.engine import DEFAULT_BATCH_SIZE
+from rrim.inversion.engine import Engine
 from rrim.inversion.uncertainty import calibration_digest
 from rrim.io.provenance import read_provenance
 from rrim.io.schema import ArchiveOptions
@@ -23,17 +23,15 @@ def is_current(output, input_sha256: str, model: LoadedModel, opts: ArchiveOptio
         (provider is None or attrs.get("execution_provider") == provider)
 
 
-def reprocess_one(path, out, model: LoadedModel, opts: ArchiveOptions, *, provider: str, input_sha256: str,
-                  input_identity: tuple | None = None, batch_size: int = DEFAULT_BATCH_SIZE, progress=None,
-                  threads: int | None = None) -> dict:
+def reprocess_one(path, out, engine: Engine, opts: ArchiveOptions, *, input_sha256: str,
+                  input_identity: tuple | None = None, progress=None) -> dict:
     """One file of ``rrim reprocess`` (the caller holds the output folder's lock): remove temporary
-    files a killed run left for ``out``, invert atomically, and return the JSON-friendly record.
-    ``threads``: the session's intra-op threads (default: the CPUs available)."""
+    files a killed run left for ``out``, invert atomically with ``engine``, and return the JSON-friendly record."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(out)
-    s = invert_archive(path, out, model, opts, provider=provider, input_sha256=input_sha256,
-                       input_identity=input_identity, batch_size=batch_size, progress=progress, threads=threads)
+    s = invert_archive(path, out, engine, opts, input_sha256=input_sha256, input_identity=input_identity,
+                       progress=progress)
     return {"output": str(out), "n_spectra": s.n_spectra, "flag_counts": s.flag_counts, "seconds": round(s.seconds, 3)}
 
 

@@ -1,4 +1,5 @@
-"""Model files: the registry of installed models, verified loading, and golden parity (torch-free).
+"""Model files: where models are found (user folders, then rrim's own), their indexes, and verified
+loading (torch-free); golden parity is :mod:`rrim.models.golden`.
 
 Installed models live in ``rrim/data/models/`` beside ``index.json``, a mapping
 ``{name: {"file": "NAME.onnx", "sha256": "…", "form": "baked"|"input", …}}`` (optionally wrapped
@@ -17,11 +18,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from rrim.files import read_regular
-from rrim.models.modelfile import (INPUT_A, INPUT_P, INPUT_Y, MIN_OPSET, OUTPUT_X, ModelFileError, ModelInfo,
-                                   input_shapes)
+from rrim.models.modelfile import INPUT_Y, MIN_OPSET, OUTPUT_X, ModelFileError, ModelInfo, input_shapes
+from rrim.models.onnx_bytes import check_self_contained, onnx_opsets
 from rrim.models.sessions import make_session, sha256_bytes
 
 #: The data shipped inside the package: ``models/`` (index, ONNX files, cards) and ``examples/``.
@@ -31,10 +30,6 @@ MODELS_DIR = DATA_DIR / "models"
 MODEL_PATH_VARIABLE = "RRIM_MODEL_PATH"
 INDEX_FILE = "index.json"
 DEFAULT_MODEL = "rrim-default"
-#: Golden parity bar: max |x − x_golden| ≤ GOLDEN_RTOL · max |x_golden| (float32 with margin).
-GOLDEN_RTOL = 1e-4
-#: Golden-file array names: 'y' (scaled input) and 'x' (expected output), with accepted aliases.
-GOLDEN_ALIASES = {"y": ("y_scaled", "input"), "x": ("x_expected", "output")}
 #: Largest model file read (ONNX's protobuf limit) and largest index.json.
 MAX_MODEL_BYTES = 2 << 30
 MAX_INDEX_BYTES = 1 << 24
@@ -135,114 +130,6 @@ def installed_models(models_dir: Path | None = None) -> dict[str, IndexEntry]:
             raise ModelFileError(f"{index}: entry {name!r}: 'file' must name a file inside {folder}")
         out[name] = IndexEntry(name, folder / file, str(e["sha256"]).lower(), str(e.get("form", "")))
     return out
-
-
-def _varint(data: bytes, i: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if i >= len(data) or shift > 63:
-            raise ValueError("truncated varint")
-        b = data[i]
-        value |= (b & 0x7F) << shift
-        i += 1
-        if not b & 0x80:
-            return value, i
-        shift += 7
-
-
-def _fields(data: bytes):
-    """Top-level protobuf fields (number, wire type, value) of ``data``; raises ValueError if malformed."""
-    i = 0
-    while i < len(data):
-        key, i = _varint(data, i)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise ValueError("field number 0")
-        if wire == 0:
-            value, i = _varint(data, i)
-        elif wire == 1:
-            value, i = data[i:i + 8], i + 8
-        elif wire == 2:
-            n, i = _varint(data, i)
-            value, i = data[i:i + n], i + n
-        elif wire == 5:
-            value, i = data[i:i + 4], i + 4
-        else:
-            raise ValueError(f"wire type {wire}")
-        if i > len(data):
-            raise ValueError("truncated field")
-        yield number, wire, value
-
-
-def onnx_opsets(data: bytes, source: str) -> dict[str, int]:
-    """Opset imports of a serialized ONNX ModelProto ({domain: version}), parsed without ``onnx``.
-
-    Raises :class:`ModelFileError` when the bytes are not an ONNX model (no graph, no opset).
-    """
-    opsets, has_graph, has_ir = {}, False, False
-    try:
-        for number, wire, value in _fields(data):
-            if number == 1 and wire == 0:
-                has_ir = True
-            elif number == 7 and wire == 2:
-                has_graph = True
-            elif number == 8 and wire == 2:
-                domain, version = "", 1
-                for n2, w2, v2 in _fields(value):
-                    if n2 == 1 and w2 == 2:
-                        domain = v2.decode()
-                    elif n2 == 2 and w2 == 0:
-                        version = v2
-                opsets[domain] = version
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ModelFileError(f"{source}: not an ONNX model file ({e})") from None
-    if not (has_ir and has_graph and opsets):
-        raise ModelFileError(f"{source}: not an ONNX model file (no graph or opset import)")
-    return opsets
-
-
-#: Protobuf fields of an ONNX model that lead to tensors: message → {field number: message}.
-_TENSOR_FIELDS = {
-    "model": {7: "graph", 25: "function"},
-    "function": {7: "node"},
-    "graph": {1: "node", 5: "tensor", 15: "sparse"},
-    "node": {5: "attribute"},
-    "attribute": {5: "tensor", 6: "graph", 10: "tensor", 11: "graph", 22: "sparse", 23: "sparse"},
-    "sparse": {1: "tensor", 2: "tensor"},
-}
-
-
-def external_tensors(data: bytes, source: str) -> list[str]:
-    """Names of the tensors (initializers, constants, sparse tensors, in subgraphs and functions too) of a
-    serialized ONNX model that keep their data in external files; :class:`ModelFileError` if malformed."""
-    found, stack = [], [("model", memoryview(data))]
-    try:
-        while stack:
-            kind, blob = stack.pop()
-            if kind == "tensor":
-                name, external = "", False
-                for number, wire, value in _fields(blob):
-                    if number == 8 and wire == 2:
-                        name = bytes(value).decode("utf-8", "backslashreplace")
-                    elif (number == 13 and wire == 2) or (number == 14 and wire == 0 and value == 1):
-                        external = True  # external_data entries, or data_location = EXTERNAL
-                if external:
-                    found.append(name or "(unnamed)")
-                continue
-            stack.extend((_TENSOR_FIELDS[kind][number], value) for number, wire, value in _fields(blob)
-                         if wire == 2 and number in _TENSOR_FIELDS[kind])
-    except ValueError as e:
-        raise ModelFileError(f"{source}: not an ONNX model file ({e})") from None
-    return found
-
-
-def check_self_contained(data: bytes, source: str) -> None:
-    """Refuse a model whose weights live outside its file: the sha256 pin must cover every byte it runs."""
-    names = external_tensors(data, source)
-    if names:
-        shown = ", ".join(repr(n) for n in names[:5]) + (" …" if len(names) > 5 else "")
-        raise ModelFileError(f"{source}: tensor(s) {shown} keep their data in external files; an rrim model must be "
-                             "one self-contained file (its sha256 must cover the weights) — refusing it")
 
 
 def _grid_points(desc, name: str, source: str) -> int | None:
@@ -360,55 +247,3 @@ def _check_io(sess, info: ModelInfo, source: str) -> None:
     first = next(iter(want_in))
     if isinstance(got_in[first].shape[0], int):
         raise ModelFileError(f"{source}: input {first!r} has a fixed batch size {got_in[first].shape[0]}; the contract needs a dynamic batch axis")
-
-
-@dataclass(frozen=True)
-class GoldenCheck:
-    """Result of re-running a model's golden input: max abs error relative to max |x_golden|."""
-
-    model: str
-    golden: str
-    provider: str
-    max_rel_error: float
-    rtol: float
-
-    @property
-    def passed(self) -> bool:
-        return bool(np.isfinite(self.max_rel_error) and self.max_rel_error <= self.rtol)
-
-
-def check_golden(model: LoadedModel, provider: str = "cpu", rtol: float = GOLDEN_RTOL, golden: Path | None = None) -> GoldenCheck:
-    """Re-run the golden ``.npz`` through onnxruntime alone and compare (see :data:`GOLDEN_RTOL`).
-
-    For the 'input' form, ``A`` and ``P`` come from the file if present, else from the shared
-    physics at the model's temperature (A/s and P at h).
-    """
-    path = Path(golden) if golden is not None else model.golden
-    if not path.is_file():
-        raise ModelFileError(f"{model.path}: golden file {path.name} is missing")
-    try:
-        with np.load(path, allow_pickle=False) as g:
-            arrays = {k: g[k] for k in g.files}
-    except (OSError, ValueError) as e:
-        raise ModelFileError(f"{path}: unreadable golden file ({e})") from None
-    for name, aliases in GOLDEN_ALIASES.items():  # the contract's names first; exporters' common spellings too
-        found = next((a for a in (name, *aliases) if a in arrays), None)
-        if found is None:
-            raise ModelFileError(f"{path}: golden file needs arrays 'y' and 'x', has {sorted(arrays)}")
-        arrays[name] = arrays[found]
-    wanted = input_shapes(model.info)
-    feeds = {INPUT_Y: np.ascontiguousarray(arrays["y"], dtype=np.float32)} if INPUT_Y in wanted else {}
-    if model.form == "input" and not model.info.adaptive:
-        op = model.info.base_operator()
-        feeds[INPUT_A] = np.asarray(arrays.get("A", op.scaled_matrix), dtype=np.float32)
-        feeds[INPUT_P] = np.asarray(arrays.get("P", op.preconditioner(model.info.h)), dtype=np.float32)
-    missing = [k for k in wanted if k not in feeds and k not in arrays]
-    if missing:
-        raise ModelFileError(f"{path}: golden file lacks the model inputs {missing}")
-    feeds.update({k: np.ascontiguousarray(arrays[k], dtype=np.float32) for k in wanted if k not in feeds})
-    session = model.session(provider)
-    x = session.run(feeds)
-    ref = np.asarray(arrays["x"], dtype=np.float64)
-    scale = float(np.max(np.abs(ref))) or 1.0
-    err = float(np.max(np.abs(x - ref)) / scale) if x.shape == ref.shape else float("inf")
-    return GoldenCheck(model.name, str(path), session.provider, err, rtol)

@@ -8,23 +8,25 @@ A :class:`Session` pickles as its description (path, sha256, provider, options) 
 onnxruntime session lazily in the receiving process: onnxruntime sessions never travel.
 
 Threads on the CPU: ``threads`` is how many CPUs a session may use. Its onnxruntime session runs
-each call on one intra-op thread, and :meth:`Session.run_batches` runs up to ``threads`` calls
-at once (onnxruntime's ``run`` is thread-safe and releases the GIL): measured on this model's
-thin convolutions, two concurrent one-thread calls gave ~2× the throughput of one two-thread
-call (benchmarks/PERFORMANCE.md). On CUDA the calls run one after another.
+each call on one intra-op thread, and an :class:`~rrim.inversion.engine.Engine` runs up to
+``threads`` calls at once (onnxruntime's ``run`` is thread-safe and releases the GIL): measured on
+this model's thin convolutions, two concurrent one-thread calls gave ~2× the throughput of one
+two-thread call (benchmarks/PERFORMANCE.md). On CUDA the calls run one after another.
+
+The session cache (:data:`_CACHE`, with the record of CUDA failures) is the one piece of
+process-wide state: engines come and go, the onnxruntime sessions they use stay built.
 """
 from __future__ import annotations
 
 import hashlib
 import logging
 import os
+import platform
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from rrim.models.modelfile import PER_ROW
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,15 @@ def available_cpus() -> int:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         return max(1, os.cpu_count() or 1)
+
+
+def cpu_name() -> str:
+    """The CPU's model name (from /proc/cpuinfo), else what ``platform`` knows of it."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            return next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine() or "unknown CPU"
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -110,32 +121,6 @@ class Session:
             return run_bound(self.ort_session, feeds, "cuda")
         return self.ort_session.run(None, feeds)[0]
 
-    def run_batches(self, feeds: list[dict[str, np.ndarray]]) -> list[np.ndarray]:
-        """:meth:`run` on each of ``feeds``, outputs in order. On the CPU a feed's per-spectrum inputs
-        (:data:`rrim.models.modelfile.PER_ROW`) are cut into calls of at most :data:`CPU_CALL_ROWS` rows (the
-        rows are independent), and up to ``threads`` calls run at once: large batches neither leave
-        CPUs idle nor outgrow the cache."""
-        if self.provider != "cpu":
-            return [self.run(f) for f in feeds]
-        calls, owner = [], []
-        for i, f in enumerate(feeds):
-            per_row = [k for k in PER_ROW if k in f]
-            rows = len(f[per_row[0]])
-            for start in range(0, max(rows, 1), CPU_CALL_ROWS):
-                calls.append({**f, **{k: f[k][start:start + CPU_CALL_ROWS] for k in per_row}})
-                owner.append(i)
-        outs = ([self.run(c) for c in calls] if self.threads == 1 or len(calls) < 2
-                else list(_pool(self.threads).map(self.run, calls)))
-        parts: list[list[np.ndarray]] = [[] for _ in feeds]
-        for i, out in zip(owner, outs):
-            parts[i].append(out)
-        return [p[0] if len(p) == 1 else np.concatenate(p) for p in parts]
-
-
-#: Rows per model call on the CPU (run_batches): throughput per call was flat from 16 to 64 rows and
-#: fell beyond 128 on this model (benchmarks/PERFORMANCE.md).
-CPU_CALL_ROWS = 64
-
 
 def run_bound(sess, feeds: dict[str, np.ndarray], device: str) -> np.ndarray:
     """One call with I/O binding: inputs copied to ``device`` once, the output allocated there by
@@ -146,20 +131,6 @@ def run_bound(sess, feeds: dict[str, np.ndarray], device: str) -> np.ndarray:
     binding.bind_output(sess.get_outputs()[0].name, device)
     sess.run_with_iobinding(binding)
     return binding.copy_outputs_to_cpu()[0]
-
-
-_POOLS: dict[tuple, "object"] = {}
-
-
-def _pool(workers: int):
-    """A thread pool of ``workers`` for this process (a forked child builds its own)."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    key = (os.getpid(), workers)
-    with _LOCK:
-        if key not in _POOLS:
-            _POOLS[key] = ThreadPoolExecutor(workers, thread_name_prefix="rrim-batch")
-        return _POOLS[key]
 
 
 def _key(path: str, sha256: str, provider: str, tf32: bool, threads: int) -> tuple:
@@ -200,7 +171,7 @@ def _session_options(threads: int):
 def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
     """An ``ort.InferenceSession`` on ``provider`` ('cpu' or 'cuda') from a self-contained model's bytes
     (one whose tensors name external files is refused); raises on failure."""
-    from rrim.models.loading import check_self_contained
+    from rrim.models.onnx_bytes import check_self_contained
 
     check_self_contained(data, source)
 
@@ -208,7 +179,7 @@ def _build(data: bytes, provider: str, tf32: bool, threads: int, source: str):
         providers = [("CUDAExecutionProvider", {"use_tf32": "1" if tf32 else "0"}), "CPUExecutionProvider"]
     else:
         providers = ["CPUExecutionProvider"]
-    # CPU: one intra-op thread per call, parallel calls (Session.run_batches) use the other CPUs
+    # CPU: one intra-op thread per call, parallel calls (Engine.run) use the other CPUs
     intra = threads if provider == "cuda" else 1
     sess = onnxruntime().InferenceSession(data, sess_options=_session_options(intra), providers=providers)
     if provider == "cuda" and sess.get_providers()[0] != "CUDAExecutionProvider":
@@ -222,7 +193,7 @@ def make_session(model_path, provider: str = "auto", *, tf32: bool = False, thre
     """A cached session for ``model_path`` on ``provider`` ('auto', 'cpu' or 'cuda').
 
     ``threads``: CPUs the session may use (default: those available to this process) — on the CPU as
-    concurrent one-thread calls (:meth:`Session.run_batches`), on CUDA as intra-op threads. ``tf32``: allow
+    concurrent one-thread calls (:meth:`rrim.inversion.engine.Engine.run`), on CUDA as intra-op threads. ``tf32``: allow
     TF32 matrix products on CUDA (off by default: it changes results at the 1e-3 level).
     ``sha256``: if given, the file's bytes must match it (:class:`~rrim.models.modelfile.ModelFileError`).
     Raises :class:`ProviderUnavailable` for 'cuda' when CUDA cannot run; 'auto' then uses CPU.

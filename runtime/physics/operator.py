@@ -4,6 +4,10 @@ A_ij = K(ω_i, Ω_j, T)·ΔΩ_j (meV): the trapezoid weights sit inside A so tha
 keeps its physical meaning and y_i = 1/τ(ω_i) in meV. Spectra are rows: x has shape (..., n_Ω),
 y has shape (..., n_ω). The learned and classical solvers work in *scaled* units y/s and A/s
 (s = :data:`DEFAULT_SCALE` meV by default), where h = 0.01 regularizes sensibly.
+
+A :class:`ForwardOperator` is also a linear operator in scipy's sense (``shape``, ``dtype``,
+``matvec``, ``rmatvec``, ``matmat``, ``rmatmat`` on columns): ``scipy.sparse.linalg.aslinearoperator(op)``,
+``lsqr(op, y)`` and the like take it as it is; :func:`dot_test` checks any such operator's adjoint.
 """
 from __future__ import annotations
 
@@ -101,6 +105,25 @@ class ForwardOperator:
     def shape(self) -> tuple[int, int]:
         return len(self.omega), len(self.Omega)
 
+    #: dtype of A (scipy's linear-operator protocol)
+    dtype = np.dtype(np.float64)
+
+    def matvec(self, x) -> np.ndarray:
+        """A x for one glue function x (n_Ω,) → (n_ω,) meV (scipy's protocol: one column)."""
+        return self.matrix @ np.asarray(x, dtype=np.float64).reshape(-1)
+
+    def rmatvec(self, y) -> np.ndarray:
+        """Aᵀ y for one spectrum y (n_ω,) → (n_Ω,)."""
+        return self.matrix.T @ np.asarray(y, dtype=np.float64).reshape(-1)
+
+    def matmat(self, X) -> np.ndarray:
+        """A X for glue functions as columns, X (n_Ω, k) → (n_ω, k)."""
+        return self.matrix @ np.asarray(X, dtype=np.float64)
+
+    def rmatmat(self, Y) -> np.ndarray:
+        """Aᵀ Y for spectra as columns, Y (n_ω, k) → (n_Ω, k)."""
+        return self.matrix.T @ np.asarray(Y, dtype=np.float64)
+
     @cached_property
     def kernel_matrix(self) -> np.ndarray:
         """K(ω_i, Ω_j, T), shape (n_ω, n_Ω), float64, read-only."""
@@ -153,8 +176,9 @@ class ForwardOperator:
             cache[h] = p
         return cache[h]
 
-    def gradient(self, y_scaled, x, h: float = DEFAULT_H) -> np.ndarray:
-        """Preconditioned-Landweber step ∇ = P(y/s − Aₛx) for rows y_scaled (..., n_ω), x (..., n_Ω)."""
+    def preconditioned_residual(self, y_scaled, x, h: float = DEFAULT_H) -> np.ndarray:
+        """P(y/s − Aₛx) for rows y_scaled (..., n_ω), x (..., n_Ω) → (..., n_Ω): the residual mapped back by
+        P; x + P(y/s − Aₛx) is one iterated-Tikhonov step (the ∇_t the rRIM is fed)."""
         y = self._check_last(y_scaled, len(self.omega), "y")
         x = self._check_last(x, len(self.Omega), "x")
         try:
@@ -207,3 +231,19 @@ class ForwardOperator:
             raise ValueError(f"temperature: the {self.kernel.name!r} kernel has no temperature; "
                              f"it cannot be evaluated at {temperature!r} K")
         return ForwardOperator(self.omega, self.Omega, temperature, self.kernel, self.scale)
+
+
+def dot_test(op, rng=None, samples: int = 3, rtol: float = 1e-12) -> bool:
+    """The dot test: ⟨A x, y⟩ = ⟨x, Aᵀ y⟩ for ``samples`` random x, y, to within ``rtol`` of
+    Σ|A x|·|y| + Σ|x|·|Aᵀ y| (float64 rounding is ~n·1e-16 of that). ``op``: a :class:`ForwardOperator`
+    or anything :func:`scipy.sparse.linalg.aslinearoperator` accepts; ``rng``: a seed or Generator.
+    True when the adjoint matches the forward operator."""
+    from scipy.sparse.linalg import aslinearoperator
+
+    lin, rng = aslinearoperator(op), np.random.default_rng(rng)
+    for _ in range(int(samples)):
+        x, y = rng.standard_normal(lin.shape[1]), rng.standard_normal(lin.shape[0])
+        ax, aty = lin.matvec(x), lin.rmatvec(y)
+        if not abs(ax @ y - x @ aty) <= rtol * (np.abs(ax) @ np.abs(y) + np.abs(x) @ np.abs(aty)):
+            return False
+    return True

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rrim.physics.glue_families import refined_grid
 from rrim.physics.grids import Grid
 from rrim.physics.operator import ForwardOperator
-from rrim.physics.synthetic import add_noise, low_energy_factor, refined_grid
+from rrim.physics.synthetic import add_noise, low_energy_factor
 
 FAMILIES = ("mmp_mode", "two_modes", "phonon_lines", "plateau", "eliashberg")
 SIGMAS = (1e-4, 1e-3, 1e-2)

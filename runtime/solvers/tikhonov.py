@@ -138,7 +138,7 @@ class IteratedTikhonov:
         iterates = np.empty((self.n_steps,) + x.shape)
         for k in range(self.n_steps):
             if plain:
-                x = x + op.gradient(z, x, h)
+                x = x + op.preconditioned_residual(z, x, h)
             else:
                 x = x + (z - x @ system.matrix.T) @ system.preconditioner(h).T
             iterates[k] = x
