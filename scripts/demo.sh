@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q -U pip
-.venv/bin/python -m pip install -q -e '.[cpu,plot]'
+.venv/bin/python -m pip install -q -e '.[plot]'
 mkdir -p out
 .venv/bin/rrim invert --example -o out/example_glue.nc --plot out/example_glue.png --report out/example_glue.json
 echo "glue functions: $(pwd)/out/example_glue.nc"

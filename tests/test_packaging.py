@@ -31,13 +31,16 @@ def test_one_version_source(project):
 
 
 def test_no_install_brings_both_onnx_runtimes(project):
-    """The two wheels both provide the module onnxruntime: base and every extra bring at most one, and
-    only the cpu and gpu extras bring one at all."""
+    """The two wheels both provide the module onnxruntime: `pip install .` brings the CPU one (the runtime
+    works out of the box), no extra brings either, and the documented GPU recipe swaps them."""
     runtimes = {"onnxruntime", "onnxruntime-gpu"}
-    assert not names(project["project"]["dependencies"]) & runtimes
+    assert names(project["project"]["dependencies"]) & runtimes == {"onnxruntime"}
     extras = {k: names(v) & runtimes for k, v in project["project"]["optional-dependencies"].items()}
-    assert extras.pop("cpu") == {"onnxruntime"} and extras.pop("gpu") == {"onnxruntime-gpu"}
     assert not any(extras.values()), extras
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install . && pip uninstall -y onnxruntime && pip install 'onnxruntime-gpu>=1.19'" in readme
+    cuda = (ROOT / "containers" / "requirements-cuda.txt").read_text()
+    assert re.search(r"^onnxruntime-gpu==", cuda, re.M) and not re.search(r"^onnxruntime==", cuda, re.M)
 
 
 def test_setuptools_floor_knows_spdx_licenses(project):
@@ -55,5 +58,5 @@ def test_missing_onnxruntime_says_what_to_install(monkeypatch):
     from rrim.models.sessions import onnxruntime
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # import fails as if no wheel were installed
-    with pytest.raises(ImportError, match=r"rrim\[cpu\].*rrim\[gpu\].*never both"):
+    with pytest.raises(ImportError, match=r"pip install onnxruntime \(CPU\) or onnxruntime-gpu \(CUDA\), never both"):
         onnxruntime()

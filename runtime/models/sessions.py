@@ -67,12 +67,12 @@ def sha256_bytes(data: bytes) -> str:
 
 
 def onnxruntime():
-    """The onnxruntime module, from whichever of its two wheels is installed (``rrim[cpu]``: onnxruntime,
-    ``rrim[gpu]``: onnxruntime-gpu); an ImportError saying what to install when neither is."""
+    """The onnxruntime module, from whichever of its two wheels is installed (onnxruntime, a dependency of
+    rrim, or onnxruntime-gpu in its place); an ImportError saying what to install when neither is."""
     try:
         import onnxruntime as ort
     except ImportError:
-        raise ImportError("onnxruntime is not installed: pip install 'rrim[cpu]' (CPU) or 'rrim[gpu]' (CUDA), "
+        raise ImportError("onnxruntime is not installed: pip install onnxruntime (CPU) or onnxruntime-gpu (CUDA), "
                           "never both in one environment") from None
     return ort
 
@@ -210,7 +210,7 @@ def make_session(model_path, provider: str = "auto", *, tf32: bool = False, thre
     if provider == "cuda" and not cuda_built:
         raise ProviderUnavailable(
             "provider 'cuda': this onnxruntime has no CUDAExecutionProvider "
-            f"(available: {available_providers()}); install rrim[gpu] instead of rrim[cpu] or use --provider cpu")
+            f"(available: {available_providers()}); replace onnxruntime by onnxruntime-gpu (README, GPU) or use --provider cpu")
     # 'auto' tries CUDA first unless this onnxruntime lacks it or it already failed in this process
     cuda_viable = cuda_built and (os.getpid(), str(path)) not in _CUDA_FAILED
     candidates = ["cuda", "cpu"] if provider == "auto" and cuda_viable else ["cpu"] if provider == "auto" else [provider]
