@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from rrim.inversion.engine import invert
+from shipped_at import model_bytes
 from rrim.models.loading import MODELS_DIR, load_model
 from rrim.physics.synthetic import DatasetSettings, make_dataset
 
@@ -43,9 +43,7 @@ def old_models(commit: str, folder: Path) -> dict:
     """The shipped models of ``commit`` (ONNX files from git), loaded by path."""
     out = {}
     for name in NAMES:
-        blob = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:runtime/models/{name}.onnx"],
-                              capture_output=True, check=True).stdout
-        (folder / f"{name}.onnx").write_bytes(blob)
+        (folder / f"{name}.onnx").write_bytes(model_bytes(commit, name))
         out[f"{name} (before, {commit})"] = load_model(folder / f"{name}.onnx")
     return out
 

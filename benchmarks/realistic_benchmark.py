@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from rrim.inversion.engine import invert
+from shipped_at import model_bytes
 from rrim.inversion.feeds import mask_aware
 from rrim.inversion.regularization import choose_weights, masked_svd, tikhonov_step
 from rrim.models.loading import load_model
@@ -126,9 +126,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.before:
             old = Path(tmp) / "rrim-default.onnx"
-            old.write_bytes(subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "show",
-                                            f"{args.before}:runtime/models/rrim-default.onnx"],
-                                           capture_output=True, check=True).stdout)
+            old.write_bytes(model_bytes(args.before, "rrim-default"))
             models.append(load_model(old))
         result = run(models, args.n_per_file)
     command = " ".join(["python benchmarks/realistic_benchmark.py", *(argv if argv is not None else sys.argv[1:])])
