@@ -147,6 +147,8 @@ def test_interrupted_run_resumes_to_the_same_numbers(smoke, tmp_path, monkeypatc
     monkeypatch.setattr(ex, "fit", real_fit)
     resumed, text = _run(tmp_path)
     assert resumed["pieces"]["reused"] > 0
+    assert [i["completed"] for i in resumed["invocations"]] == [False, True]  # the interrupted one counts too
+    assert "all 2 invocation(s) on this work" in text
     for key in ("records", "bars", "weights"):
         assert resumed[key] == uninterrupted[key], key
     for family, found in uninterrupted["search"].items():  # the same choice from the same validation numbers
