@@ -27,8 +27,8 @@ import numpy as np  # noqa: E402
 import scipy  # noqa: E402
 
 import rrim  # noqa: E402
+from rrim.physics.synthetic import DatasetSettings, make_dataset  # noqa: E402
 from rrim.solvers import NNLS, IteratedTikhonov, MaxEnt, Tikhonov, TruncatedSVD, tune_tikhonov_weight  # noqa: E402
-from rrim.synthetic import DatasetSettings, make_dataset  # noqa: E402
 
 NOISE_LEVELS = (1e-3, 1e-2)
 REPORT = Path(__file__).with_name("classical_solvers.md")
@@ -93,12 +93,9 @@ def table(rows: list[dict]) -> str:
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from rrim.models.sessions import cpu_name
+
+    cpu = cpu_name()
     load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
     return (f"{platform.platform()}; {cpu}; {os.cpu_count()} CPUs (load average at start {load}); "
             f"Python {platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, "
@@ -122,7 +119,7 @@ def main(argv=None) -> int:
         f"Date: {started:%Y-%m-%d %H:%M} UTC  ",
         f"Machine: {machine()}",
         "",
-        f"Operator: {op!r}. Data: `rrim.synthetic.make_dataset` (Gaussian mixtures, noise σ·max(y)), "
+        f"Operator: {op!r}. Data: `rrim.physics.synthetic.make_dataset` (Gaussian mixtures, noise σ·max(y)), "
         f"seed {args.seed}, {10 * args.n_test} spectra per σ split 0.8/0.1/0.1; every solver runs on all "
         f"{args.n_test} test spectra; the validation split tunes the 'tuned' weight μ (scaled units, as h). "
         "MSE is over spectra and Ω points (x dimensionless); relative L2 is ‖x − x_true‖/‖x_true‖ per "

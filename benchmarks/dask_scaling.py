@@ -26,7 +26,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from runtime_throughput import machine, write_archive  # noqa: E402
 
-from rrim.sessions import available_cpus  # noqa: E402
+from rrim.models.sessions import available_cpus  # noqa: E402
 
 REPORT = ROOT / "benchmarks" / "DASK_SCALING.md"
 SETTINGS = {"serial": [], "1 Dask worker": ["--dask-workers", "1"], "2 Dask workers": ["--dask-workers", "2"]}
@@ -98,7 +98,7 @@ def main(argv=None) -> None:
         "times vary from run to run; the settings of each round ran back to back in a rotating order, and the ratios "
         "are the result.",
         "",
-        f"Threads: each process runs its own onnxruntime session (`rrim.sessions`), whose CPU calls run on one "
+        f"Threads: each process runs its own onnxruntime session (`rrim.models.sessions`), whose CPU calls run on one "
         f"intra-op thread each with up to `threads` calls at once. Serially the one session uses all {cpus} cores; on a "
         f"local cluster of N workers each worker's session gets {cpus}/N of them (`rrim.plugins.distributed`): "
         f"1 worker uses all {cpus} cores, 2 workers {max(1, cpus // 2)} each, one thread per worker for Dask "

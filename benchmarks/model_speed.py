@@ -2,7 +2,7 @@
 
     nice .venv/bin/python benchmarks/model_speed.py [--before COMMIT] [--spectra 2048] [--repeats 7]
 
-Every model inverts the same synthetic spectra (σ = 1e-3) through `rrim.inversion.invert` (the whole
+Every model inverts the same synthetic spectra (σ = 1e-3) through `rrim.inversion.engine.invert` (the whole
 runtime path: scaling, per-spectrum weights, the session, data-consistency steps, refit, flags) at
 batch 64 on all CPUs, in one loop, round-robin with the order rotating each round after a warm-up
 round; median and min–max spectra/s. "Before" models are read from git at ``--before`` (default: the
@@ -15,7 +15,6 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,9 +22,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rrim.inversion import invert
-from rrim.models import MODELS_DIR, load_model
-from rrim.synthetic import DatasetSettings, make_dataset
+from rrim.inversion.engine import invert
+from shipped_at import model_bytes
+from rrim.models.loading import MODELS_DIR, load_model
+from rrim.physics.synthetic import DatasetSettings, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "e0d954a"
@@ -43,9 +43,7 @@ def old_models(commit: str, folder: Path) -> dict:
     """The shipped models of ``commit`` (ONNX files from git), loaded by path."""
     out = {}
     for name in NAMES:
-        blob = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:runtime/models/{name}.onnx"],
-                              capture_output=True, check=True).stdout
-        (folder / f"{name}.onnx").write_bytes(blob)
+        (folder / f"{name}.onnx").write_bytes(model_bytes(commit, name))
         out[f"{name} (before, {commit})"] = load_model(folder / f"{name}.onnx")
     return out
 
@@ -79,7 +77,7 @@ def main(argv=None) -> int:
     lines = [
         "# Model throughput, side by side", "",
         f"Command: `{cmd.strip()}`; {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {time.perf_counter() - start:.0f} s; "
-        f"{machine()}. {args.spectra} spectra (σ = 1e-3) through `rrim.inversion.invert`, batch 64, all CPUs, "
+        f"{machine()}. {args.spectra} spectra (σ = 1e-3) through `rrim.inversion.engine.invert`, batch 64, all CPUs, "
         f"{args.repeats} rounds after a warm-up, order rotating; median (min–max).", "",
         "| model | spectra/s | ratio to rrim-default (now) |", "|---|---:|---:|",
         *[f"| {k} | {med[k]:,.0f} ({min(rates[k]):,.0f}–{max(rates[k]):,.0f}) | {med[k] / new_default:.2f} |" for k in names],

@@ -11,13 +11,13 @@ min–max over the repeats:
   element-wise ops counted apart, not in the floor) over numpy's float32 GEMM rate measured in the
   same rounds, on a 1024³ product (the BLAS peak: the floor) and on the model's largest conv written
   as a GEMM at batch 64 (what the model's own shapes allow);
-- the runtime (`rrim.inversion.invert`: scaling, the one float32 cast, the model, refit and
+- the runtime (`rrim.inversion.engine.invert`: scaling, the one float32 cast, the model, refit and
   residuals) at batch sizes 1…1024 on 1 or 2 CPUs (a session's ``threads``: concurrent one-thread
-  calls, see rrim.sessions), as a share of the floor;
+  calls, see rrim.models.sessions), as a share of the floor;
 - peers on the same spectra: onnxruntime's bare session call, PyTorch eager with the checkpoint's
   weights (`torch.inference_mode`, same threads), iterated and tuned Tikhonov in numpy, NNLS and
   MEM (`rrim.solvers`, on a subset);
-- the archive job (`rrim.archives.invert_archive`, in process, NetCDF in cm⁻¹ on 250 ω points)
+- the archive job (`rrim.jobs.invert.invert_archive`, in process, NetCDF in cm⁻¹ on 250 ω points)
   against in-memory `invert` of as many spectra;
 - afterwards, once each: peak resident memory of the `rrim invert` job in a fresh process at 1e4
   and 1e5 spectra (and 1e6 with --large), with benchmarks/runtime_throughput.py's archive code.
@@ -36,12 +36,13 @@ from pathlib import Path
 
 import numpy as np
 
-from rrim.archives import invert_archive
 from rrim.export.flops import ELEMENTWISE, gemm_rate, graph_counts
-from rrim.inversion import DEFAULT_BATCH_SIZE, invert, model_feeds, physics_at
-from rrim.models import load_model
-from rrim.sessions import available_cpus, make_session
-from rrim.synthetic import DatasetSettings, make_dataset
+from rrim.inversion.engine import DEFAULT_BATCH_SIZE, Engine, invert
+from rrim.inversion.feeds import model_feeds, physics_at
+from rrim.jobs.invert import invert_archive
+from rrim.models.loading import load_model
+from rrim.models.sessions import available_cpus, make_session
+from rrim.physics.synthetic import DatasetSettings, make_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "benchmarks" / "PERFORMANCE.md"
@@ -92,10 +93,9 @@ def contenders(model, op, y, y_val, x_val, args, tmp: Path) -> tuple[dict, list[
     cpus = available_cpus()
     out = {}
     for threads in sorted({1, cpus}):
-        session = make_session(model.path, "cpu", threads=threads, sha256=model.sha256)
         for b in BATCHES:
-            out[f"runtime invert, batch {b}, {threads} thr"] = (
-                lambda s=session, b=b: invert(y, model, batch_size=b, session=s), len(y))
+            engine = Engine(model, "cpu", threads=threads, batch_size=b)
+            out[f"runtime invert, batch {b}, {threads} thr"] = (lambda e=engine: e.invert(y), len(y))
     session = make_session(model.path, "cpu", threads=cpus, sha256=model.sha256)
     physics = physics_at(model, model.info.temperature)
     b = DEFAULT_BATCH_SIZE
@@ -123,7 +123,7 @@ def contenders(model, op, y, y_val, x_val, args, tmp: Path) -> tuple[dict, list[
     write_archive(tmp / "archive.nc", n)
     y_mem = spectra(n, model.info.omega.values, np.random.default_rng(SEED))
     out[f"archive job, {n} spectra (invert_archive)"] = (
-        lambda: invert_archive(tmp / "archive.nc", tmp / "out.nc", model, provider="cpu"), n)
+        lambda: invert_archive(tmp / "archive.nc", tmp / "out.nc", Engine(model, "cpu")), n)
     out[f"in-memory invert, {n} spectra"] = (lambda: invert(y_mem, model, provider="cpu"), n)
     notes = [torch_note, f"Tikhonov weight tuned on {len(y_val)} validation spectra: {weight:.3g}."]
     return out, notes
@@ -267,7 +267,7 @@ def main(argv=None) -> None:
     L.append(f"- ≥ 40 % of the floor at every batch ≥ 16 ({cpus} threads): worst **{pct16:.0f} %** (batch {batch_of(worst16)}) — "
              + ("met." if pct16 >= 40 else f"missed by {40 - pct16:.0f} percentage points. Where the fall is at large "
                 "batches, the likely cause is that the activations (channels × 200 points × batch, per step) outgrow the "
-                "cache. `rrim invert`/`reprocess` choose their batch by measurement (rrim.tuning) among 16…256."))
+                "cache. `rrim invert`/`reprocess` choose their batch by measurement (rrim.inversion.tuning) among 16…256."))
     if torch_rows:
         t_same = med[f"PyTorch eager, batch {DEFAULT_BATCH_SIZE}, {cpus} thr"]
         r_def = med[f"runtime invert, batch {DEFAULT_BATCH_SIZE}, {cpus} thr"]

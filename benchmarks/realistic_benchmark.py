@@ -1,10 +1,10 @@
-"""The realistic benchmark: rRIM models against Tikhonov on :mod:`rrim.realistic_set` (glue shapes no
+"""The realistic benchmark: rRIM models against Tikhonov on :mod:`rrim.physics.realistic_set` (glue shapes no
 training draws, FTIR-like measured ranges with gaps, noise 1e-4…1e-2), through the runtime only.
 
     python benchmarks/realistic_benchmark.py [--model NAME_OR_PATH ...] [--out docs/experiments/REALISTIC.md]
 
 Per file and method: the median relative L2 error ‖x̂ − x‖/‖x‖ over its spectra. Methods: each
-model through :func:`rrim.inversion.invert` (mask-aware models get the measured-ω mask; others get
+model through :func:`rrim.inversion.engine.invert` (mask-aware models get the measured-ω mask; others get
 the measured values interpolated across gaps and held at the edges, as ``--crop`` does), Tikhonov
 on the measured points with the *best weight per file* (an oracle: the weight of the grid with the
 lowest median error on that file's truth) and Tikhonov with GCV per spectrum. Also the rRIM's
@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,10 +23,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rrim.inversion import invert, mask_aware
-from rrim.models import load_model
-from rrim.realistic_set import FAMILIES, SIGMAS, benchmark_files
-from rrim.regularization import choose_weights, masked_svd, tikhonov_step
+from rrim.inversion.engine import invert
+from shipped_at import model_bytes
+from rrim.inversion.feeds import mask_aware
+from rrim.inversion.regularization import choose_weights, masked_svd, tikhonov_step
+from rrim.models.loading import load_model
+from rrim.physics.realistic_set import FAMILIES, SIGMAS, benchmark_files
 from rrim.solvers import parameter_choice as pc
 
 BAR = 0.8
@@ -90,7 +91,7 @@ def report(result: dict, models: list, command: str, seconds: float) -> str:
         f"{platform.machine()} {platform.system()}, Python {platform.python_version()}.",
         "",
         f"{result['files']} files × {result['spectra'] // result['files']} spectra ({', '.join(FAMILIES)} × σ ∈ "
-        f"{{{', '.join(f'{s:g}' for s in SIGMAS)}}}, 100 K), made by `rrim.realistic_set.benchmark_files` "
+        f"{{{', '.join(f'{s:g}' for s in SIGMAS)}}}, 100 K), made by `rrim.physics.realistic_set.benchmark_files` "
         "(seeded): glue shapes no training draws, spectra from a 4× finer Ω grid, FTIR-like measured ranges "
         "(5–12 … 250–390 meV, CO₂ band, dead channels). Cells: median relative L2 error ‖x̂ − x‖/‖x‖.",
         "",
@@ -125,9 +126,7 @@ def main(argv=None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         if args.before:
             old = Path(tmp) / "rrim-default.onnx"
-            old.write_bytes(subprocess.run(["git", "-C", str(Path(__file__).resolve().parents[1]), "show",
-                                            f"{args.before}:runtime/models/rrim-default.onnx"],
-                                           capture_output=True, check=True).stdout)
+            old.write_bytes(model_bytes(args.before, "rrim-default"))
             models.append(load_model(old))
         result = run(models, args.n_per_file)
     command = " ".join(["python benchmarks/realistic_benchmark.py", *(argv if argv is not None else sys.argv[1:])])

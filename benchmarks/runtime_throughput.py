@@ -6,7 +6,7 @@
 Measures, for the shipped default model when installed (else a labelled fixture model: 15 steps
 of projected iterated Tikhonov built with ``onnx``, same contract, far fewer FLOPs than the rRIM):
 
-- in-memory batch inversion (``rrim.inversion.invert``) in spectra/s, per batch size (median of
+- in-memory batch inversion (``rrim.inversion.engine.invert``) in spectra/s, per batch size (median of
   repeats after a warm-up, with the spread);
 - the whole archive job (``rrim invert`` in a fresh process on a NetCDF archive in cm⁻¹ on a
   250-point grid) in spectra/s, the fraction of its wall time spent outside the model's session
@@ -29,10 +29,11 @@ from pathlib import Path
 import numpy as np
 
 import rrim
-from rrim.inversion import DEFAULT_BATCH_SIZE, invert
-from rrim.models import DEFAULT_MODEL, installed_models, load_model
-from rrim.sessions import available_cpus
-from rrim.synthetic import add_noise, realistic_glue
+from rrim.inversion.engine import DEFAULT_BATCH_SIZE, Engine
+from rrim.models.loading import DEFAULT_MODEL, installed_models, load_model
+from rrim.models.sessions import available_cpus, cpu_name
+from rrim.physics.glue_families import realistic_glue
+from rrim.physics.synthetic import add_noise
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "benchmarks" / "runtime_throughput.md"
@@ -53,11 +54,9 @@ print(json.dumps({"hwm_kib": hwm, "exit": code}), file=sys.stderr)
 
 
 def machine() -> str:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     import onnxruntime
 
-    return (f"{cpu}; {available_cpus()} CPUs available to the process; {platform.platform()}; "
+    return (f"{cpu_name()}; {available_cpus()} CPUs available to the process; {platform.platform()}; "
             f"Python {platform.python_version()}; onnxruntime {onnxruntime.__version__}; numpy {np.__version__}")
 
 
@@ -80,14 +79,14 @@ def spectra(n: int, w_meV: np.ndarray, rng) -> np.ndarray:
 
 def in_memory(model, n: int, repeats: int) -> list[dict]:
     y = spectra(n, model.info.omega.values, np.random.default_rng(SEED))
-    session = model.session("cpu")
     rows = []
     for b in BATCHES:
-        invert(y[: min(n, 4 * b)], model, batch_size=b, session=session)  # warm-up
+        engine = Engine(model, "cpu", batch_size=b)
+        engine.invert(y[: min(n, 4 * b)])  # warm-up
         rates, fracs = [], []
         for _ in range(repeats):
             t = time.perf_counter()
-            r = invert(y, model, batch_size=b, session=session)
+            r = engine.invert(y)
             dt = time.perf_counter() - t
             rates.append(n / dt)
             fracs.append(1 - r.model_seconds / dt)
@@ -158,7 +157,7 @@ def main(argv=None) -> None:
         f"{len(model.info.omega)}×{len(model.info.Omega)}.  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. The machine is shared and noisy: "
         "medians of repeats after a warm-up, with min–max.", "",
-        f"## In-memory batch inversion (`rrim.inversion.invert`, {args.in_memory} spectra, CPU)", "",
+        f"## In-memory batch inversion (`rrim.inversion.engine.invert`, {args.in_memory} spectra, CPU)", "",
         "| batch | spectra/s (median) | min–max | time outside the model |", "|---:|---:|---:|---:|",
         *[f"| {r['batch']} | {r['median']:,.0f} | {r['min']:,.0f}–{r['max']:,.0f} | {r['outside']:.0%} |" for r in mem],
         "", f"Best batch here: {best['batch']}; the runtime's default batch ({DEFAULT_BATCH_SIZE}) reaches "

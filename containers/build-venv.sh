@@ -14,11 +14,12 @@ fi
 
 python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --only-binary=:all: --no-deps -r "$src/containers/requirements-$flavour.txt"
-# rrim's declared dependency is `onnxruntime`; the cuda flavour holds onnxruntime-gpu instead, which
-# provides the same module: hence --no-deps here, and the requirement files list everything.
+# the requirement files pin everything, the flavour's onnxruntime wheel among them: rrim itself without
+# dependencies; in the cuda flavour onnxruntime-gpu stands in for rrim's onnxruntime (the one expected
+# complaint of pip check)
 "$venv/bin/python" -m pip install -q --no-deps "$src"
 problems=$("$venv/bin/python" -m pip check 2>&1 | grep -v -e "^No broken requirements" \
-    -e "^rrim .* requires onnxruntime, which is not installed" || true)
+           -e "^rrim [^ ]* requires onnxruntime, which is not installed" || true)
 [ -z "$problems" ] || { echo "build-venv.sh: pip check: $problems" >&2; exit 1; }
 "$venv/bin/python" - <<'PY'
 import importlib.metadata as md, sys

@@ -41,11 +41,11 @@ CUDA_IMAGE=localhost/rrim:cuda-test
 EXIT_NO_CUDA=3                        # rrim's documented exit code for --provider cuda without CUDA
 SIZE_GOAL_MB=600
 WORK=$HERE/work                       # scratch space (git-ignored), emptied on every run
-EXAMPLE=$REPO/runtime/examples/example_archive.nc
+EXAMPLE=$REPO/runtime/data/examples/example_archive.nc
 REPORT=$HERE/REPORT.md
 WHEELHOUSE=$HERE/wheelhouse
 PLATFORM=(--only-binary=:all: --implementation cp --platform manylinux_2_28_x86_64)
-# what podman needs on these machines (DESIGN §5): runc, not crun; explicit ulimits
+# what podman needs on these machines (docs/ARCHITECTURE.md §8): runc, not crun; explicit ulimits
 PODMAN=(podman --runtime runc)
 LIMITS=(--ulimit nofile=1024:1024 --ulimit nproc=1024:1024)
 # how the job runs: no network, read-only root, a tmpfs for /tmp only, no capabilities (and no
@@ -88,7 +88,7 @@ ensure_tools() {
     "$HOST_PYTHON" -c "import rrim" || die "$HOST_PYTHON cannot import rrim"
     [ -f "$EXAMPLE" ] || die "no example archive at $EXAMPLE"
     "$HOST_PYTHON" -m rrim -q selfcheck >"$WORK/host-selfcheck.json" 2>&1 \
-        || die "rrim selfcheck fails on the host (is the model shipped in runtime/models/?): see $WORK/host-selfcheck.json"
+        || die "rrim selfcheck fails on the host (is the model shipped in runtime/data/models/?): see $WORK/host-selfcheck.json"
 }
 
 debian_mirror() {  # the host's Debian mirror for bookworm, if it has one (else debootstrap's default)

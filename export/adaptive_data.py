@@ -1,9 +1,9 @@
 """Training data of the noise-adaptive rRIM, drawn afresh for every batch from the shared physics.
 
 Each batch: one temperature of the training bank, one measured-ω mask
-(:func:`rrim.synthetic.coverage_masks`, or every point), a noise level per spectrum, the spectra
+(:func:`rrim.physics.glue_families.coverage_masks`, or every point), a noise level per spectrum, the spectra
 y = A_fine x_fine + noise computed on a finer Ω grid than the model's (``data.fine_factor``), and
-h chosen per spectrum from the noisy data by :func:`rrim.regularization.choose_weights`, exactly as
+h chosen per spectrum from the noisy data by :func:`rrim.inversion.regularization.choose_weights`, exactly as
 the runtime chooses it. Tensors are float32: y/s (B, n_ω) zero where unmeasured, x (B, n_Ω) the glue
 on the model's grid, and the physics (S, Vt, h in float32 for the network; U, S, Vt, A/s, h as chosen
 and y in float64 for the data-consistency steps) of :class:`rrim.export.nets.AdaptiveRRIM`.
@@ -14,11 +14,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..operator import ForwardOperator
-from ..regularization import H_MAX, H_MIN, MaskedBases, choose_weights, masked_svd
-from ..synthetic import (DatasetSettings, coverage_masks, gaussian_mixture, realistic_prior, refined_grid,
-                         split_indices)
-from .config import Config
+from rrim.export.config import Config
+from rrim.inversion.regularization import H_MAX, H_MIN, MaskedBases, choose_weights, masked_svd
+from rrim.physics.glue_families import coverage_masks, realistic_prior, refined_grid
+from rrim.physics.operator import ForwardOperator
+from rrim.physics.synthetic import DatasetSettings, gaussian_mixture, split_indices
 
 #: Spectra per fixed validation/test group (one mask, temperature and noise draw per group).
 GROUP_SIZE = 50
@@ -54,7 +54,6 @@ class AdaptiveData:
         self.temperatures = config.operator.training_temperatures()
         self.fine_ops = [ForwardOperator(operator.omega, fine, T, operator.kernel, operator.scale) for T in self.temperatures]
         self.ops = [operator.at_temperature(T) for T in self.temperatures]
-        self.a64 = [torch.tensor(op.scaled_matrix) for op in self.ops]
         self.bases = MaskedBases(maxsize=4 * len(self.ops))
         self.sigmas = np.asarray(d.sigmas, dtype=np.float64)
 
@@ -76,12 +75,11 @@ class AdaptiveData:
         y = (y + (sigma * np.abs(y).max(axis=1))[:, None] * rng.standard_normal(y.shape)) * mask
         svd = self.bases.basis(self.ops[k], mask)
         h = choose_weights(y, svd, mask, clip=False)
+        beta = y @ svd.U
         physics = (torch.as_tensor(svd.s, dtype=torch.float32), torch.as_tensor(svd.Vt, dtype=torch.float32),
                    torch.as_tensor(np.clip(h, H_MIN, H_MAX)[:, None], dtype=torch.float32),
-                   *(torch.as_tensor(a) for a in (svd.U, svd.s, svd.Vt)), self.a64[k],
-                   torch.as_tensor(h[:, None]), torch.as_tensor(y))
-        beta = torch.as_tensor(y @ svd.U, dtype=torch.float32)
-        return beta, torch.as_tensor(self.x[rows], dtype=torch.float32), physics
+                   *(torch.as_tensor(a) for a in (beta, svd.s, svd.Vt, h[:, None])))
+        return torch.as_tensor(beta, dtype=torch.float32), torch.as_tensor(self.x[rows], dtype=torch.float32), physics
 
     def groups(self, split: str, rng: np.random.Generator) -> list[tuple]:
         """A fixed evaluation set: the split in groups of :data:`GROUP_SIZE`, each one :meth:`batch`."""
@@ -90,13 +88,14 @@ class AdaptiveData:
 
 
 def adaptive_physics(operator: ForwardOperator, y_scaled: np.ndarray, mask: np.ndarray | None = None) -> tuple:
-    """(β, S, Vt, h, U, S, Vt, A/s, h_correction, y_correction) tensors of the adaptive rRIM for scaled
-    spectra (n, n_ω) measured on ``mask`` (default: every point), as the runtime computes them: the
-    network's β = Uᵀy, S, Vt, h (clipped) in float32; the data-consistency steps' in float64."""
+    """(β, S, Vt, h, β, S, Vt, h_correction) tensors of the adaptive rRIM for scaled spectra (n, n_ω)
+    measured on ``mask`` (default: every point), as the runtime computes them: the network's β = Uᵀy,
+    S, Vt, h (clipped) in float32; the data-consistency steps' in float64."""
     mask = np.ones(operator.shape[0], bool) if mask is None else np.asarray(mask, bool)
     svd = operator.svd if mask.all() else masked_svd(operator.scaled_matrix, mask)
     y = np.asarray(y_scaled, dtype=np.float64) * mask
     h = choose_weights(y, svd, mask, clip=False)
-    f32 = (y @ svd.U, svd.s, svd.Vt, np.clip(h, H_MIN, H_MAX)[:, None])
-    f64 = (svd.U, svd.s, svd.Vt, operator.scaled_matrix, h[:, None], y)
+    beta = y @ svd.U
+    f32 = (beta, svd.s, svd.Vt, np.clip(h, H_MIN, H_MAX)[:, None])
+    f64 = (beta, svd.s, svd.Vt, h[:, None])
     return (*(torch.tensor(a, dtype=torch.float32) for a in f32), *(torch.tensor(a) for a in f64))

@@ -3,10 +3,14 @@ from __future__ import annotations
 
 COMMANDS: list = []
 
-from .train_command import train_command  # noqa: E402  (click only; torch is imported when it runs)
+from rrim.export.train_command import train_command  # noqa: E402  (click only; torch is imported when it runs)
 
 COMMANDS.append(train_command)
 
-from .export_command import export_command  # noqa: E402  (click only; torch is imported when it runs)
+from rrim.export.export_command import export_command  # noqa: E402  (click only; torch is imported when it runs)
 
 COMMANDS.append(export_command)
+
+from rrim.export.experiments_command import experiments_command  # noqa: E402  (click only; torch when it runs)
+
+COMMANDS.append(experiments_command)

@@ -19,9 +19,9 @@ except ImportError:  # Python 3.10
 
 import numpy as np
 
-from ..grids import DEFAULT_BOSON, DEFAULT_OMEGA, uniform_grid
-from ..operator import DEFAULT_H, DEFAULT_SCALE, DEFAULT_TEMPERATURE, ForwardOperator
-from ..synthetic import DatasetSettings
+from rrim.physics.grids import DEFAULT_BOSON, DEFAULT_OMEGA, uniform_grid
+from rrim.physics.operator import DEFAULT_H, DEFAULT_SCALE, DEFAULT_TEMPERATURE, ForwardOperator
+from rrim.physics.synthetic import DatasetSettings
 
 MODEL_KINDS = ("rrim", "fcn", "cnn")
 
@@ -39,6 +39,7 @@ class ModelConfig:
     nonnegative: bool = True
     regularization: str = "fixed"
     correction_steps: int = 0
+    context: int = 0
     width: int = 512
     depth: int = 3
     channels: int = 32
@@ -46,6 +47,9 @@ class ModelConfig:
     def __post_init__(self):
         if self.kind not in MODEL_KINDS:
             raise ValueError(f"model.kind: expected one of {MODEL_KINDS}, got {self.kind!r}")
+        if self.context < 0 or (self.context and self.regularization != "adaptive"):
+            raise ValueError(f"model.context: expected an integer ≥ 0, and 0 unless regularization = "
+                             f"'adaptive', got {self.context!r}")
         for name in ("hidden", "n_steps", "width", "depth", "channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: expected an integer ≥ 1, got {getattr(self, name)!r}")
@@ -60,17 +64,17 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Synthetic data (rrim.synthetic): size ``n`` (split 0.8/0.1/0.1), noise level(s) σ, seed.
+    """Synthetic data (rrim.physics.synthetic): size ``n`` (split 0.8/0.1/0.1), noise level(s) σ, seed.
 
     ``sigma`` may be a list: each spectrum then gets one of the levels (drawn with the data seed),
     which is noise-robust training; validation and test splits get the same mixture.
 
     For the adaptive rRIM (drawn afresh for every batch): ``sigma_jitter_decades`` multiplies each
     σ > 0 by 10^u, u uniform in ±half that many decades; ``prior`` is 'gaussian_mixture' (the
-    paper's) or 'realistic' (:func:`rrim.synthetic.realistic_prior`); ``fine_factor`` > 1 computes
+    paper's) or 'realistic' (:func:`rrim.physics.glue_families.realistic_prior`); ``fine_factor`` > 1 computes
     the spectra from glue on a grid that many times finer than the model's Ω grid (no inverse
     crime); ``coverage`` 'partial' measures each batch on a mask of
-    :func:`rrim.synthetic.coverage_masks` ('full': every ω point).
+    :func:`rrim.physics.glue_families.coverage_masks` ('full': every ω point).
     """
 
     n: int = 1000
@@ -160,7 +164,11 @@ class TrainingConfig:
 
     ``loss`` 'mse' is the paper's Σ_t MSE(x_t, x); 'relative' (adaptive rRIM) divides each spectrum's
     squared error by that of the Tikhonov start x_0 (plus 1e-4·mean x², detached), so that every
-    noise level counts alike instead of the noisiest dominating."""
+    noise level counts alike instead of the noisiest dominating.
+
+    ``init_from``: a checkpoint (:func:`rrim.export.training.save_checkpoint`, path relative to the
+    working directory) whose weights start the run (warm start); layers it lacks keep their
+    initialization, which must be only the rRIM's coarse path (it starts at zero)."""
 
     lr: float = 1e-3
     batch_size: int = 32
@@ -177,6 +185,7 @@ class TrainingConfig:
     min_lr: float = 0.0
     chunk_s: float = 0.0
     loss: str = "mse"
+    init_from: str = ""
 
     def __post_init__(self):
         for name in ("batch_size", "max_epochs", "patience"):

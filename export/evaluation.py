@@ -3,14 +3,14 @@ glue against the truth, noisy spectra, the rRIM's estimates (mask-aware), and th
 of :mod:`rrim.solvers` with their weights tuned on known glue.
 
 Spectra y (n, n_ω) in meV, glue x (n, n_Ω) dimensionless; noise levels σ are fractions of max |y|
-per spectrum (:func:`rrim.synthetic.add_noise`).
+per spectrum (:func:`rrim.physics.synthetic.add_noise`).
 """
 from __future__ import annotations
 
 import numpy as np
 
-from ..operator import ForwardOperator
-from ..solvers import NNLS, MaxEnt, Tikhonov, tune_tikhonov_weight
+from rrim.physics.operator import ForwardOperator
+from rrim.solvers import NNLS, MaxEnt, Tikhonov, tune_tikhonov_weight
 
 #: NNLS's weight is tuned on this grid, in decades around the tuned Tikhonov weight.
 NNLS_DECADES = np.arange(-2.0, 2.01, 0.5)
@@ -32,7 +32,7 @@ def scores(x_hat, x, fit=None, y=None, noise=None, mask=None) -> dict:
 
 
 def noisy(y: np.ndarray, sigma: float, rng) -> np.ndarray:
-    """y + σ·max|y|·ε like :func:`rrim.synthetic.add_noise`, but drawing ε at σ = 0 too, so that every
+    """y + σ·max|y|·ε like :func:`rrim.physics.synthetic.add_noise`, but drawing ε at σ = 0 too, so that every
     noise level consumes the generator alike (the model cards' numbers depend on that order)."""
     return y + sigma * np.abs(y).max(axis=1, keepdims=True) * rng.standard_normal(y.shape)
 
@@ -43,8 +43,8 @@ def rrim_estimates(model, y_meV: np.ndarray, operator: ForwardOperator, mask=Non
     float64 (n, n_Ω). The same physics as the runtime (:func:`rrim.export.adaptive_data.adaptive_physics`)."""
     import torch
 
-    from .adaptive_data import adaptive_physics
-    from .training import estimates
+    from rrim.export.adaptive_data import adaptive_physics
+    from rrim.export.training import estimates
 
     beta, *physics = adaptive_physics(operator, np.asarray(y_meV, dtype=np.float64) / operator.scale, mask)
     model.eval()
@@ -99,7 +99,7 @@ def classical_estimates(operator: ForwardOperator, y, noise, weights: dict, n_me
 def best_tikhonov_weight(operator: ForwardOperator, y, x) -> float:
     """The Tikhonov weight (grid of :func:`rrim.solvers.parameter_choice.weight_grid`) with the lowest
     median relative L2 error on these spectra: an oracle that knows the truth ("best weight per file")."""
-    from ..solvers.parameter_choice import weight_grid
+    from rrim.solvers.parameter_choice import weight_grid
 
     grid = weight_grid(operator.svd.s)
     errors = [np.median(rel_l2(Tikhonov(operator, rule="fixed", weight=w).fit(y).x_, x)) for w in grid]

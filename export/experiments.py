@@ -1,18 +1,21 @@
 """The accuracy experiments (issue 14, item 7), rerunnable and resumable:
 
-    python -m rrim.export.experiments [--budget smoke|session|full] [--out DIR] [--work DIR] [--threads N]
+    rrim experiments -o DIR [--budget smoke|session|full] [--work DIR] [--threads N]
+    python -m rrim.export.experiments -o DIR ...          (the same command)
 
 Writes ``RESULTS.md`` (tables, the bar check, command, budget, wall time, machine), ``results.json``
-(every raw number, per seed) and PNG figures into ``--out`` (default ``docs/experiments``).
+(every raw number, per seed) and PNG figures into ``-o DIR`` (the repository keeps its copy in ``docs/experiments``).
 Checkpoints and finished pieces go to ``--work`` (default ``runs/experiments/BUDGET``): every
 training saves its state each epoch, every finished piece (one model's or one solver's evaluation)
 is kept as JSON, and rerunning the same command resumes where it stopped.
 
 Methods, all judged on the same spectra:
 
-- **rRIM**: the noise-adaptive rRIM exactly as ``export/configs/rrim_default.toml`` (one model for
-  every σ: noise mixture 0…0.1, realistic prior, partial coverage), only N, the seed (data and
-  training) and the output folder changed; one model per (N, seed), judged at every σ.
+- **rRIM**: the noise-adaptive rRIM exactly as rrim-default's recipe trained from scratch
+  (``export/configs/rrim_default_2.0.0.toml``: noise mixture 0…0.1, realistic prior, partial coverage;
+  the 2.1.0 recipe warm-starts from that model, trained on 10⁴ spectra, which a sweep over N cannot
+  use), only N, the seed (data and training) and the output folder changed; one model per (N, seed),
+  judged at every σ.
 - **CNN, FCN**: a search over :attr:`Budget.search` (width or channels, depth, lr) at N =
   ``bar_n``, σ = :data:`SEARCH_SIGMA`, seed 0, chosen by validation MSE; the chosen configuration is
   trained per (N, σ, seed) on the rRIM's glue functions of that (N, seed) with spectra at that σ,
@@ -24,37 +27,37 @@ Methods, all judged on the same spectra:
 
 Test sets: per seed, ``n_test`` glue functions of the training prior (a stream no training draws),
 spectra from the 2× finer Ω grid, fully measured, noise drawn per (seed, σ); the OOD shapes
-(:func:`rrim.synthetic.ood_shapes`, 2× finer grid) at σ ∈ :data:`SWEEP_SIGMAS` with the models of
-the largest N; the realistic set (:mod:`rrim.realistic_set`: FTIR-like partial coverage; models that
+(:func:`rrim.physics.glue_families.ood_shapes`, 2× finer grid) at σ ∈ :data:`SWEEP_SIGMAS` with the models of
+the largest N; the realistic set (:mod:`rrim.physics.realistic_set`: FTIR-like partial coverage; models that
 take no mask get the measured values filled across gaps) with the models of N = ``bar_n``.
 MSE: mean over spectra and Ω points of (x̂ − x)², x dimensionless; rel. L2: median over spectra
 of ‖x̂ − x‖/‖x‖. Tables: mean ± standard deviation over seeds.
 """
 from __future__ import annotations
 
-import argparse
 import json
 import logging
 import os
-import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from itertools import product
 from pathlib import Path
 
 import numpy as np
 
-from ..operator import ForwardOperator
-from ..synthetic import NOISE_LEVELS, DatasetSettings, SyntheticDataset, ood_shapes, refined_grid
-from .config import Config, load_config
-from .evaluation import (best_tikhonov_weight, classical_estimates, filled, measured_operator, noisy, rel_l2,
-                         rrim_estimates, scores, tuned_weights)
+from rrim.export.config import Config, load_config
+from rrim.export.evaluation import (best_tikhonov_weight, classical_estimates, filled, measured_operator, noisy, rel_l2,
+                                    rrim_estimates, scores, tuned_weights)
+from rrim.physics.glue_families import ood_shapes, refined_grid
+from rrim.physics.operator import ForwardOperator
+from rrim.physics.synthetic import NOISE_LEVELS, DatasetSettings, SyntheticDataset
 
 log = logging.getLogger("rrim.experiments")
 
 CONFIGS = Path(__file__).parent / "configs"
-RRIM_CONFIG = "rrim_default.toml"
+#: rrim-default's recipe from scratch (stage 1 of 2.1.0; 2.1.0 itself warm-starts from it)
+RRIM_CONFIG = "rrim_default_2.0.0.toml"
 BASELINES = {"CNN": "cnn_baseline.toml", "FCN": "fcn_baseline.toml"}
 SIGMAS = (0.0, *NOISE_LEVELS)
 #: noise levels of the MSE-vs-N tables and the OOD shapes
@@ -129,7 +132,7 @@ class Problem:
     """The rRIM configuration's operator, its 2× finer twin and every seeded spectrum of the run."""
 
     def __init__(self):
-        from ..realistic_set import benchmark_files
+        from rrim.physics.realistic_set import benchmark_files
 
         self.config = load_config(CONFIGS / RRIM_CONFIG)
         self.op = self.config.operator.build()
@@ -143,7 +146,7 @@ class Problem:
     def glue(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(glue on the model's grid (n, n_Ω), clean spectra from the fine grid (n, n_ω) meV) of the
         rRIM's data stream for (n, seed) (:func:`rrim.export.adaptive_data.draw_glue`)."""
-        from .adaptive_data import draw_glue
+        from rrim.export.adaptive_data import draw_glue
 
         if (n, seed) not in self._glue:
             x_fine = draw_glue(self.config.replace(data={"n": n, "seed": seed}), self.op)
@@ -171,7 +174,7 @@ class Problem:
 
     def training_set(self, n: int, sigma: float, seed: int) -> SyntheticDataset:
         """The baselines' training data at (n, σ, seed): the rRIM's glue functions and split, fixed noise at σ."""
-        from .adaptive_data import data_splits
+        from rrim.export.adaptive_data import data_splits
 
         x, clean = self.glue(n, seed)
         rng = np.random.default_rng([NOISE_SEED, 2, seed, n, SIGMAS.index(sigma)])
@@ -182,7 +185,7 @@ class Problem:
 # --- configurations and training -----------------------------------------------------------------
 
 def rrim_config(n: int, seed: int, budget: Budget, work: Path) -> Config:
-    """``rrim_default.toml`` with N, the seed and the output folder replaced (and the budget's caps)."""
+    """:data:`RRIM_CONFIG` with N, the seed and the output folder replaced (and the budget's caps)."""
     training = {"seed": seed, "output_dir": str(work / f"rRIM-N{n}-seed{seed}")}
     if budget.max_epochs:
         training["max_epochs"] = budget.max_epochs
@@ -208,7 +211,7 @@ def baseline_config(candidate: tuple, n: int, sigma: float, seed: int, budget: B
 def fit(config: Config, operator: ForwardOperator, data=None):
     """(model, notes) of ``config``'s finished training in its output folder; trains (or resumes
     from ``state.pt``) when there is none. Notes: epochs, best epoch, validation loss, seconds, why it stopped."""
-    from .training import load_checkpoint, train
+    from rrim.export.training import load_checkpoint, train
 
     path = Path(config.training.output_dir) / "model.pt"
     if not (path.exists() and load_checkpoint(path)[1] == config):
@@ -344,7 +347,7 @@ def _failed(found: dict, where: str) -> tuple[dict, list[str]]:
 
 
 def _tikhonov(op, y, weight):
-    from ..solvers import Tikhonov
+    from rrim.solvers import Tikhonov
 
     return Tikhonov(op, rule="fixed", weight=weight).fit(y).x_
 
@@ -386,10 +389,10 @@ def search(problem: Problem, budget: Budget, work: Path, pieces: Pieces) -> dict
     return out
 
 
-def run(budget: Budget, work: Path) -> dict:
+def run_pieces(budget: Budget, work: Path) -> dict:
     """Every piece of the experiments (resumed from ``work``); the raw results."""
-    from .ridge import Ridge
-    from .training import predict
+    from rrim.export.ridge import Ridge
+    from rrim.export.training import predict
 
     problem = Problem()
     pieces = Pieces(work, budget)
@@ -521,7 +524,7 @@ def ood_tables(records, budget: Budget) -> str:
 
 
 def realistic_tables(records) -> str:
-    from ..realistic_set import SIGMAS as FILE_SIGMAS
+    from rrim.physics.realistic_set import SIGMAS as FILE_SIGMAS
 
     lines = ["| method | " + " | ".join(f"σ = {s:g}: MSE | rel. L2" for s in FILE_SIGMAS) + " | all: MSE | all: rel. L2 |",
              "|---" * (2 * len(FILE_SIGMAS) + 3) + "|"]
@@ -631,7 +634,7 @@ def figures(records, budget: Budget, curves: dict, out: Path) -> list[str]:
 
 
 def machine(threads: int) -> str:
-    from .onnx_export import machine_description
+    from rrim.export.onnx_export import machine_description
 
     return (f"{machine_description()}, {threads} torch thread(s), shared with other jobs "
             f"(load average at the end {os.getloadavg()[0]:.1f})")
@@ -672,7 +675,7 @@ reuses the finished pieces and trainings in its work folder).
 
 ## Methods
 
-- **rRIM**: `export/configs/rrim_default.toml` unchanged but for N, the seed and the output folder:
+- **rRIM**: `export/configs/{RRIM_CONFIG}` (rrim-default's recipe from scratch) unchanged but for N, the seed and the output folder:
   one noise-adaptive model per (N, seed) for every σ; `{RRIM_NET}` is the same model's output before
   its float64 data-consistency steps (the ablation).
 - **CNN, FCN**: searched at N = {n}, σ = {SEARCH_SIGMA:g}, seed 0 over the same number of
@@ -719,7 +722,7 @@ rRIM misfit: median RMS of A x̂ − y in units of the noise:
 
 ## Out-of-distribution shapes (models of N = {max(budget.sizes)})
 
-`rrim.synthetic.ood_shapes` drawn on the 2× finer grid. MSE: mean over the shapes; rel. L2: median
+`rrim.physics.glue_families.ood_shapes` drawn on the 2× finer grid. MSE: mean over the shapes; rel. L2: median
 over the shapes. Tikhonov (tuned) and NNLS use the weights tuned on the prior at that σ; Tikhonov
 (best weight) is the oracle for these shapes.
 
@@ -727,7 +730,7 @@ over the shapes. Tikhonov (tuned) and NNLS use the weights tuned on the prior at
 
 ![OOD shapes](ood_shapes.png)
 
-## Realistic set (`rrim.realistic_set`, models of N = {n})
+## Realistic set (`rrim.physics.realistic_set`, models of N = {n})
 
 15 files (5 families × σ ∈ {{1e-4, 1e-3, 1e-2}}, {budget.n_per_file} spectra each, FTIR-like partial coverage, 100 K).
 The rRIM gets the measured-ω mask; CNN, FCN and ridge (trained at the file's σ, fully measured) get
@@ -740,52 +743,53 @@ the spectra at that σ, mean ± std over seeds (classical methods: one number).
 """
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rrim.export.experiments", description=__doc__.splitlines()[0])
-    parser.add_argument("--budget", choices=sorted(PRESETS), default="session",
-                        help="smoke (tests, seconds), session (~1 h on 2 cores), full (N up to 1e5: days of CPU)")
-    docs = Path(__file__).resolve().parents[1] / "docs" / "experiments"
-    parser.add_argument("--out", type=Path, default=docs, help="RESULTS.md, results.json, figures (default docs/experiments)")
-    parser.add_argument("--work", type=Path, help="checkpoints and finished pieces (default runs/experiments/BUDGET)")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
-    args = parser.parse_args(argv)
-    budget = PRESETS[args.budget]
-    if budget.name == "smoke" and args.out.resolve() == docs:
-        parser.error("the smoke budget's numbers are meaningless: pass --out (they never replace docs/experiments)")
+#: the repository's copy of the report; the smoke budget never writes there
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "experiments"
+
+
+def run(out: Path, *, budget: str = "session", work: Path | None = None, threads: int = 1,
+        command: str = "rrim experiments") -> Path:
+    """Run (or resume) every experiment of ``budget`` (a name of :data:`PRESETS`) with checkpoints and
+    finished pieces in ``work`` (default ``runs/experiments/BUDGET``), and write the report, the raw
+    results and the figures into ``out`` (created); returns the report's path. ``command`` is recorded."""
+    b = PRESETS[budget]
+    out, work = Path(out), Path(work) if work is not None else Path("runs") / "experiments" / b.name
+    if b.name == "smoke" and out.resolve() == DOCS:
+        raise ValueError("the smoke budget's numbers are meaningless: they never replace docs/experiments")
     import torch
 
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     for quiet in ("rrim.export.training", "rrim.solvers"):
         logging.getLogger(quiet).setLevel(logging.ERROR)
-    work = args.work or Path("runs") / "experiments" / budget.name
-    command = " ".join(["python -m rrim.export.experiments", *(argv if argv is not None else sys.argv[1:])])
     started, start = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), time.time()
     work.mkdir(parents=True, exist_ok=True)
     history = work / "invocations.json"
     invocations = json.loads(history.read_text()) if history.exists() else []
     completed = False
     try:
-        result = run(budget, work)
+        result = run_pieces(b, work)
         completed = True
     finally:  # every invocation of this work folder, interrupted ones too, for the report's total wall time
         invocations.append({"command": command, "started": started, "wall_s": round(time.time() - start, 1),
                             "completed": completed})
         history.write_text(json.dumps(invocations, indent=1))
     result["invocations"] = invocations
-    result["bars"] = bar_check(result["records"], budget)
-    args.out.mkdir(parents=True, exist_ok=True)
-    figures(result["records"], budget, result["ood_curves"], args.out)
+    result["bars"] = bar_check(result["records"], b)
+    out.mkdir(parents=True, exist_ok=True)
+    figures(result["records"], b, result["ood_curves"], out)
     wall = time.time() - start
-    mach = machine(args.threads)
-    (args.out / "RESULTS.md").write_text(report(result, budget, command, wall, mach, started))
-    (args.out / "results.json").write_text(json.dumps({"command": command, "started": started, "wall_s": wall,
-                                                        "machine": mach, "budget": asdict(budget), **result}, indent=1))
-    for b in result["bars"]:
-        log.info("bar %s σ=%s: ratio %s (≤ %g)", b["bar"], b["sigma"], b["ratio"], b["limit"])
-    log.info("wrote %s in %.1f min", args.out / "RESULTS.md", wall / 60)
-    return 0
+    mach = machine(threads)
+    (out / "RESULTS.md").write_text(report(result, b, command, wall, mach, started))
+    (out / "results.json").write_text(json.dumps({"command": command, "started": started, "wall_s": wall,
+                                                   "machine": mach, "budget": asdict(b), **result}, indent=1))
+    for bar in result["bars"]:
+        log.info("bar %s σ=%s: ratio %s (≤ %g)", bar["bar"], bar["sigma"], bar["ratio"], bar["limit"])
+    log.info("wrote %s in %.1f min", out / "RESULTS.md", wall / 60)
+    return out / "RESULTS.md"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+if __name__ == "__main__":  # the same command as `rrim experiments`
+    from rrim.export.experiments_command import experiments_command
+
+    experiments_command(prog_name="python -m rrim.export.experiments")

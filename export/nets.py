@@ -3,7 +3,7 @@
 Shapes: y is scaled scattering rates y/s (batch, n_ω); A is A/s (n_ω, n_Ω); P is
 (AₛᵀAₛ + hI)⁻¹Aₛᵀ (n_Ω, n_ω); x is the glue function (batch, n_Ω). All float32 in training.
 The noise-adaptive rRIM takes instead of P the singular basis of the measured rows of A/s, U (n_ω, r),
-S (r,), Vt (r, n_Ω) (:mod:`rrim.regularization`), and a weight h (batch, 1) per spectrum.
+S (r,), Vt (r, n_Ω) (:mod:`rrim.inversion.regularization`), and a weight h (batch, 1) per spectrum.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-from ..regularization import POLISH_ITERATIONS
+from rrim.inversion.regularization import POLISH_ITERATIONS
 
 
 #: How the regularization of the physics step is set: one h for every spectrum (the paper's rRIM),
@@ -22,11 +22,12 @@ REGULARIZATIONS = ("fixed", "adaptive")
 
 @dataclass(frozen=True)
 class RRIMSettings:
-    """Update-network and recurrence settings (DESIGN §2; ``hidden`` is a documented default).
+    """Update-network and recurrence settings (docs/ARCHITECTURE.md §2; ``hidden`` is a documented default).
 
     ``regularization`` 'adaptive' builds :class:`AdaptiveRRIM`; ``correction_steps`` (adaptive only)
     Tikhonov steps x ← max(0, x + P_h(y − A x)) after the last network update, which make the output
-    explain the data (0: off, for the ablation).
+    explain the data (0: off, for the ablation). ``context`` > 0 adds the update network's coarse
+    path (:class:`UpdateNetwork`) pooling that many Ω points into one (0: off).
     """
 
     hidden: int = 32
@@ -35,14 +36,15 @@ class RRIMSettings:
     nonnegative: bool = True
     regularization: str = "fixed"
     correction_steps: int = 0
+    context: int = 0
 
     def __post_init__(self):
         if self.x0 not in ("zeros", "tikhonov"):
             raise ValueError(f"x0: expected 'zeros' or 'tikhonov', got {self.x0!r}")
         if self.regularization not in REGULARIZATIONS:
             raise ValueError(f"regularization: expected one of {REGULARIZATIONS}, got {self.regularization!r}")
-        if self.n_steps < 1 or self.hidden < 1 or self.correction_steps < 0:
-            raise ValueError("n_steps and hidden must be ≥ 1, correction_steps ≥ 0")
+        if self.n_steps < 1 or self.hidden < 1 or self.correction_steps < 0 or self.context < 0:
+            raise ValueError("n_steps and hidden must be ≥ 1, correction_steps and context ≥ 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -74,23 +76,36 @@ class ConvGRUCell(nn.Module):
 class UpdateNetwork(nn.Module):
     """g_φ: [x_t, ∇_t] (B, 2, n_Ω) and state (h1, h2) → Δx (B, n_Ω) and the new state.
 
-    Conv1d(k=5) → ConvGRU → Conv1d(k=3, dilation 2) → ConvGRU → Conv1d(k=3) (DESIGN §2).
+    Conv1d(k=5) → ConvGRU → Conv1d(k=3, dilation 2) → ConvGRU → Conv1d(k=3) (docs/ARCHITECTURE.md §2): each Ω
+    point sees ~11 neighbours. With ``context`` = k > 0 a coarse path adds to the middle convolution
+    what the first state holds over about half the grid: average-pool by k, Conv1d(k=5) → ReLU →
+    Conv1d(k=5, dilation 2), linear interpolation back (a few % more arithmetic). Its last layer
+    starts at zero, so a network with it starts as the same network without it (warm start).
     """
 
-    def __init__(self, hidden: int, in_channels: int = 2):
+    def __init__(self, hidden: int, in_channels: int = 2, context: int = 0):
         super().__init__()
-        self.hidden = hidden
+        self.hidden, self.context = hidden, context
         self.inp = nn.Conv1d(in_channels, hidden, 5, padding=2)
         self.gru1 = ConvGRUCell(hidden, hidden)
         self.mid = nn.Conv1d(hidden, hidden, 3, padding=2, dilation=2)
         self.gru2 = ConvGRUCell(hidden, hidden)
         self.out = nn.Conv1d(hidden, 1, 3, padding=1)
+        if context:
+            self.coarse = nn.Sequential(nn.AvgPool1d(context, ceil_mode=True),
+                                        nn.Conv1d(hidden, hidden, 5, padding=2), nn.ReLU(),
+                                        nn.Conv1d(hidden, hidden, 5, padding=4, dilation=2))
+            nn.init.zeros_(self.coarse[-1].weight)
+            nn.init.zeros_(self.coarse[-1].bias)
 
     def forward(self, x, grad, h1, h2, *extra):
         """``extra``: further input channels (B, n_Ω) after [x, ∇] (the adaptive rRIM's log h)."""
         f = torch.relu(self.inp(torch.stack([x, grad, *extra], 1)))
         h1 = self.gru1(f, h1)
-        h2 = self.gru2(torch.relu(self.mid(h1)), h2)
+        m = self.mid(h1)
+        if self.context:
+            m = m + nn.functional.interpolate(self.coarse(h1), size=h1.shape[-1], mode="linear")
+        h2 = self.gru2(torch.relu(m), h2)
         return self.out(h2).squeeze(1), h1, h2
 
 
@@ -129,7 +144,7 @@ def tikhonov_step(r: torch.Tensor, U, S, Vt, h: torch.Tensor) -> torch.Tensor:
 
 
 #: log10(h) enters the update network as (log10 h − LOG_H_CENTRE)/LOG_H_SPREAD (about −1…1 over
-#: the weights rrim.regularization chooses).
+#: the weights rrim.inversion.regularization chooses).
 LOG_H_CENTRE, LOG_H_SPREAD = -6.0, 6.0
 
 
@@ -145,24 +160,23 @@ class AdaptiveRRIM(nn.Module):
     by up to 1/(2√h) and onnxruntime and PyTorch would disagree), and Uᵀ(y − A x) = β − S·(Vt x), so
     ∇_t = V[g·(β − S·Vt x)] with g = S/(S² + h).
 
-    ``forward(beta, S, Vt, h, U=None, S64=None, Vt64=None, A=None, h_correction=None, y_correction=None)``:
+    ``forward(beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None)``:
     β (B, r); S (r,); Vt (r, n_Ω) (r = min(n_ω, n_Ω), zero-padded); h (B, 1) clipped for float32
-    (:func:`rrim.regularization.choose_weights`); for the data-consistency steps, all float64 (float32
-    physics would leave rounding residuals of ~1e-7·|y| that steps at h ~ 1e-15 amplify): the basis
-    U (n_ω, r) with zero rows where unmeasured, S64, Vt64, A (n_ω, n_Ω), their weight h_correction
-    (B, 1) and the spectra y_correction (B, n_ω), zero where unmeasured. Returns the iterates
-    [x_1, …, x_{N_t}] followed by the corrected estimate (when ``correction_steps`` > 0).
+    (:func:`rrim.inversion.regularization.choose_weights`); for the data-consistency steps, all float64 (float32
+    physics would leave rounding residuals of ~1e-7·|y| that steps at h ~ 1e-15 amplify): β64 (B, r),
+    S64, Vt64 and their weight h_correction (B, 1). Returns the iterates [x_1, …, x_{N_t}] followed by
+    the corrected estimate (when ``correction_steps`` > 0).
     """
 
-    #: positions of the per-spectrum physics arguments after β (h, h_correction, y_correction)
-    PER_SPECTRUM = (2, 7, 8)
+    #: positions of the per-spectrum physics arguments after β (h, β64, h_correction)
+    PER_SPECTRUM = (2, 3, 6)
 
     def __init__(self, settings: RRIMSettings):
         super().__init__()
         if settings.regularization != "adaptive":
             raise ValueError("AdaptiveRRIM: settings.regularization must be 'adaptive'")
         self.settings = settings
-        self.update = UpdateNetwork(settings.hidden, in_channels=3)
+        self.update = UpdateNetwork(settings.hidden, in_channels=3, context=settings.context)
 
     def start(self, beta, S, Vt, h, *correction) -> torch.Tensor:
         """x_0 (B, n_Ω): P_h y (projected on x ≥ 0), or zeros."""
@@ -171,8 +185,7 @@ class AdaptiveRRIM(nn.Module):
         x = (beta * (S / (S * S + h))) @ Vt
         return torch.relu(x) if self.settings.nonnegative else x
 
-    def forward(self, beta, S, Vt, h, U=None, S64=None, Vt64=None, A=None, h_correction=None,
-                y_correction=None) -> list[torch.Tensor]:
+    def forward(self, beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None) -> list[torch.Tensor]:
         s = self.settings
         gain = S / (S * S + h)
         x = self.start(beta, S, Vt, h)
@@ -188,22 +201,22 @@ class AdaptiveRRIM(nn.Module):
                 x = torch.relu(x)
             iterates.append(x)
         if s.correction_steps:
-            if any(t is None for t in (U, S64, Vt64, A, y_correction)):
-                raise ValueError("U, S64, Vt64, A, y_correction: the data-consistency steps need them")
+            if any(t is None for t in (beta64, S64, Vt64)):
+                raise ValueError("beta64, S64, Vt64: the data-consistency steps need them")
             hc = h if h_correction is None else h_correction
-            iterates.append(correct(x, y_correction, A, U, S64, Vt64, hc, s.correction_steps).to(x.dtype))
+            iterates.append(correct(x, beta64, S64, Vt64, hc, s.correction_steps).to(x.dtype))
         return iterates
 
 
-def correct(x, y, A, U, S, Vt, h, steps: int, polish_iterations: int = POLISH_ITERATIONS) -> torch.Tensor:
-    """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) then ``polish_iterations`` of
-    projected gradient, in float64, as the runtime does them (:func:`rrim.regularization.correct`;
-    pass float64 physics); float64 result (B, n_Ω)."""
-    y, A, U, S, Vt, h = (t.double() for t in (y, A, U, S, Vt, h))
-    x = x.double()
+def correct(x, beta, S, Vt, h, steps: int, polish_iterations: int = POLISH_ITERATIONS) -> torch.Tensor:
+    """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) in the basis, then
+    ``polish_iterations`` of projected gradient, in float64, as the runtime does them
+    (:func:`rrim.inversion.regularization.correct`; pass float64 β = Uᵀy and basis); float64 result (B, n_Ω)."""
+    beta, S, Vt, h = (t.double() for t in (beta, S, Vt, h))
+    x, gain = x.double(), S / (S * S + h)
     for _ in range(steps):
-        x = torch.relu(x + tikhonov_step(y - x @ A.T, U, S, Vt, h))
-    beta, step, x0, z, t = y @ U, 1.0 / (S[0] ** 2 + h), x, x, 1.0
+        x = torch.relu(x + ((beta - (x @ Vt.T) * S) * gain) @ Vt)
+    step, x0, z, t = 1.0 / (S[0] ** 2 + h), x, x, 1.0
     for _ in range(polish_iterations):
         gradient = (((z @ Vt.T) * S - beta) * S) @ Vt + h * (z - x0)
         x_next = torch.relu(z - step * gradient)

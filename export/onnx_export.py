@@ -1,7 +1,7 @@
 """ONNX export of a trained rRIM, checked against PyTorch, with its metadata and a golden file.
 
 The exported graph maps scaled spectra ``y`` = y/s (batch, n_ω) float32 to the final iterate ``x``
-(batch, n_Ω) float32, N_t steps unrolled (no ONNX Loop). Forms (see :mod:`rrim.modelfile`):
+(batch, n_Ω) float32, N_t steps unrolled (no ONNX Loop). Forms (see :mod:`rrim.models.modelfile`):
 ``baked`` holds A/s and P = (AₛᵀAₛ + hI)⁻¹Aₛᵀ of ``operator`` as float32 initializers; ``input``
 takes them as graph inputs ``A`` (n_ω, n_Ω) and ``P`` (n_Ω, n_ω). One self-contained file, opset
 :data:`OPSET`, dynamic batch axis, exported on CPU in eval mode with the TorchScript exporter
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import datetime as _dt
 import platform
 import warnings
@@ -27,15 +26,17 @@ import onnx
 import torch
 from torch import nn
 
-from .. import __version__ as rrim_version
-from ..modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y, METADATA_KEYS,
-                         MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
-from ..operator import DEFAULT_H, ForwardOperator
-from ..regularization import H_MAX, H_MIN, POLISH_ITERATIONS
-from ..synthetic import COVERAGE_END_MIN, COVERAGE_START_MAX, DatasetSettings, make_dataset, ood_shapes
-from .nets import RRIM, AdaptiveRRIM
-from .adaptive_data import adaptive_physics
-from .training import load_checkpoint, physics_tensors
+from rrim import __version__ as rrim_version
+from rrim.export.adaptive_data import adaptive_physics
+from rrim.export.nets import RRIM, AdaptiveRRIM
+from rrim.export.training import load_checkpoint, physics_tensors
+from rrim.inversion.regularization import H_MAX, H_MIN, POLISH_ITERATIONS
+from rrim.models.modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y,
+                                   METADATA_KEYS, MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
+from rrim.models.sessions import cpu_name, sha256_bytes
+from rrim.physics.glue_families import COVERAGE_END_MIN, COVERAGE_START_MAX, ood_shapes
+from rrim.physics.operator import DEFAULT_H, ForwardOperator
+from rrim.physics.synthetic import DatasetSettings, make_dataset
 
 OPSET = max(18, MIN_OPSET)
 #: Parity bar: max|x_onnx − x_torch| ≤ PARITY_RTOL·max|x_torch|. 1e-4 ≈ 840·eps(float32): room for
@@ -50,7 +51,7 @@ INFO_FIELDS = ("model_name", "model_version", "temperature_range_K", "training",
 
 class FinalIterate(nn.Module):
     """The rRIM returning only its final estimate; graph inputs ``names`` in the contract's order
-    (:func:`rrim.modelfile.input_shapes`), the physics among them baked in as float32 buffers
+    (:func:`rrim.models.modelfile.input_shapes`), the physics among them baked in as float32 buffers
     ``baked`` (name → tensor) when the form is 'baked'."""
 
     def __init__(self, rrim: nn.Module, names: list[str], baked: dict[str, torch.Tensor]):
@@ -146,7 +147,7 @@ def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float,
 
 def representative_spectra(operator: ForwardOperator, n: int = 9, sigma: float = 1e-3, seed: int = 1234) -> np.ndarray:
     """Scaled float32 spectra (n + #OOD shapes, n_ω) for parity checks: ``n`` seeded Gaussian-mixture
-    spectra with noise ``sigma`` and the noiseless spectra of :func:`rrim.synthetic.ood_shapes`."""
+    spectra with noise ``sigma`` and the noiseless spectra of :func:`rrim.physics.glue_families.ood_shapes`."""
     ds = make_dataset(operator, DatasetSettings(n=n, sigma=sigma, seed=seed))
     ood = operator.forward(np.stack(list(ood_shapes(operator.Omega).values())))
     return (np.concatenate([ds.y, ood]) / operator.scale).astype(np.float32)
@@ -279,18 +280,12 @@ def export_checkpoint(checkpoint, output, *, form: str = "baked", name: str | No
 
 def sha256_file(path) -> str:
     """Hex sha256 of a file's bytes."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_bytes(Path(path).read_bytes())
 
 
 def machine_description() -> str:
     """One line naming the machine: OS, CPU architecture and count, Python and torch versions."""
     import os
 
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                   if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu}), "
+    return (f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPUs ({cpu_name()}), "
             f"Python {platform.python_version()}, torch {torch.__version__}")

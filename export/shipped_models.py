@@ -1,16 +1,22 @@
 """Recipes of the shipped models: train (or resume) from the committed configuration, export, evaluate
 through the runtime, write the card and the index entry.
 
-    python -m rrim.export.shipped_models NAME [--checkpoint PATH] [--models-dir DIR]
+    python -m rrim.export.shipped_models NAME --models-dir DIR [--checkpoint PATH] [--checkpoints-dir DIR]
 
 NAME is one of :data:`RECIPES`. Training resumes from ``training.output_dir`` (the state is saved
 every epoch); an unfinished run stops the build. The evaluation runs the exported ONNX file through
-:func:`rrim.inversion.invert` — exactly what users run — on the held-out glue functions of the
+:func:`rrim.inversion.engine.invert` — exactly what users run — on the held-out glue functions of the
 training configuration (spectra from the 2× finer grid), at every noise level of :data:`EVAL_SIGMAS`,
 against Tikhonov with the validation-tuned weight (the bar) and with GCV; it also reports the
 network's own output before the data-consistency steps (the ablation), the misfit in units of the
 noise, partial ω coverage and the out-of-distribution shapes; a model with a ``compare_to`` is also
 compared with that model on the same spectra.
+
+Nothing is written where it was not asked for: the model, its golden file, card, metrics and index
+entry go to ``--models-dir`` (the repository's copy is ``runtime/data/models``), and the finished
+training is kept in ``--checkpoints-dir`` when given (the repository keeps them in
+``export/checkpoints``, committed, so that export and evaluation rerun from a clone with
+``--checkpoint export/checkpoints/NAME.pt`` and the benchmarks run PyTorch from them).
 """
 from __future__ import annotations
 
@@ -25,24 +31,22 @@ from pathlib import Path
 
 import numpy as np
 
-from ..inversion import invert, model_feeds, physics_at
-from ..models import MODELS_DIR, load_model
-from ..operator import ForwardOperator
-from ..regularization import POLISH_ITERATIONS, choose_weights, masked_svd, tikhonov_step
-from ..solvers import Tikhonov, tune_tikhonov_weight
-from ..synthetic import coverage_masks, ood_shapes, refined_grid
-from .adaptive_data import data_splits, draw_glue
-from .config import Config, load_config
-from .evaluation import noisy as _noisy, rel_l2 as _rel, scores as _scores
-from .onnx_export import export_checkpoint, golden_path, machine_description
-from .ridge import Ridge
-from .training import trained
+from rrim.export.adaptive_data import data_splits, draw_glue
+from rrim.export.config import Config, load_config
+from rrim.export.evaluation import noisy as _noisy, rel_l2 as _rel, scores as _scores
+from rrim.export.onnx_export import export_checkpoint, golden_path, machine_description
+from rrim.export.ridge import Ridge
+from rrim.export.training import trained
+from rrim.inversion.engine import invert
+from rrim.inversion.feeds import model_feeds, physics_at
+from rrim.inversion.regularization import POLISH_ITERATIONS, choose_weights, masked_svd, tikhonov_step
+from rrim.models.loading import load_model
+from rrim.physics.glue_families import coverage_masks, ood_shapes, refined_grid
+from rrim.physics.operator import ForwardOperator
+from rrim.solvers import Tikhonov, tune_tikhonov_weight
 
 CONFIGS = Path(__file__).parent / "configs"
-#: The finished trainings the shipped files were exported from (committed: export and evaluation rerun
-#: from a clone with ``--checkpoint export/checkpoints/NAME.pt``, and the benchmarks run PyTorch from them).
-CHECKPOINTS = Path(__file__).parent / "checkpoints"
-MODEL_VERSION = "2.0.0"
+MODEL_VERSION = "2.1.0"
 EVAL_SIGMAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 EVAL_SEED = 2026
 #: Held-out glue functions evaluated per setting (the first of the test split).
@@ -61,7 +65,7 @@ class Recipe:
 
 RECIPES = {
     "rrim-default": Recipe("rrim_default.toml", summary="the default model: 100 K, any measured ω range, noise 0…0.1"),
-    "rrim-lean": Recipe("rrim_lean.toml", compare_to="rrim-default",
+    "rrim-lean": Recipe("rrim_lean_2.0.0.toml", compare_to="rrim-default",
                         summary="half the GRU width of rrim-default: faster, nearly as accurate"),
     "rrim-any-temperature": Recipe("rrim_any_temperature.toml", temperatures=(10.0, 20.0, 50.0, 100.0, 200.0, 300.0),
                                    summary="one model for 10–300 K (A(T) and its basis fed at run time)"),
@@ -118,7 +122,7 @@ def evaluate(model, config: Config, temperatures, others=()) -> dict:
 
 
 def _coverage(model, x, clean, rng, sigma: float = 1e-3, n_masks: int = 8) -> dict:
-    """Partial ω coverage (masks of :func:`rrim.synthetic.coverage_masks`), σ = 1e-3: the rRIM against
+    """Partial ω coverage (masks of :func:`rrim.physics.glue_families.coverage_masks`), σ = 1e-3: the rRIM against
     Tikhonov (GCV) on the measured points; groups of spectra share a mask."""
     op = model.info.base_operator()
     masks = coverage_masks(op.omega, n_masks, rng, full_fraction=0.0)
@@ -205,7 +209,7 @@ ranges with gaps): rRIM {_cell(cov['rrim'])}; Tikhonov (GCV) on the measured poi
 
 ## Out-of-distribution shapes
 
-`rrim.synthetic.ood_shapes`: relative L2 error of the rRIM / of Tikhonov with the best weight for these spectra.
+`rrim.physics.glue_families.ood_shapes`: relative L2 error of the rRIM / of Tikhonov with the best weight for these spectra.
 
 | shape | {' | '.join(f'σ = {s}' for s in ood)} |
 |---|{'---|' * len(ood)}
@@ -223,24 +227,26 @@ def write_index(models_dir: Path, entry: dict) -> Path:
     return path
 
 
-def build(name: str, models_dir: Path = MODELS_DIR, checkpoint=None, command: str = "") -> dict:
-    """Train or resume (or take ``checkpoint``), export, evaluate, and write model, golden, card and index."""
+def build(name: str, models_dir: Path, checkpoint=None, command: str = "", checkpoints_dir: Path | None = None) -> dict:
+    """Train or resume (or take ``checkpoint``), export, evaluate, and write model, golden, card and index
+    into ``models_dir``; keep the finished training as ``checkpoints_dir/NAME.pt`` when given."""
     start = time.perf_counter()
     recipe = RECIPES[name]
     config = load_config(CONFIGS / recipe.config)
     if checkpoint is None:
         checkpoint = trained(config)[3]
-    from .training import load_checkpoint
+    from rrim.export.training import load_checkpoint
 
     _, saved, extra = load_checkpoint(checkpoint)
     if saved != config:
         raise ValueError(f"{checkpoint}: trained with another configuration than export/configs/{recipe.config}")
     history = Path(checkpoint).with_name("history.json")
     extra["epochs"] = len(json.loads(history.read_text())) if history.exists() else None
-    CHECKPOINTS.mkdir(exist_ok=True)
-    kept = CHECKPOINTS / f"{name}.pt"
-    if Path(checkpoint).resolve() != kept.resolve():
-        shutil.copyfile(checkpoint, kept)
+    if checkpoints_dir is not None:
+        Path(checkpoints_dir).mkdir(parents=True, exist_ok=True)
+        kept = Path(checkpoints_dir) / f"{name}.pt"
+        if Path(checkpoint).resolve() != kept.resolve():
+            shutil.copyfile(checkpoint, kept)
     T = config.operator.training_temperatures()
     path = Path(models_dir) / f"{name}.onnx"
     summary = export_checkpoint(checkpoint, path, form="input", name=name, model_version=MODEL_VERSION,
@@ -262,11 +268,14 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rrim.export.shipped_models", description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=sorted(RECIPES))
     parser.add_argument("--checkpoint", help="a finished training of the recipe's configuration (default: train/resume)")
-    parser.add_argument("--models-dir", default=str(MODELS_DIR), help="output folder (default: the package's models/)")
+    parser.add_argument("--models-dir", required=True, help="output folder of the model files (created)")
+    parser.add_argument("--checkpoints-dir", help="keep the finished training here as NAME.pt")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     command = " ".join(["python -m rrim.export.shipped_models", *(argv if argv is not None else sys.argv[1:])])
-    summary = build(args.name, Path(args.models_dir), args.checkpoint, command)
+    Path(args.models_dir).mkdir(parents=True, exist_ok=True)
+    summary = build(args.name, Path(args.models_dir), args.checkpoint, command,
+                    Path(args.checkpoints_dir) if args.checkpoints_dir else None)
     print(json.dumps({k: summary[k] for k in ("path", "sha256", "bytes", "parity_max_rel")}))
     return 0
 

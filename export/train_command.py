@@ -18,8 +18,8 @@ def train_command(config_path, output_dir):
     The state is saved after every epoch: the same command resumes an interrupted run; a run cut by
     ``training.chunk_s`` reports "finished": false and writes no model.pt.
     """
-    from .config import load_config
-    from .training import train
+    from rrim.export.config import load_config
+    from rrim.export.training import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:

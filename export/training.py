@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..operator import ForwardOperator
-from ..synthetic import DatasetSettings, SyntheticDataset, add_noise, make_dataset
-from .config import Config, ModelConfig, config_from_dict
-from .adaptive_data import AdaptiveData, adaptive_physics
-from .nets import CNN, FCN, RRIM, AdaptiveRRIM, RRIMSettings, build_rrim
+from rrim.export.adaptive_data import AdaptiveData, adaptive_physics
+from rrim.export.config import Config, ModelConfig, config_from_dict
+from rrim.export.nets import CNN, FCN, RRIM, AdaptiveRRIM, RRIMSettings, build_rrim
+from rrim.physics.operator import ForwardOperator
+from rrim.physics.synthetic import DatasetSettings, SyntheticDataset, add_noise, make_dataset
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def build_model(model: ModelConfig, operator: ForwardOperator) -> nn.Module:
     if model.kind == "rrim":
         return build_rrim(RRIMSettings(hidden=model.hidden, n_steps=model.n_steps, x0=model.x0,
                                        nonnegative=model.nonnegative, regularization=model.regularization,
-                                       correction_steps=model.correction_steps))
+                                       correction_steps=model.correction_steps, context=model.context))
     if model.kind == "fcn":
         return FCN(n_omega, n_Omega, width=model.width, depth=model.depth)
     return CNN(n_omega, n_Omega, channels=model.channels, depth=model.depth)
@@ -228,6 +228,8 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
     model = build_model(config.model, operator)
     if isinstance(model, (FCN, CNN)):
         model.standardize(source.y[torch.as_tensor(train_rows)])
+    if t.init_from:
+        warm_start(model, t.init_from)
     opt = torch.optim.Adam(model.parameters(), lr=t.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.lr_factor, patience=t.lr_patience) if t.lr_patience else None
     order_rng = np.random.default_rng(t.seed)
@@ -314,6 +316,18 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
         result.checkpoint_path = save_checkpoint(out / "model.pt", model, config, extra)
         (out / "history.json").write_text(json.dumps(result.history, indent=1))
     return result
+
+
+def warm_start(model: nn.Module, path) -> None:
+    """Load the weights of checkpoint ``path`` into ``model``; only the coarse path may be missing."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
+    except RuntimeError as e:  # shapes differ
+        raise ValueError(f"training.init_from: {path} does not fit the model ({e})") from None
+    new = [k for k in missing if not k.startswith("update.coarse.")]
+    if new or unexpected:
+        raise ValueError(f"training.init_from: {path} does not fit the model (missing {new}, unexpected {unexpected})")
 
 
 def _save_state(path: Path, config, model, opt, sched, best_state, stale, result, order_rng, noise_rng) -> None:

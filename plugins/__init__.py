@@ -3,4 +3,4 @@
 ``import rrim.plugins`` registers the ``.rrim`` accessor on xarray Datasets and DataArrays
 (``ds.rrim.invert()``, ``ds.rrim.forward()``); ``import rrim`` alone does not.
 """
-from . import accessor  # noqa: F401  (registers the accessor)
+from rrim.plugins import accessor  # noqa: F401  (registers the accessor)

@@ -1,35 +1,25 @@
 """The xarray accessor ``.rrim`` (registered on ``import rrim.plugins``), for Datasets and DataArrays.
 
-A thin layer over the runtime: validation (:func:`rrim.archives.read_source`) and inversion
-(:func:`rrim.archives.invert_rows`) are the CLI's own, so ``ds.rrim.invert()`` returns the
-variables, names and attributes that ``rrim invert`` writes. On dask-backed data it stays lazy:
-:func:`xarray.apply_ufunc` with ``dask="parallelized"`` inverts each chunk of spectra in one batch;
-only the model's path and sha256 travel to the workers, whose sessions are cached per process.
+A thin layer over the runtime: ``ds.rrim.invert()`` is :func:`rrim.jobs.dataset.invert_dataset`
+with an engine of its own, so it returns the variables, names and attributes that ``rrim invert``
+writes. On dask-backed data it stays lazy: :func:`xarray.apply_ufunc` with ``dask="parallelized"``
+inverts each chunk of spectra in one batch, with an engine of its own per chunk (only the model's
+path and sha256 travel; the onnxruntime session stays built in the worker process).
 """
 from __future__ import annotations
-
-import dataclasses
-import json
 
 import numpy as np
 import xarray as xr
 
-from ..archives import ArchiveOptions, invert_rows, provenance_attrs, read_source
-from ..inversion import DEFAULT_BATCH_SIZE, FLAGS
-from ..models import DEFAULT_MODEL, load_model
-from ..operator import ForwardOperator
+from rrim.inversion.engine import DEFAULT_BATCH_SIZE, Engine
+from rrim.io.reading import read_source
+from rrim.io.schema import ArchiveOptions
+from rrim.jobs.dataset import invert_dataset
+from rrim.jobs.invert import invert_rows
+from rrim.models.loading import DEFAULT_MODEL, load_model
+from rrim.physics.operator import ForwardOperator
 
-_FIT_DIM = "omega_model"  # the refit's ω axis inside apply_ufunc (the input's ω axis has another size)
-
-
-def _invert_block(rows, temperatures, *, src, model_path, sha256, opts, provider, batch_size):
-    """One chunk: rows (..., n_in) in file units, temperatures (...) K → the output arrays."""
-    model = load_model(model_path, sha256=sha256)
-    lead = rows.shape[:-1]
-    out = invert_rows(rows.reshape(-1, rows.shape[-1]).astype(np.float64), temperatures.reshape(-1), src, model,
-                      opts, session=model.session(provider), batch_size=batch_size)
-    return tuple(np.asarray(out[name]).reshape(*lead, *out[name].shape[1:]).astype(dtype)
-                 for name, (dtype, _, _) in opts.output_variables().items())
+_MODEL_OMEGA = "omega_model"  # forward()'s ω axis inside apply_ufunc (renamed to omega after)
 
 
 class _RrimAccessor:
@@ -48,46 +38,12 @@ class _RrimAccessor:
         ``temperature`` (K) overrides the dataset's; ``model`` is an installed name or a path;
         ``uncertainty`` (0.68 or 0.9) adds the calibrated band ``glue_lower``/``glue_upper``;
         ``impurity`` estimates and removes the impurity rate (``impurity_rate``).
-        Lazy on dask-backed input. Raises :class:`rrim.archives.ArchiveError` for bad input.
+        Lazy on dask-backed input. Raises :class:`rrim.io.paths.ArchiveError` for bad input.
         """
-        ds = self._dataset(var)
-        loaded = load_model(model, sha256=sha256)
         opts = ArchiveOptions(var=var, dim=dim, temperature_name=temperature_name, temperature=temperature,
                               crop=crop, smoothing_meV=smoothing_meV, uncertainty=uncertainty, impurity=impurity)
-        variables = opts.output_variables()
-        src = read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), loaded, opts)
-        data = src.data
-        temps = xr.DataArray(src.temperature, dims=src.lead, coords={d: data[d] for d in src.lead if d in data.coords})
-        if data.chunks is not None:
-            temps = temps.chunk({d: data.chunksizes[d] for d in src.lead})
-        n_Omega, n_omega = len(loaded.info.Omega), len(loaded.info.omega)
-        cores = {"scattering_rate_fit": [_FIT_DIM]}
-        results = xr.apply_ufunc(
-            _invert_block, data, temps,
-            kwargs=dict(src=dataclasses.replace(src, data=None), model_path=str(loaded.path), sha256=loaded.sha256,
-                        opts=opts, provider=provider, batch_size=batch_size),
-            input_core_dims=[[dim], []],
-            output_core_dims=[cores.get(name, list(core)) for name, (_, core, _) in variables.items()],
-            output_dtypes=[np.dtype(v[0]) for v in variables.values()],
-            dask="parallelized", dask_gufunc_kwargs={"output_sizes": {"Omega": n_Omega, _FIT_DIM: n_omega}},
-            keep_attrs=False,
-        )
-        # non-index coordinates are dropped before merging (comparing dask coordinates would compute
-        # them; the input's temperature coordinate would clash with the `temperature` output) and re-added
-        out = xr.Dataset({name: r.reset_coords(drop=True) for name, r in zip(variables, results)})
-        out = out.assign_coords({k: c for k, c in data.coords.items()
-                                 if k not in out.coords and k not in out.data_vars and dim not in c.dims})
-        out = out.rename({_FIT_DIM: "omega"}).assign_coords(
-            Omega=("Omega", loaded.info.Omega.values, {"units": "meV", "long_name": "boson energy Ω"}),
-            omega=("omega", loaded.info.omega.values, {"units": "meV", "long_name": "optical energy ω (model grid)"}))
-        for name, (_, _, attrs) in variables.items():
-            out[name].attrs = dict(attrs)
-        provider_used = loaded.session(provider).provider
-        out.attrs = provenance_attrs(src, loaded, opts, "n/a (in-memory dataset)", provider_used,
-                                str(ds.attrs.get("history", "")), {})
-        out.attrs.pop("flag_counts")
-        out.attrs["flag_meanings"] = json.dumps(FLAGS)
-        return out
+        with Engine(load_model(model, sha256=sha256), provider, batch_size=batch_size) as engine:
+            return invert_dataset(self._dataset(var), engine, opts)
 
     def forward(self, var: str = "glue", model=DEFAULT_MODEL, temperature: float | None = None) -> xr.DataArray:
         """Scattering rate (meV, on the model's ω grid) of the glue functions in ``var`` (core dim ``Omega``)
@@ -95,10 +51,10 @@ class _RrimAccessor:
         loaded = load_model(model)
         op: ForwardOperator = loaded.info.base_operator(temperature)
         glue = self._dataset(var)[var]
-        rate = xr.apply_ufunc(op.forward, glue, input_core_dims=[["Omega"]], output_core_dims=[[_FIT_DIM]],
+        rate = xr.apply_ufunc(op.forward, glue, input_core_dims=[["Omega"]], output_core_dims=[[_MODEL_OMEGA]],
                               dask="parallelized", output_dtypes=[np.float64],
-                              dask_gufunc_kwargs={"output_sizes": {_FIT_DIM: len(op.omega)}}, keep_attrs=False)
-        rate = rate.rename({_FIT_DIM: "omega"}).assign_coords(omega=("omega", op.omega.values, {"units": "meV"}))
+                              dask_gufunc_kwargs={"output_sizes": {_MODEL_OMEGA: len(op.omega)}}, keep_attrs=False)
+        rate = rate.rename({_MODEL_OMEGA: "omega"}).assign_coords(omega=("omega", op.omega.values, {"units": "meV"}))
         rate.attrs = {"long_name": "scattering rate 1/τ = A·I²χ", "units": "meV", "temperature_K": op.temperature}
         return rate.rename("scattering_rate")
 
@@ -107,7 +63,7 @@ class _RrimAccessor:
              provider: str = "auto", truth: str | None = None, title: str = "", data=None, **options):
         """A PNG (or any matplotlib format) with one row per spectrum: glue (with the band where there is
         one, and ``truth``, a variable of true glue, if given) | measured 1/τ on the model's grid with
-        the refit | fit − measured. Returns the path. Drawn by :func:`rrim.plotting.plot_inversions`;
+        the refit | fit − measured. Returns the path. Drawn by :func:`rrim.io.plotting.plot_inversions`;
         needs ``rrim[plot]``.
 
         On input data (``var`` on ``dim``) the selected spectra are inverted first, eagerly, with
@@ -118,7 +74,7 @@ class _RrimAccessor:
         inverted them), else the measured curve and fit − measured are left empty (the residual
         stays in the title). ``spectra``: flat indices over the leading dimensions (default: the first 4).
         """
-        from ..plotting import plot_inversions
+        from rrim.io.plotting import plot_inversions
 
         ds = self._obj if isinstance(self._obj, xr.Dataset) else self._obj.to_dataset(name=self._obj.name or var)
         if "glue" in ds:
@@ -146,8 +102,8 @@ class _RrimAccessor:
             src = read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), loaded, opts)
             idx = _indices(spectra, src.n_spectra)
             rows = _source_rows(src, idx, list(src.lead), dim)
-            get = invert_rows(rows, np.asarray(src.temperature).reshape(-1)[idx], src, loaded, opts,
-                              session=loaded.session(provider))
+            with Engine(loaded, provider) as engine:
+                get = invert_rows(rows, np.asarray(src.temperature).reshape(-1)[idx], src, engine, opts)
             omega, Omega, y = loaded.info.omega.values, loaded.info.Omega.values, get["y"]
         band = (get["glue_lower"], get["glue_upper"]) if "glue_lower" in get else None
         true = None if truth is None else np.asarray(ds[truth].stack(_spectrum=[d for d in ds[truth].dims if d != "Omega"])

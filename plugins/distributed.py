@@ -1,14 +1,16 @@
 """Dask distributed scale-out of ``rrim reprocess``: one task per file, on an existing scheduler
 (``--dask-scheduler ADDRESS``) or a local cluster of worker processes (``--dask-workers N``).
 
-Only paths, the model's path and sha256 and the options travel to the workers; each worker
-process loads and verifies the model itself and keeps one onnxruntime session (cached per
-process by :mod:`rrim.sessions`). The calling process holds the output folder's lock throughout.
+Only paths, the model's path and sha256 and the options travel to the workers; each task loads and
+verifies the model and runs it with its own :class:`~rrim.inversion.engine.Engine` (the onnxruntime
+session stays built in the worker process, :mod:`rrim.models.sessions`). The calling process holds the output folder's lock throughout.
 """
 from __future__ import annotations
 
-from ..archives import ArchiveOptions, reprocess_one
-from ..models import LoadedModel, load_model
+from rrim.inversion.engine import Engine
+from rrim.io.schema import ArchiveOptions
+from rrim.jobs.reprocess import reprocess_one
+from rrim.models.loading import LoadedModel, load_model
 
 
 def _worker_task(path: str, out: str, model_path: str, sha256: str, opts: ArchiveOptions, provider: str,
@@ -17,8 +19,8 @@ def _worker_task(path: str, out: str, model_path: str, sha256: str, opts: Archiv
     not cancel the others)."""
     try:
         model = load_model(model_path, sha256=sha256)
-        return reprocess_one(path, out, model, opts, provider=provider, input_sha256=input_sha256,
-                             input_identity=input_identity, batch_size=batch_size, threads=threads)
+        with Engine(model, provider, threads=threads, tf32=opts.tf32, batch_size=batch_size) as engine:
+            return reprocess_one(path, out, engine, opts, input_sha256=input_sha256, input_identity=input_identity)
     except Exception as e:
         return e
 
@@ -33,7 +35,7 @@ def reprocess_on_dask(jobs, model: LoadedModel, opts: ArchiveOptions, *, schedul
     """
     from dask.distributed import Client, LocalCluster, as_completed
 
-    from ..sessions import available_cpus
+    from rrim.models.sessions import available_cpus
 
     cluster = None if scheduler else LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
                                                   dashboard_address=None)

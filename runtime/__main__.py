@@ -1,4 +1,4 @@
 """``python -m rrim`` runs the ``rrim`` command line."""
-from .cli import main
+from rrim.cli import main
 
 main(prog_name="rrim")

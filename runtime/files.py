@@ -12,9 +12,9 @@ import glob
 import hashlib
 import os
 import re
+import secrets
 import socket
 import stat
-import tempfile
 import time
 from pathlib import Path
 
@@ -106,12 +106,18 @@ def replace_durably(tmp, target) -> None:
 
 
 def make_temporary(target) -> Path:
-    """Create an empty temporary for ``target`` beside it (see the module docstring)."""
+    """Create an empty temporary for ``target`` beside it (see the module docstring), with the mode a
+    new file gets here: 0o644 less the umask, applied by the system (the umask is never changed)."""
     target = Path(target)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.rrim-{os.getpid()}-{_HOST}-",
-                               suffix=TMP_SUFFIX)
-    os.close(fd)
-    return Path(tmp)
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = target.parent / f".{target.name}.rrim-{os.getpid()}-{_HOST}-{secrets.token_hex(4)}{TMP_SUFFIX}"
+        try:
+            os.close(os.open(tmp, flags, 0o644))
+        except FileExistsError:
+            continue
+        return tmp
+    raise FileExistsError(errno.EEXIST, "no unused temporary name", str(target.parent))
 
 
 def _dead(pid: int) -> bool:

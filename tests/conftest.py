@@ -11,9 +11,12 @@ import rrim
 
 
 def pytest_configure(config):
-    """The batch-size measurements of the CLI (rrim.tuning) go to a folder of this run, shared by the
-    subprocesses the tests start, never to the user's cache."""
+    """The batch-size measurements of the CLI (rrim.inversion.tuning) go to a folder of this run, shared by the
+    subprocesses the tests start, never to the user's cache; likewise the user model folder."""
     os.environ.setdefault("RRIM_CACHE_DIR", tempfile.mkdtemp(prefix="rrim-test-cache-"))
+    # no model or calibration of the user's own is found: the user model folders are empty ones of this run
+    os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="rrim-test-data-")
+    os.environ.pop("RRIM_MODEL_PATH", None)
 
 
 @pytest.fixture

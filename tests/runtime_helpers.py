@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 import rrim
-from rrim.modelfile import ModelInfo
+from rrim.models.modelfile import ModelInfo
 
 N_STEPS = 15
 
@@ -103,7 +103,8 @@ def sha256_file(path) -> str:
 
 def noisy_spectra(op: rrim.ForwardOperator, n: int, seed: int = 7, sigma: float = 1e-3):
     """(x_true (n, n_Ω), y (n, n_ω) meV): realistic glue through ``op`` with noise σ·max(y)."""
-    from rrim.synthetic import add_noise, realistic_glue
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.synthetic import add_noise
 
     rng = np.random.default_rng(seed)
     x = realistic_glue(op.Omega, n, rng)

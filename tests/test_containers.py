@@ -52,21 +52,22 @@ def _compare_module():
 
 @pytest.mark.parametrize("flavour", ["cpu", "cuda"])
 def test_pins_satisfy_the_runtime_dependencies(flavour):
-    """Every runtime dependency of pyproject is pinned, within its range; one onnxruntime flavour only."""
+    """Every runtime dependency of pyproject (base and the flavour's extra: cpu or gpu) is pinned, within its
+    range; one onnxruntime flavour only."""
     pins = _pins(flavour)
-    deps = [Requirement(d) for d in tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]]
-    for dep in deps:
-        name = ORT[flavour] if dep.name == "onnxruntime" else dep.name.lower()
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    extra = project["optional-dependencies"]["cpu" if flavour == "cpu" else "gpu"]
+    for dep in map(Requirement, project["dependencies"] + extra):
+        name = dep.name.lower()
         assert name in pins, f"requirements-{flavour}.txt: {dep.name} is not pinned"
-        if dep.name != "onnxruntime":
-            assert dep.specifier.contains(pins[name]), f"{name}=={pins[name]} outside pyproject's {dep}"
+        assert dep.specifier.contains(pins[name]), f"{name}=={pins[name]} outside pyproject's {dep}"
     other = ORT["cuda" if flavour == "cpu" else "cpu"]
     assert other not in pins, f"requirements-{flavour}.txt must not install {other} beside {ORT[flavour]}"
     assert not {"torch", "onnx", "dask", "matplotlib"} & set(pins)
 
 
 def test_cuda_pin_matches_a_cuda12_base():
-    """onnxruntime-gpu 1.19–1.26 are CUDA 12 builds (DESIGN §5): the default base must be CUDA 12."""
+    """onnxruntime-gpu 1.19–1.26 are CUDA 12 builds (docs/ARCHITECTURE.md §8): the default base must be CUDA 12."""
     version = tuple(int(p) for p in _pins("cuda")["onnxruntime-gpu"].split(".")[:2])
     base = next(line for line in (CONTAINERS / "Containerfile").read_text().splitlines()
                 if line.startswith("ARG CUDA_BASE="))

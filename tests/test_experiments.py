@@ -11,20 +11,26 @@ import pytest
 
 pytest.importorskip("torch")
 
+from click.testing import CliRunner  # noqa: E402
+
 from rrim.export import evaluation  # noqa: E402
 from rrim.export import experiments as ex  # noqa: E402
+from rrim.export.experiments_command import BUDGETS, experiments_command  # noqa: E402
 
 
-def _run(out, extra=()):
-    assert ex.main(["--budget", "smoke", "--out", str(out), "--work", str(out / "work"), *extra]) == 0
+def _run(out):
+    ex.run(out, budget="smoke", work=out / "work")
     return json.loads((out / "results.json").read_text()), (out / "RESULTS.md").read_text()
 
 
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
+    """The smoke budget through the command line, as a user runs it."""
     out = tmp_path_factory.mktemp("smoke")
-    results, text = _run(out)
-    return out, results, text
+    res = CliRunner().invoke(experiments_command, ["-o", str(out), "--budget", "smoke", "--work", str(out / "work")],
+                             prog_name="rrim experiments")
+    assert res.exit_code == 0, res.output
+    return out, json.loads((out / "results.json").read_text()), (out / "RESULTS.md").read_text()
 
 
 def _section(text: str, heading: str) -> str:
@@ -57,7 +63,8 @@ def test_smoke_run_writes_consistent_tables(smoke):
     budget = ex.PRESETS["smoke"]
     for name in ("RESULTS.md", "results.json", "mse_vs_n.png", "mse_vs_sigma.png", "ood_shapes.png"):
         assert (out / name).stat().st_size > 0
-    assert results["budget"]["name"] == "smoke" and results["command"].startswith("python -m rrim.export.experiments")
+    assert results["budget"]["name"] == "smoke"
+    assert results["command"] == f"rrim experiments -o {out} --budget smoke --work {out / 'work'}"
     assert "wall time" in text and "machine:" in text and "smoke budget" in text
     assert results["failures"] == []
     records = results["records"]
@@ -161,6 +168,7 @@ def test_interrupted_run_resumes_to_the_same_numbers(smoke, tmp_path, monkeypatc
 
 def test_budgets():
     presets = ex.PRESETS
+    assert set(BUDGETS) == set(presets)
     assert max(presets["full"].sizes) == 100_000 and presets["session"].n_seeds >= 3 and presets["full"].n_seeds >= 3
     for budget in presets.values():
         per_family = [sum(1 for c in budget.search if c[0] == f) for f in ex.BASELINES]
@@ -174,7 +182,7 @@ def test_budgets():
 def test_configs_differ_from_the_shipped_recipe_only_in_size_seed_and_folder(tmp_path):
     from rrim.export.config import load_config
 
-    shipped = load_config(ex.CONFIGS / "rrim_default.toml")
+    shipped = load_config(ex.CONFIGS / "rrim_default_2.0.0.toml")  # rrim-default from scratch
     config = ex.rrim_config(1000, 2, ex.PRESETS["full"], tmp_path)
     assert config.replace(data={"n": shipped.data.n, "seed": 0},
                           training={"seed": 0, "output_dir": shipped.training.output_dir}) == shipped
@@ -186,9 +194,11 @@ def test_configs_differ_from_the_shipped_recipe_only_in_size_seed_and_folder(tmp
     assert cnn.operator == shipped.operator
 
 
-def test_smoke_never_replaces_the_committed_results():
-    with pytest.raises(SystemExit):
-        ex.main(["--budget", "smoke"])
+def test_smoke_never_replaces_the_committed_results(tmp_path):
+    with pytest.raises(ValueError, match="never replace docs/experiments"):
+        ex.run(ex.DOCS, budget="smoke", work=tmp_path)
+    res = CliRunner().invoke(experiments_command, ["-o", str(ex.DOCS), "--budget", "smoke", "--work", str(tmp_path)])
+    assert res.exit_code == 2 and "never replace" in res.output
 
 
 def test_a_failing_solver_is_reported_not_raised():

@@ -15,10 +15,10 @@ from click.testing import CliRunner  # noqa: E402
 from rrim.cli import main as cli_main  # noqa: E402
 from rrim.export.config import Config, GridConfig, ModelConfig, OperatorConfig  # noqa: E402
 from rrim.export.nets import RRIM, RRIMSettings  # noqa: E402
-from rrim.export.onnx_export import (INFO_FIELDS, PARITY_RTOL, export_onnx, golden_path,  # noqa: E402
-                                     representative_spectra, verify_onnx)
+from rrim.export.onnx_export import (INFO_FIELDS, PARITY_RTOL, export_onnx, golden_path, representative_spectra,
+                                     verify_onnx)
 from rrim.export.training import physics_tensors, save_checkpoint  # noqa: E402
-from rrim.modelfile import MIN_OPSET, ModelInfo  # noqa: E402
+from rrim.models.modelfile import MIN_OPSET, ModelInfo  # noqa: E402
 
 H = 0.01
 OPERATOR_CONFIG = OperatorConfig(omega=GridConfig(2.0, 400.0, 40), Omega=GridConfig(2.0, 400.0, 30))

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import rrim
-from rrim.kernels import allen_kernel, shulga_kernel
+from rrim.physics.kernels import allen_kernel, shulga_kernel
 
 EPS = np.finfo(np.float64).eps
 T100 = rrim.kelvin_to_mev(100.0)  # k_B·100 K = 8.617333262 meV
@@ -36,7 +36,7 @@ def coth(z):
     return 1 + 2 / np.expm1(2 * z)
 
 
-# DESIGN §1: Einstein mode c = 1 at Ω0 = 40 meV, 1/τ(ω) = K(ω, Ω0, T).
+# docs/ARCHITECTURE.md §1: Einstein mode c = 1 at Ω0 = 40 meV, 1/τ(ω) = K(ω, Ω0, T).
 EINSTEIN_OMEGA = np.array([10.0, 50.0, 100.0, 300.0])
 EINSTEIN_T0 = np.array([0.0, 1.256637061436, 3.769911184308, 5.445427266222])
 EINSTEIN_T100 = np.array([0.625463338411, 1.952076873996, 3.895804407336, 5.567749558922])

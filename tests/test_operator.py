@@ -14,7 +14,7 @@ import rrim
 EPS = np.finfo(np.float64).eps
 T100 = rrim.kelvin_to_mev(100.0)
 
-# --- closed forms of DESIGN §1 -----------------------------------------------------------------
+# --- closed forms of docs/ARCHITECTURE.md §1 -------------------------------------------------------
 
 BOX = dict(c=0.7, lo=40.0, hi=120.0)
 GAUSS = dict(a=0.8, centre=120.0, width=15.0)  # e^{−Ω0²/2s²} = e^{−32}: nothing missed below Ω_min
@@ -186,11 +186,39 @@ def test_dot_test(name, rng):
     np.testing.assert_allclose(op.scaled_matrix * op.scale, op.matrix, rtol=EPS)
 
 
+@pytest.mark.parametrize("name", sorted(OPERATORS))
+def test_public_dot_test_passes_for_every_kernel_and_fails_for_a_wrong_adjoint(name):
+    from scipy.sparse.linalg import LinearOperator
+
+    op = OPERATORS[name]()
+    assert rrim.dot_test(op, rng=1)
+    a = op.matrix
+    wrong = LinearOperator(op.shape, matvec=lambda x: a @ x, rmatvec=lambda y: (a + 1e-9 * np.abs(a).max()).T @ y,
+                           dtype=np.float64)
+    assert not rrim.dot_test(wrong, rng=1)
+
+
+def test_forward_operator_is_a_scipy_linear_operator(small_operator, rng):
+    """scipy's solvers take a ForwardOperator as it is: columns in, columns out, the same A."""
+    from scipy.sparse.linalg import aslinearoperator, lsqr
+
+    op = small_operator
+    lin = aslinearoperator(op)
+    x = rng.uniform(0.0, 1.0, (op.shape[1], 2))
+    assert lin.shape == op.shape and lin.dtype == np.float64
+    np.testing.assert_allclose(lin.matvec(x[:, 0]), op.forward(x[:, 0]), rtol=1e-14)
+    np.testing.assert_allclose(lin.matmat(x), op.forward(x.T).T, rtol=1e-14)
+    np.testing.assert_allclose(lin.rmatmat(op.matmat(x)), op.adjoint(op.forward(x.T)).T, rtol=1e-14)
+    y = op.matvec(x[:, 0])
+    sol = lsqr(op, y, damp=1e-3, atol=1e-12, btol=1e-12)[0]
+    assert np.linalg.norm(op.matvec(sol) - y) <= 1e-3 * np.linalg.norm(y)
+
+
 def test_quadrature_weights_sit_inside_A(small_operator):
     np.testing.assert_allclose(small_operator.matrix, small_operator.kernel_matrix * small_operator.Omega.weights, rtol=0)
 
 
-# --- iterated Tikhonov (DESIGN §2) -------------------------------------------------------------
+# --- iterated Tikhonov (docs/ARCHITECTURE.md §2) -----------------------------------------------------
 
 H = rrim.DEFAULT_H
 N_STEPS = 15
@@ -206,7 +234,7 @@ def tikhonov_case(default_operator):
     y = y + 1e-3 * y.max() * np.random.default_rng(3).standard_normal(y.shape)
     iterates, x = [], np.zeros(op.shape[1])
     for _ in range(N_STEPS):
-        x = x + op.gradient(y, x, H)  # x_{k+1} = x_k + P(y_s − A_s x_k)
+        x = x + op.preconditioned_residual(y, x, H)  # x_{k+1} = x_k + P(y_s − A_s x_k)
         iterates.append(x)
     # rounding grows with the condition number of AᵀA + hI, (s_max² + h)/h (~3·10³ here), per step
     cond = (op.svd.s[0] ** 2 + H) / H
@@ -276,9 +304,9 @@ def test_gradient_is_preconditioned_residual(small_operator, rng):
     op = small_operator
     x = rng.uniform(size=(4, op.shape[1]))
     y = rng.uniform(size=(4, op.shape[0]))
-    np.testing.assert_allclose(op.gradient(y, x), (y - x @ op.scaled_matrix.T) @ op.preconditioner().T, rtol=1e-12)
+    np.testing.assert_allclose(op.preconditioned_residual(y, x), (y - x @ op.scaled_matrix.T) @ op.preconditioner().T, rtol=1e-12)
     # one y against a batch of x broadcasts
-    np.testing.assert_allclose(op.gradient(y[0], x), op.gradient(np.broadcast_to(y[0], y.shape), x), rtol=1e-14)
+    np.testing.assert_allclose(op.preconditioned_residual(y[0], x), op.preconditioned_residual(np.broadcast_to(y[0], y.shape), x), rtol=1e-14)
 
 
 # --- descriptions and temperatures -------------------------------------------------------------
@@ -330,11 +358,11 @@ def test_shape_mismatches_name_the_argument(small_operator):
     with pytest.raises(ValueError, match=r"y: last axis must have length 60"):
         op.adjoint(np.zeros((2, n_W)))
     with pytest.raises(ValueError, match=r"y: last axis"):
-        op.gradient(np.zeros(n_W), np.zeros(n_W))
+        op.preconditioned_residual(np.zeros(n_W), np.zeros(n_W))
     with pytest.raises(ValueError, match=r"x: last axis"):
-        op.gradient(np.zeros(n_w), np.zeros(n_w))
+        op.preconditioned_residual(np.zeros(n_w), np.zeros(n_w))
     with pytest.raises(ValueError, match=r"y, x: batch shapes \(3,\) and \(2,\)"):
-        op.gradient(np.zeros((3, n_w)), np.zeros((2, n_W)))
+        op.preconditioned_residual(np.zeros((3, n_w)), np.zeros((2, n_W)))
 
 
 @pytest.mark.parametrize("kwargs, name", [

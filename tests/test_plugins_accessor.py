@@ -9,8 +9,9 @@ import xarray as xr
 from click.testing import CliRunner
 
 import rrim.plugins  # noqa: F401  (registers .rrim)
-from rrim.cli import EXAMPLE_ARCHIVE, main
-from rrim.plugins import accessor
+from rrim.cli import main
+from rrim.cli.common import EXAMPLE_ARCHIVE
+from rrim.jobs import dataset
 
 pytest.importorskip("dask")
 
@@ -38,13 +39,13 @@ def test_accessor_equals_cli_output(tmp_path, example):
 
 def test_dask_input_stays_lazy_and_batches_whole_chunks(monkeypatch, example):
     calls = []
-    real = accessor.invert_rows
+    real = dataset.invert_rows
 
     def counting(rows, *args, **kwargs):
         calls.append(rows.shape[0])
         return real(rows, *args, **kwargs)
 
-    monkeypatch.setattr(accessor, "invert_rows", counting)
+    monkeypatch.setattr(dataset, "invert_rows", counting)
     lazy = example.chunk({"sample": 2}).rrim.invert(provider="cpu")
     assert calls == [] and hasattr(lazy.glue.data, "dask")  # nothing ran yet
     eager = example.rrim.invert(provider="cpu")
@@ -111,7 +112,7 @@ def test_plot_without_the_glue_output_names_it(tmp_path, example):
 
 
 def test_plot_of_outputs_draws_the_measured_spectra_from_the_input(monkeypatch, tmp_path, example):
-    from rrim import plotting
+    from rrim.io import plotting
 
     calls = []
     monkeypatch.setattr(plotting, "plot_inversions", lambda path, *args, **kw: calls.append((args, kw)) or path)
@@ -152,6 +153,19 @@ def test_accessor_on_a_distributed_client_equals_in_process(tmp_path, example):
 
 
 def _sessions_in_this_process() -> int:
-    from rrim import sessions
+    from rrim.models import sessions
 
     return len(sessions._CACHE)
+
+
+def test_invert_dataset_is_the_accessors_core_without_the_plugin(example):
+    """The in-memory core needs no accessor: an engine and the options give what ds.rrim.invert() gives."""
+    from rrim.inversion.engine import Engine
+    from rrim.io.schema import ArchiveOptions
+    from rrim.models.loading import load_model
+
+    with Engine(load_model("rrim-default"), "cpu") as engine:
+        core = dataset.invert_dataset(example, engine, ArchiveOptions(impurity=True))
+    xr.testing.assert_equal(core, example.rrim.invert(provider="cpu", impurity=True))
+    assert core.attrs["execution_provider"] == "cpu" and "impurity_rate" in core
+

@@ -9,7 +9,8 @@ import pytest
 import xarray as xr
 from click.testing import CliRunner
 
-from rrim.cli import EXAMPLE_ARCHIVE, main
+from rrim.cli import main
+from rrim.cli.common import EXAMPLE_ARCHIVE
 
 pytest.importorskip("dask.distributed")
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from rrim.realistic_set import FAMILIES, SIGMAS, benchmark_files, draw_family
-from rrim.synthetic import (COVERAGE_END_MIN, COVERAGE_START_MAX, PRIOR_FAMILIES, coverage_masks, realistic_prior,
-                            refined_grid)
+from rrim.physics.glue_families import (COVERAGE_END_MIN, COVERAGE_START_MAX, PRIOR_FAMILIES, coverage_masks,
+                                        realistic_prior, refined_grid)
+from rrim.physics.realistic_set import FAMILIES, SIGMAS, benchmark_files, draw_family
 
 
 def test_benchmark_files_are_seeded_and_measured_like_ftir(default_operator):

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import rrim
+from rrim.inversion.engine import Engine
 from malformed_inputs import CATALOGUE, DIM, VAR, Base, write_nc
 from reliability_support import make_job, outputs, run_rrim, sha256_of, tally, temporaries, tree_hashes
 from runtime_helpers import noisy_spectra, write_model
@@ -37,7 +38,7 @@ def model_path(tmp_path_factory, small_operator):
 
 @pytest.fixture(scope="module")
 def model(model_path):
-    from rrim.models import load_model
+    from rrim.models.loading import load_model
 
     return load_model(model_path)
 
@@ -106,11 +107,12 @@ def test_each_catalogue_file_in_the_job(job, case):
 
 @pytest.mark.parametrize("case", [c for c in CATALOGUE if c.refused], ids=[c.name for c in CATALOGUE if c.refused])
 def test_each_refusal_through_the_library(job, model, case, tmp_path):
-    from rrim.archives import ArchiveError, invert_archive
+    from rrim.io.paths import ArchiveError
+    from rrim.jobs.invert import invert_archive
 
     path = job["inputs"] / case.file
     with pytest.raises(ArchiveError) as e:
-        invert_archive(path, tmp_path / "x.nc", model, provider="cpu")
+        invert_archive(path, tmp_path / "x.nc", Engine(model, "cpu"))
     _check_refusal(case, str(e.value), path)
     assert list(tmp_path.iterdir()) == []
 
@@ -118,18 +120,18 @@ def test_each_refusal_through_the_library(job, model, case, tmp_path):
 def test_a_huge_omega_grid_is_read_in_bounded_slabs(tmp_path, base, model):
     """64 spectra on a 200 000-point ω axis: slabs of at most SLAB_VALUES input values, same glue as
     the same spectra on the ordinary grid."""
-    from rrim.archives import SLAB_VALUES, invert_archive
+    from rrim.jobs.invert import SLAB_VALUES, invert_archive
 
     w = np.linspace(base.omega[0], base.omega[-1], 200_000)
     y = np.tile(np.stack([np.interp(w, base.omega, row) for row in base.y]), (22, 1))[:64]
     write_nc(tmp_path / "fine.nc", base, y=y, omega=w)
     write_nc(tmp_path / "coarse.nc", base, y=np.tile(base.y, (22, 1))[:64])
     calls = []
-    invert_archive(tmp_path / "fine.nc", tmp_path / "fine.out.nc", model, provider="cpu",
+    invert_archive(tmp_path / "fine.nc", tmp_path / "fine.out.nc", Engine(model, "cpu"),
                    progress=lambda done, total: calls.append(done))
     per_slab = SLAB_VALUES // w.size
     assert calls == list(range(per_slab, 64, per_slab)) + [64]
-    invert_archive(tmp_path / "coarse.nc", tmp_path / "coarse.out.nc", model, provider="cpu")
+    invert_archive(tmp_path / "coarse.nc", tmp_path / "coarse.out.nc", Engine(model, "cpu"))
     import netCDF4
 
     with netCDF4.Dataset(tmp_path / "fine.out.nc") as f, netCDF4.Dataset(tmp_path / "coarse.out.nc") as c:
@@ -184,7 +186,8 @@ def archives(draw):
 
 def _random_archive_contract(spec, base, model, folder, counter):
     """Write the archive, invert it; either an output that matches the input or a clear ArchiveError."""
-    from rrim.archives import ArchiveError, invert_archive
+    from rrim.io.paths import ArchiveError
+    from rrim.jobs.invert import invert_archive
 
     counter["n"] += 1
     path = folder / f"random{counter['n']}.nc"
@@ -192,7 +195,7 @@ def _random_archive_contract(spec, base, model, folder, counter):
     write_nc(path, base, **spec)
     before = sha256_of(path)
     try:
-        s = invert_archive(path, out, model, provider="cpu")
+        s = invert_archive(path, out, Engine(model, "cpu"))
     except ArchiveError as e:
         assert str(path) in str(e) and ": " in str(e), str(e)
         assert not out.exists()

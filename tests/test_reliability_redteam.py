@@ -16,9 +16,10 @@ import pytest
 
 from reliability_support import make_job, outputs, run_rrim, sha256_of, tally, temporaries, tree_hashes
 from runtime_helpers import fixture_info, sha256_file, tikhonov_model_bytes
+from rrim.inversion.engine import Engine
 
 EXIT_USAGE, EXIT_MODEL = 2, 4
-MODELS = Path(__file__).resolve().parents[1] / "runtime" / "models"
+MODELS = Path(__file__).resolve().parents[1] / "runtime" / "data" / "models"
 
 
 @pytest.fixture(scope="module")
@@ -100,8 +101,9 @@ def test_a_model_whose_weights_live_in_another_file_is_refused(good, tmp_path, s
 
 @pytest.mark.parametrize("where", ["constant", "subgraph"])
 def test_external_tensors_are_found_in_constants_and_subgraphs(small_operator, tmp_path, where):
-    from rrim.modelfile import ModelFileError
-    from rrim.models import check_self_contained, load_model
+    from rrim.models.loading import load_model
+    from rrim.models.modelfile import ModelFileError
+    from rrim.models.onnx_bytes import check_self_contained
 
     data = _with_external(small_operator, where)
     with pytest.raises(ModelFileError, match="external files"):
@@ -272,7 +274,7 @@ CALIBRATIONS = {  # name → (change to the shipped calibration's JSON, fragment
 @pytest.fixture(scope="module")
 def shipped(tmp_path_factory):
     """rrim-default copied to a folder of its own (its calibration beside it), loaded by path."""
-    from rrim.models import load_model
+    from rrim.models.loading import load_model
 
     folder = tmp_path_factory.mktemp("shipped")
     for suffix in (".onnx", ".calibration.json"):
@@ -282,8 +284,8 @@ def shipped(tmp_path_factory):
 
 @pytest.mark.parametrize("name", sorted(CALIBRATIONS))
 def test_a_bad_calibration_is_refused_naming_the_file(shipped, name):
-    from rrim.modelfile import ModelFileError
-    from rrim.uncertainty import calibration_path, load_calibration
+    from rrim.inversion.uncertainty import calibration_path, load_calibration
+    from rrim.models.modelfile import ModelFileError
 
     path = calibration_path(shipped.path)
     original = (MODELS / "rrim-default.calibration.json").read_text()
@@ -301,7 +303,7 @@ def test_a_bad_calibration_is_refused_naming_the_file(shipped, name):
 
 
 def test_a_bad_calibration_fails_a_band_request_with_the_files_name(shipped, tmp_path):
-    from rrim.uncertainty import calibration_path
+    from rrim.inversion.uncertainty import calibration_path
 
     path = calibration_path(shipped.path)
     original = path.read_text()
@@ -333,8 +335,8 @@ def _declaring(op, grid: str, n):
 ])
 def test_grid_sizes_in_model_metadata_are_checked_before_anything_is_built(small_operator, tmp_path, monkeypatch,
                                                                            grid, n, fragment):
-    from rrim import models
-    from rrim.modelfile import ModelFileError, ModelInfo
+    from rrim.models import loading as models
+    from rrim.models.modelfile import ModelFileError, ModelInfo
 
     path = tmp_path / "declaring.onnx"
     path.write_bytes(_declaring(small_operator, grid, n))
@@ -347,8 +349,8 @@ def test_grid_sizes_in_model_metadata_are_checked_before_anything_is_built(small
 
 
 def test_deeply_nested_json_in_a_model_or_index_is_refused_naming_the_file(small_operator, tmp_path, monkeypatch):
-    from rrim import models
-    from rrim.modelfile import ModelFileError
+    from rrim.models import loading as models
+    from rrim.models.modelfile import ModelFileError
 
     meta = fixture_info(small_operator, "baked", n_steps=2).to_metadata()
     meta["metrics"] = _deep(100_000)
@@ -366,15 +368,17 @@ def test_deeply_nested_json_in_a_model_or_index_is_refused_naming_the_file(small
 # ---- 8. the digest recorded is that of the bytes read ------------------------------------------------
 
 def test_the_recorded_input_digest_is_of_the_bytes_that_were_read(good, tmp_path, small_operator):
-    from rrim.archives import ArchiveError, invert_archive, reprocess_one
     from rrim.files import identity
-    from rrim.models import load_model
+    from rrim.io.paths import ArchiveError
+    from rrim.jobs.invert import invert_archive
+    from rrim.jobs.reprocess import reprocess_one
+    from rrim.models.loading import load_model
 
     model = load_model(good["model"])
     a, b = make_job(tmp_path / "in", small_operator, 2, 3, seed=21)
     ident, digest = identity(a), sha256_of(a)
     os.replace(b, a)  # replaced after it was hashed (reprocess hashes every input first)
-    reprocess_one(a, tmp_path / "a.glue.nc", model, Options(), provider="cpu", input_sha256=digest,
+    reprocess_one(a, tmp_path / "a.glue.nc", Engine(model, "cpu"), Options(), input_sha256=digest,
                   input_identity=ident)
     assert outputs(tmp_path)["a.glue.nc"]["attrs"]["input_sha256"] == sha256_of(a) != digest
 
@@ -385,21 +389,22 @@ def test_the_recorded_input_digest_is_of_the_bytes_that_were_read(good, tmp_path
         if done == 1:
             os.replace(d, c)  # replaced while it is read
     with pytest.raises(ArchiveError, match="changed or was replaced while it was read"):
-        invert_archive(c, tmp_path / "c.glue.nc", model, provider="cpu", chunk_spectra=1, progress=replace_midway)
+        invert_archive(c, tmp_path / "c.glue.nc", Engine(model, "cpu"), chunk_spectra=1, progress=replace_midway)
     assert not (tmp_path / "c.glue.nc").exists() and temporaries(tmp_path) == []
     tally("untrusted files", hole="hash and read", case="input replaced after hashing / while read", refused=1)
 
 
 def Options(**kw):
-    from rrim.archives import ArchiveOptions
+    from rrim.io.schema import ArchiveOptions
 
     return ArchiveOptions(**kw)
 
 
 def test_the_calibration_recorded_is_the_one_that_was_used(shipped, tmp_path):
-    from rrim.archives import ArchiveError, invert_archive
-    from rrim.cli import EXAMPLE_ARCHIVE
-    from rrim.uncertainty import calibration_path
+    from rrim.cli.common import EXAMPLE_ARCHIVE
+    from rrim.inversion.uncertainty import calibration_path
+    from rrim.io.paths import ArchiveError
+    from rrim.jobs.invert import invert_archive
 
     path = calibration_path(shipped.path)
     original = path.read_text()
@@ -408,7 +413,7 @@ def test_the_calibration_recorded_is_the_one_that_was_used(shipped, tmp_path):
         path.write_text(original.replace('"seed"', '"seed_"', 1))
     try:
         with pytest.raises(ArchiveError, match="calibration of model .* changed"):
-            invert_archive(EXAMPLE_ARCHIVE, tmp_path / "x.nc", shipped, provider="cpu", chunk_spectra=8,
+            invert_archive(EXAMPLE_ARCHIVE, tmp_path / "x.nc", Engine(shipped, "cpu"), chunk_spectra=8,
                            progress=recalibrate)
     finally:
         path.write_text(original)
@@ -437,7 +442,7 @@ def test_a_file_name_that_is_not_utf8_is_refused_by_name_and_the_job_goes_on(goo
 # ---- 10. glob characters in names --------------------------------------------------------------------
 
 def test_stale_temporaries_are_matched_by_exact_name(tmp_path):
-    from rrim.archives import remove_stale_temporaries
+    from rrim.jobs.reprocess import remove_stale_temporaries
 
     leftovers = {"run[1].glue.nc": ".run[1].glue.nc.k2j4h5g6.rrim-tmp",  # a killed run's, old form
                  "b?.glue.nc": f".b?.glue.nc.rrim-{_dead_pid()}-00000000-abcd1234.rrim-tmp"}
@@ -470,7 +475,7 @@ def test_matches_that_are_not_regular_files_are_reported(good, tmp_path, small_o
 
 
 def test_inspect_and_model_files_refuse_a_fifo_instead_of_waiting(good, tmp_path):
-    from rrim.uncertainty import calibration_path
+    from rrim.inversion.uncertainty import calibration_path
 
     os.mkfifo(tmp_path / "pipe.nc")
     p, s = run_rrim("inspect", tmp_path / "pipe.nc", cwd=tmp_path, timeout=120)
@@ -530,8 +535,8 @@ def test_a_pathological_tuning_cache_never_fails_a_job(good, tmp_path):
 # ---- 12. durable outputs; the provider and TF32 are part of an output's identity --------------------
 
 def test_outputs_and_their_folder_are_fsynced_around_the_rename(good, tmp_path, monkeypatch):
-    from rrim.archives import invert_archive
-    from rrim.models import load_model
+    from rrim.jobs.invert import invert_archive
+    from rrim.models.loading import load_model
 
     model = load_model(good["model"])
     events, fsync, replace = [], os.fsync, os.replace
@@ -546,7 +551,7 @@ def test_outputs_and_their_folder_are_fsynced_around_the_rename(good, tmp_path, 
     monkeypatch.setattr(os, "fsync", spy_fsync)
     monkeypatch.setattr(os, "replace", spy_replace)
     out = tmp_path / "x.nc"
-    invert_archive(good["archive"], out, model, provider="cpu")
+    invert_archive(good["archive"], out, Engine(model, "cpu"))
     i = next(i for i, e in enumerate(events) if e[0] == "replace" and e[2] == str(out))
     tmp = events[i][1]
     assert ("fsync", tmp) in events[:i] and ("fsync", str(tmp_path)) in events[i + 1:], events
@@ -556,18 +561,19 @@ def test_outputs_and_their_folder_are_fsynced_around_the_rename(good, tmp_path, 
 def test_provider_and_tf32_are_part_of_an_outputs_identity(good, tmp_path, monkeypatch):
     from click.testing import CliRunner
 
-    from rrim import archives
-    from rrim.archives import ArchiveOptions, is_current
     from rrim.cli import main
-    from rrim.models import load_model
+    from rrim.io.schema import ArchiveOptions
+    from rrim.jobs import invert as job
+    from rrim.jobs.reprocess import is_current
+    from rrim.models.loading import load_model
 
     out = tmp_path / "out"
     args = ["reprocess", str(good["archive"].parent), "-o", str(out), "--model", str(good["model"]),
             "--provider", "cpu", "--batch-size", "16"]
     seen = []
-    real = archives.invert_rows
-    monkeypatch.setattr(archives, "invert_rows", lambda *a, session, **k: seen.append(session.tf32) or
-                        real(*a, session=session, **k))
+    real = job.invert_rows
+    monkeypatch.setattr(job, "invert_rows", lambda rows, temps, src, engine, opts: seen.append(engine.session.tf32) or
+                        real(rows, temps, src, engine, opts))
     first = CliRunner().invoke(main, args, catch_exceptions=False)
     again = CliRunner().invoke(main, args + ["--tf32"], catch_exceptions=False)
     assert json.loads(first.stdout)["processed"] and json.loads(again.stdout)["processed"], again.stdout

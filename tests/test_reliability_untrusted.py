@@ -215,8 +215,9 @@ def test_unexpected_models_are_refused(good, small_operator, name, tmp_path):
 
 
 def test_a_pickle_posing_as_a_model_or_golden_file_is_never_unpickled(good, tmp_path, monkeypatch):
-    from rrim import models
-    from rrim.modelfile import ModelFileError
+    from rrim.models import loading as models
+    from rrim.models.golden import check_golden
+    from rrim.models.modelfile import ModelFileError
 
     marker = tmp_path / "unpickled"
     evil = tmp_path / "evil.onnx"
@@ -233,14 +234,15 @@ def test_a_pickle_posing_as_a_model_or_golden_file_is_never_unpickled(good, tmp_
     np.savez(folder / "m.golden.npz", y=np.array([_Bomb(marker)], dtype=object), x=np.zeros((1, 50)))
     monkeypatch.setattr(models, "MODELS_DIR", folder)
     with pytest.raises(ModelFileError, match="unreadable golden file"):
-        models.check_golden(models.load_model("m"))
+        check_golden(models.load_model("m"))
     assert not marker.exists()
     tally("untrusted model", case="pickle as model / golden", refused=True)
 
 
 def test_installed_models_are_verified_against_the_index_and_pins(good, tmp_path, monkeypatch):
-    from rrim import models, sessions
-    from rrim.modelfile import ModelFileError
+    from rrim.models import loading as models
+    from rrim.models import sessions
+    from rrim.models.modelfile import ModelFileError
 
     folder = tmp_path / "installed"
     folder.mkdir()

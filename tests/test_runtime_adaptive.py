@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+from rrim.inversion.engine import Engine
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.torch
@@ -17,7 +18,9 @@ def adaptive_net():
     from rrim.export.nets import AdaptiveRRIM, RRIMSettings
 
     torch.manual_seed(0)  # untrained: the contract and the physics, not the accuracy, are tested
-    return AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", correction_steps=2)).eval()
+    net = AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", correction_steps=2, context=3))
+    torch.nn.init.normal_(net.update.coarse[-1].weight, std=0.3)  # the coarse path (pool by 3: 67 of 200) in use
+    return net.eval()
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +37,7 @@ def exported(tmp_path_factory, default_operator, adaptive_net):
 
 
 def test_masked_basis_is_the_svd_of_the_measured_rows(default_operator):
-    from rrim.regularization import masked_svd
+    from rrim.inversion.regularization import masked_svd
 
     mask = np.ones(default_operator.shape[0], bool)
     mask[:10] = mask[120:126] = False
@@ -47,8 +50,9 @@ def test_masked_basis_is_the_svd_of_the_measured_rows(default_operator):
 
 def test_weights_follow_the_noise(default_operator):
     """GCV's h grows with the noise and is clipped to [H_MIN, H_MAX]."""
-    from rrim.regularization import H_MAX, H_MIN, choose_weights
-    from rrim.synthetic import add_noise, realistic_glue
+    from rrim.inversion.regularization import H_MAX, H_MIN, choose_weights
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.synthetic import add_noise
 
     x = realistic_glue(default_operator.Omega, 20, np.random.default_rng(0))
     y = default_operator.forward(x) / default_operator.scale
@@ -59,8 +63,9 @@ def test_weights_follow_the_noise(default_operator):
 
 
 def test_correction_steps_lower_the_misfit_on_measured_points_only(default_operator):
-    from rrim.regularization import choose_weights, correct, masked_svd
-    from rrim.synthetic import add_noise, realistic_glue
+    from rrim.inversion.regularization import choose_weights, correct, masked_svd
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.synthetic import add_noise
 
     op = default_operator
     x = realistic_glue(op.Omega, 8, np.random.default_rng(3))
@@ -71,7 +76,7 @@ def test_correction_steps_lower_the_misfit_on_measured_points_only(default_opera
     ym = y * mask
     h = choose_weights(ym, svd, mask)
     start = np.zeros_like(x)
-    misfit = [np.linalg.norm(((correct(start, ym, op.scaled_matrix, svd, h, k) @ op.scaled_matrix.T) - y)[:, mask])
+    misfit = [np.linalg.norm(((correct(start, ym @ svd.U, svd, h, k) @ op.scaled_matrix.T) - y)[:, mask])
               for k in (1, 2, 4)]
     assert misfit[0] > misfit[1] > misfit[2]
 
@@ -79,8 +84,8 @@ def test_correction_steps_lower_the_misfit_on_measured_points_only(default_opera
 def test_polish_brings_the_clipped_steps_misfit_down_to_the_noise(default_operator):
     """Where the glue touches 0, the clipped Tikhonov steps leave the misfit above the noise;
     projected gradient lowers it to about the noise and keeps x ≥ 0."""
-    from rrim.regularization import POLISH_ITERATIONS, choose_weights, correct, masked_svd
-    from rrim.synthetic import realistic_glue
+    from rrim.inversion.regularization import POLISH_ITERATIONS, choose_weights, correct, masked_svd
+    from rrim.physics.glue_families import realistic_glue
 
     op = default_operator
     x = realistic_glue(op.Omega, 16, np.random.default_rng(7))
@@ -93,7 +98,7 @@ def test_polish_brings_the_clipped_steps_misfit_down_to_the_noise(default_operat
     start = np.zeros_like(x)
 
     def misfit(k, polish):
-        est = correct(start, y, op.scaled_matrix, svd, h, k, polish)
+        est = correct(start, y @ svd.U, svd, h, k, polish)
         assert est.min() >= 0
         return np.median(np.sqrt(np.mean((est @ op.scaled_matrix.T - y) ** 2, axis=1)) / noise[:, 0])
 
@@ -106,9 +111,11 @@ def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_op
     final estimate; the input form fed the full-grid basis equals the baked form."""
     from rrim.export.adaptive_data import adaptive_physics
     from rrim.export.training import estimates
-    from rrim.inversion import invert
-    from rrim.models import check_golden, load_model
-    from rrim.synthetic import add_noise, realistic_glue
+    from rrim.inversion.engine import invert
+    from rrim.models.golden import check_golden
+    from rrim.models.loading import load_model
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.synthetic import add_noise
 
     models = {form: load_model(path) for form, path in exported.items()}
     for form, m in models.items():
@@ -127,9 +134,9 @@ def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_op
 
 def test_mask_aware_model_ignores_unmeasured_points(exported, default_operator):
     """With valid_omega, the input-form model never reads the unmeasured values."""
-    from rrim.inversion import invert
-    from rrim.models import load_model
-    from rrim.synthetic import realistic_glue
+    from rrim.inversion.engine import invert
+    from rrim.models.loading import load_model
+    from rrim.physics.glue_families import realistic_glue
 
     m = load_model(exported["input"])
     op = default_operator
@@ -148,10 +155,12 @@ def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported
     still refused."""
     import xarray as xr
 
-    from rrim.archives import ArchiveError, ArchiveOptions, invert_archive
-    from rrim.models import load_model
-    from rrim.synthetic import realistic_glue
-    from rrim.units import CM1_PER_MEV
+    from rrim.io.paths import ArchiveError
+    from rrim.io.schema import ArchiveOptions
+    from rrim.jobs.invert import invert_archive
+    from rrim.models.loading import load_model
+    from rrim.physics.glue_families import realistic_glue
+    from rrim.physics.units import CM1_PER_MEV
 
     m = load_model(exported["input"])
     op = default_operator
@@ -161,18 +170,18 @@ def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported
     ds = xr.Dataset({"scattering_rate": (("sample", "omega"), rows, {"units": "cm-1"})},
                     coords={"omega": ("omega", w_cm, {"units": "cm-1"})}, attrs={"temperature": 100.0})
     ds.to_netcdf(tmp_path / "ftir.nc")
-    invert_archive(tmp_path / "ftir.nc", tmp_path / "out.nc", m, ArchiveOptions())
+    invert_archive(tmp_path / "ftir.nc", tmp_path / "out.nc", Engine(m), ArchiveOptions())
     with xr.open_dataset(tmp_path / "out.nc") as out:
         assert (out["flags"].values == 0).all() and np.isfinite(out["glue"].values).all()
     ds.sel(omega=slice(None, 1200.0)).to_netcdf(tmp_path / "short.nc")  # ends at 149 meV < 200 meV
     with pytest.raises(ArchiveError, match="--crop"):
-        invert_archive(tmp_path / "short.nc", tmp_path / "out2.nc", m, ArchiveOptions())
+        invert_archive(tmp_path / "short.nc", tmp_path / "out2.nc", Engine(m), ArchiveOptions())
 
 
 @pytest.mark.parametrize("bad", [-1, 1001, 2.5, True, "10"])
 def test_regularization_metadata_with_a_bad_polish_count_is_refused(bad):
-    from rrim.modelfile import ModelFileError, ModelInfo
-    from rrim.models import load_model
+    from rrim.models.modelfile import ModelFileError, ModelInfo
+    from rrim.models.loading import load_model
 
     meta = load_model("rrim-default").info.to_metadata()
     reg = json.loads(meta["regularization"])

@@ -12,9 +12,12 @@ import xarray as xr
 from click.testing import CliRunner
 
 import rrim
-from rrim.archives import PROVENANCE_ATTRIBUTES
-from rrim.cli import EXAMPLE_ARCHIVE, main
-from rrim.inversion import FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAG_NONFINITE, FLAGS
+from rrim.cli import main
+from rrim.cli.common import EXAMPLE_ARCHIVE
+from rrim.inversion.engine import Engine
+from rrim.inversion.flags import FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAG_NONFINITE, FLAGS
+from rrim.io.provenance import PROVENANCE_ATTRIBUTES
+from rrim.models.loading import installed_models
 from runtime_helpers import noisy_spectra, sha256_file, write_archive, write_model
 
 
@@ -109,11 +112,13 @@ def test_decreasing_omega_and_temperature_per_spectrum(tmp_path, models, spectra
         assert np.all(o["residual"].values < 0.01)  # each refit at its own temperature
 
 
-def test_physics_is_computed_once_per_temperature_across_slabs(tmp_path, models):
+def test_physics_is_computed_once_per_temperature_across_slabs(tmp_path, models, monkeypatch):
     """Spectra at 3 interleaved temperatures, read in slabs of 2: A(T) and P(T) are built 3 times."""
-    from rrim.archives import ArchiveOptions, invert_archive
-    from rrim.inversion import _physics
-    from rrim.models import load_model
+    from rrim.inversion import engine
+    from rrim.inversion.feeds import physics_at
+    from rrim.io.schema import ArchiveOptions
+    from rrim.jobs.invert import invert_archive
+    from rrim.models.loading import load_model
 
     w = np.linspace(2.0, 400.0, 200)
     temps = np.tile([15.0, 60.0, 250.0], 4)
@@ -121,10 +126,11 @@ def test_physics_is_computed_once_per_temperature_across_slabs(tmp_path, models)
     ds = xr.Dataset({"scattering_rate": (("sample", "omega"), ys, {"units": "meV"})},
                     coords={"omega": ("omega", w, {"units": "meV"}), "temperature": ("sample", temps, {"units": "K"})})
     ds.to_netcdf(tmp_path / "mixed.nc")
-    _physics.cache_clear()
-    invert_archive(tmp_path / "mixed.nc", tmp_path / "mixed.out.nc", load_model(models["input"]), ArchiveOptions(),
-                   provider="cpu", chunk_spectra=2)
-    assert _physics.cache_info().misses == 3
+    computed = []
+    monkeypatch.setattr(engine, "physics_at", lambda model, T: computed.append(T) or physics_at(model, T))
+    invert_archive(tmp_path / "mixed.nc", tmp_path / "mixed.out.nc", Engine(load_model(models["input"]), "cpu"),
+                   ArchiveOptions(), chunk_spectra=2)
+    assert sorted(computed) == sorted(set(computed)) and len(computed) == 3
     with xr.open_dataset(tmp_path / "mixed.out.nc") as o:
         np.testing.assert_array_equal(o["temperature"].values, temps)
         assert np.all(o["residual"].values < 0.01)
@@ -248,17 +254,21 @@ def test_bad_model_and_output_paths(tmp_path, models, spectra, default_operator)
 def test_unwritable_output_folder_as_root_too(tmp_path, models, spectra, monkeypatch):
     """Where the folder refuses new files (a read-only mount refuses root too), simulated by making
     the temporary-file creation fail as the kernel would: exit 2, clear message, nothing left."""
-    import tempfile
+    from rrim.files import TMP_SUFFIX
 
     w, _, y = spectra
     f = write_archive(tmp_path / "a.nc", y, w, omega_units="meV", y_units="meV")
     out = tmp_path / "ro"
     out.mkdir()
 
-    def refuse(*args, **kwargs):
-        raise PermissionError(30, "Read-only file system")
+    real_open = os.open
 
-    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    def refuse(path, *args, **kwargs):
+        if str(path).endswith(TMP_SUFFIX):
+            raise PermissionError(30, "Read-only file system")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
     res, s = run("invert", f, "-o", out / "x.nc", "--model", models["baked"])
     assert res.exit_code == 2 and "cannot create a file in output folder" in s["error"]
     assert "Read-only file system" in s["error"] and list(out.iterdir()) == []
@@ -334,13 +344,13 @@ def test_cli_entry_point_runs_as_a_process(tmp_path):
 def test_streaming_slabs_match_one_pass_and_single_spectrum_files(tmp_path, models, spectra):
     """Slabs of 5 spectra over two leading dimensions give the same file contents as one slab;
     a file holding one spectrum (no leading dimension) works; --provider cuda without CUDA exits 3."""
-    from rrim.archives import invert_archive
-    from rrim.models import load_model
-    from rrim.sessions import available_providers
+    from rrim.jobs.invert import invert_archive
+    from rrim.models.loading import load_model
+    from rrim.models.sessions import available_providers
 
     m = load_model(models["baked"])
-    a = invert_archive(EXAMPLE_ARCHIVE, tmp_path / "one.nc", m, provider="cpu")
-    b = invert_archive(EXAMPLE_ARCHIVE, tmp_path / "slabs.nc", m, provider="cpu", chunk_spectra=5)
+    a = invert_archive(EXAMPLE_ARCHIVE, tmp_path / "one.nc", Engine(m, "cpu"))
+    b = invert_archive(EXAMPLE_ARCHIVE, tmp_path / "slabs.nc", Engine(m, "cpu"), chunk_spectra=5)
     assert a.n_spectra == b.n_spectra == 24
     with xr.open_dataset(tmp_path / "one.nc") as x, xr.open_dataset(tmp_path / "slabs.nc") as y:
         for v in ("glue", "flags", "temperature"):
@@ -372,7 +382,7 @@ def test_archive_job_never_imports_torch_or_onnx(tmp_path, models):
     assert tail == {"exit": 0, "heavy": []}, p.stderr
 
 
-@pytest.mark.skipif("rrim-default" not in __import__("rrim.models").models.installed_models(),
+@pytest.mark.skipif("rrim-default" not in installed_models(),
                     reason="the default model is not shipped yet")
 def test_main_job_with_the_default_model(tmp_path):
     """`rrim invert --example` with the shipped default model: the main job of the README.

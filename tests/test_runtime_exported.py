@@ -28,9 +28,10 @@ def exported(tmp_path_factory, default_operator):
 
 
 def test_exported_models_load_reproduce_golden_and_agree(exported, default_operator):
-    from rrim.inversion import invert
-    from rrim.models import check_golden, load_model
-    from rrim.synthetic import realistic_glue
+    from rrim.inversion.engine import invert
+    from rrim.models.golden import check_golden
+    from rrim.models.loading import load_model
+    from rrim.physics.glue_families import realistic_glue
 
     models = {form: load_model(path) for form, path in exported.items()}
     for form, m in models.items():

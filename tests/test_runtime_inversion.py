@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 import rrim
-from rrim.inversion import (FLAG_NONFINITE, FLAG_POOR_FIT, FLAG_TEMPERATURE, POOR_FIT_RESIDUAL, flag_names,
-                            invert, smooth)
-from rrim.models import load_model
+from rrim.inversion.engine import invert
+from rrim.inversion.feeds import smooth
+from rrim.inversion.flags import FLAG_NONFINITE, FLAG_POOR_FIT, FLAG_TEMPERATURE, POOR_FIT_FLOOR, flag_names
+from rrim.models.loading import load_model
 from runtime_helpers import N_STEPS, noisy_spectra, write_model
 
 
@@ -36,7 +37,10 @@ def test_invert_matches_float64_reference_and_refits(models, default_operator):
     np.testing.assert_allclose(r.fit, r.glue @ default_operator.matrix.T)
     expected = np.sqrt(np.mean((r.fit - y) ** 2, 1)) / np.sqrt(np.mean(y ** 2, 1))
     np.testing.assert_allclose(r.residual, expected)
-    assert r.provider == "cpu" and r.glue.dtype == np.float64 and not r.flags.any()
+    assert r.provider == "cpu" and r.glue.dtype == np.float64 and set(np.unique(r.flags)) <= {0, FLAG_POOR_FIT}
+    # the fixture's h = 0.01 is strong: the spectra it cannot fit to within 3× their noise are flagged
+    relative_noise = r.noise / np.sqrt(np.mean(y ** 2, 1))
+    np.testing.assert_array_equal(r.flags & FLAG_POOR_FIT > 0, r.residual > 3 * relative_noise)
     # recovery of the known glue (bar for the 15-step Tikhonov fixture, noise 1e-3)
     err = np.linalg.norm(r.glue - x_true, axis=1) / np.linalg.norm(x_true, axis=1)
     assert np.median(err) < 0.2
@@ -77,7 +81,7 @@ def test_poor_fit_is_flagged(models, default_operator):
     _, y = noisy_spectra(default_operator, 4, seed=11)
     y[2] = y[2] * (1 + 0.5 * np.sin(default_operator.omega.values / 5.0))  # no glue fits this
     r = invert(y, models["baked"], provider="cpu")
-    assert r.residual[2] > POOR_FIT_RESIDUAL and r.flags[2] & FLAG_POOR_FIT
+    assert r.residual[2] > 10 * POOR_FIT_FLOOR and r.flags[2] & FLAG_POOR_FIT
     assert not (np.delete(r.flags, 2) & FLAG_POOR_FIT).any()
 
 

@@ -8,9 +8,11 @@ import numpy as np
 import pytest
 
 import rrim
-from rrim.modelfile import ModelFileError
-from rrim.models import check_golden, installed_models, load_model, onnx_opsets
-from rrim.sessions import ProviderUnavailable, available_cpus, available_providers, make_session
+from rrim.models.golden import check_golden
+from rrim.models.loading import installed_models, load_model
+from rrim.models.modelfile import ModelFileError
+from rrim.models.onnx_bytes import onnx_opsets
+from rrim.models.sessions import ProviderUnavailable, available_cpus, available_providers, make_session
 from runtime_helpers import fixture_info, sha256_file, tikhonov_model_bytes, write_model
 
 
@@ -77,7 +79,7 @@ def test_unknown_model_name(tmp_path):
 
 def test_index_and_golden_parity(tmp_path, models, default_operator):
     """An installed-model folder (index.json + golden npz) verifies; a wrong golden fails parity."""
-    from rrim import models as registry
+    from rrim.models import loading as registry
 
     path = tmp_path / "tikhonov-input.onnx"
     path.write_bytes(models["input"].read_bytes())
@@ -115,7 +117,7 @@ def test_session_cache_pickle_and_providers(models):
 SHIPPED = sorted(installed_models())
 
 
-@pytest.mark.skipif(not SHIPPED, reason="no model shipped in rrim/models yet")
+@pytest.mark.skipif(not SHIPPED, reason="no model shipped in rrim/data/models yet")
 @pytest.mark.parametrize("name", SHIPPED or ["none"])
 def test_shipped_models_verify_and_reproduce_their_golden_output(name):
     m = load_model(name)  # sha256 against index.json, metadata, contract
@@ -136,7 +138,7 @@ def test_forked_child_builds_its_own_session(models):
 
 
 def _run_in_child(session):
-    from rrim import sessions
+    from rrim.models import sessions
 
     assert not any(k[0] == __import__("os").getpid() for k in sessions._CACHE)  # nothing cached for this pid yet
     return session.run({"y": np.full((2, 200), 0.5, np.float32)})

@@ -5,7 +5,7 @@ import logging
 
 import pytest
 
-from rrim import sessions
+from rrim.models import sessions
 from runtime_helpers import write_model, sha256_file
 
 
@@ -47,67 +47,76 @@ def test_cuda_refused_clearly_when_it_cannot_run(tmp_path, small_operator, cuda_
         sessions.make_session(path, "cuda")
 
 
-def test_run_batches_runs_cpu_calls_concurrently_and_keeps_their_order(tmp_path, default_operator, monkeypatch):
+def test_engine_runs_cpu_calls_concurrently_and_keeps_their_order(tmp_path, default_operator, monkeypatch):
     import threading
-    import time
 
     import numpy as np
 
-    from rrim.models import load_model
-    from rrim.sessions import Session
+    from rrim.inversion.engine import Engine
+    from rrim.models.loading import load_model
+    from rrim.models.sessions import Session
     from runtime_helpers import write_model
 
     model = load_model(write_model(tmp_path, default_operator, "baked"))
-    two, one = model.session("cpu", threads=2), model.session("cpu", threads=1)
-    feeds = [{"y": np.full((3, 200), 0.1 * (k + 1), np.float32)} for k in range(6)]
-    expected = [one.run(f) for f in feeds]
+    y = np.repeat(np.linspace(0.1, 0.6, 6, dtype=np.float32)[:, None], 200, axis=1)
+    expected = Engine(model, "cpu", threads=1).session.run({"y": y})
+    both_inside = threading.Barrier(2)  # passes only when two calls are running at the same time
     seen, real = set(), Session.run
 
     def recording(self, f):
         seen.add(threading.get_ident())
-        time.sleep(0.02)  # long enough for the other pool thread to take the next call
+        both_inside.wait(timeout=30)
         return real(self, f)
 
     monkeypatch.setattr(Session, "run", recording)
-    got = two.run_batches(feeds)
-    assert len(seen) == 2  # two pool threads ran calls
-    for a, b in zip(got, expected):
-        np.testing.assert_array_equal(a, b)
+    with Engine(model, "cpu", threads=2, batch_size=3) as two:
+        got = two.run({"y": y})
+    assert len(seen) == 2  # two pool threads ran the two calls of 3 rows, at once
+    np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7 * float(np.abs(expected).max()))
+    monkeypatch.setattr(Session, "run", lambda self, f: seen.add(threading.get_ident()) or real(self, f))
     seen.clear()
-    assert all(np.array_equal(a, b) for a, b in zip(one.run_batches(feeds), expected)) and len(seen) == 1
+    with Engine(model, "cpu", threads=1, batch_size=3) as one:
+        np.testing.assert_array_equal(one.run({"y": y}), np.concatenate([real(one.session, {"y": y[:3]}),
+                                                                         real(one.session, {"y": y[3:]})]))
+    assert seen == {threading.get_ident()}  # one thread: the calls run here, one after another
 
 
 def test_io_binding_path_equals_plain_run(tmp_path, default_operator):
     """The CUDA path's I/O binding, exercised on the CPU device (no GPU here): same output as run()."""
     import numpy as np
 
-    from rrim.models import load_model
-    from rrim.sessions import run_bound
+    from rrim.models.loading import load_model
+    from rrim.models.sessions import run_bound
     from runtime_helpers import write_model
 
     model = load_model(write_model(tmp_path, default_operator, "input"))
     session = model.session("cpu")
-    from rrim.inversion import physics_at
+    from rrim.inversion.feeds import physics_at
 
     _, a32, p32 = physics_at(model, 50.0)
     feeds = {"y": np.linspace(0.1, 1, 3 * 200, dtype=np.float32).reshape(3, 200), "A": a32, "P": p32}
     np.testing.assert_array_equal(run_bound(session.ort_session, feeds, "cpu"), session.run(feeds))
 
 
-def test_run_batches_cuts_large_batches_into_cpu_calls(tmp_path, default_operator, monkeypatch):
+def test_engine_calls_have_batch_size_rows(tmp_path, default_operator, monkeypatch):
+    """One notion of rows per call: the engine cuts the spectra into calls of ``batch_size`` rows, the
+    last one shorter, and nothing cuts them again."""
     import numpy as np
 
-    from rrim import sessions
-    from rrim.models import load_model
+    from rrim.inversion.engine import Engine
+    from rrim.models import sessions
+    from rrim.models.loading import load_model
     from runtime_helpers import write_model
 
     model = load_model(write_model(tmp_path, default_operator, "baked"))
-    session = model.session("cpu", threads=2)
     y = np.linspace(0.05, 1.0, 150 * 200, dtype=np.float32).reshape(150, 200)
-    whole = session.run({"y": y})
+    whole = model.session("cpu").run({"y": y})
     sizes, real = [], sessions.Session.run
     monkeypatch.setattr(sessions.Session, "run", lambda self, f: sizes.append(len(f["y"])) or real(self, f))
-    out = session.run_batches([{"y": y}, {"y": y[:10]}])
-    assert sorted(sizes) == [10, 22, 64, 64]
-    np.testing.assert_allclose(out[0], whole, rtol=1e-6, atol=1e-7 * float(np.abs(whole).max()))
-    np.testing.assert_allclose(out[1], whole[:10], rtol=1e-6, atol=1e-7 * float(np.abs(whole).max()))
+    with Engine(model, "cpu", threads=2, batch_size=128) as engine:
+        out = engine.run({"y": y})
+        assert sorted(sizes) == [22, 128]
+        sizes.clear()
+        engine.run({"y": y}, batch_size=64)
+        assert sorted(sizes) == [22, 64, 64]
+    np.testing.assert_allclose(out, whole, rtol=1e-6, atol=1e-7 * float(np.abs(whole).max()))

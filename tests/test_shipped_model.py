@@ -12,7 +12,7 @@ import pytest
 
 import rrim
 
-MODELS = Path(rrim.__file__).resolve().parent / "models"
+MODELS = Path(rrim.__file__).resolve().parent / "data" / "models"
 NAME = "rrim-default"
 pytestmark = pytest.mark.skipif(not (MODELS / f"{NAME}.onnx").is_file(), reason="no default model shipped yet")
 
@@ -54,7 +54,7 @@ def test_any_temperature_model_is_shipped_with_card_and_calibrations():
 def test_golden_reproduces_with_onnxruntime_alone(tmp_path, name):
     script = (
         "import sys\n"
-        "from rrim.models import check_golden, load_model\n"
+        "from rrim.models.golden import check_golden\nfrom rrim.models.loading import load_model\n"
         f"check = check_golden(load_model({name!r}), provider='cpu')\n"
         "assert check.passed, check\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
@@ -66,8 +66,8 @@ def test_golden_reproduces_with_onnxruntime_alone(tmp_path, name):
 
 
 def test_tampered_copy_is_refused(tmp_path):
-    from rrim.modelfile import ModelFileError
-    from rrim.models import load_model
+    from rrim.models.loading import load_model
+    from rrim.models.modelfile import ModelFileError
 
     data = bytearray((MODELS / f"{NAME}.onnx").read_bytes())
     data[len(data) // 2] ^= 0xFF

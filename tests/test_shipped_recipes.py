@@ -12,8 +12,9 @@ pytest.importorskip("torch")
 
 from rrim.export import shipped_models as sm  # noqa: E402
 from rrim.export.config import load_config  # noqa: E402
-from rrim.inversion import FLAG_TEMPERATURE, invert  # noqa: E402
-from rrim.models import load_model  # noqa: E402
+from rrim.inversion.engine import invert  # noqa: E402
+from rrim.inversion.flags import FLAG_TEMPERATURE
+from rrim.models.loading import load_model  # noqa: E402
 
 
 def _tiny_configs(tmp_path):
@@ -24,7 +25,8 @@ def _tiny_configs(tmp_path):
             model={"hidden": 3, "n_steps": 2, "correction_steps": 2}, data={"n": 80},
             operator={"omega": {"start": 2.0, "stop": 400.0, "n": 40}, "Omega": {"start": 2.0, "stop": 400.0, "n": 30},
                       "n_temperatures": 3},
-            training={"max_epochs": 2, "patience": 2, "step_weights": [], "output_dir": str(tmp_path / "runs" / name)})
+            training={"max_epochs": 2, "patience": 2, "step_weights": [], "init_from": "",
+                      "output_dir": str(tmp_path / "runs" / name)})
         text = json.dumps(cfg.to_dict())
         (d / recipe.config).write_text(_toml(json.loads(text)))
     return d
@@ -41,7 +43,6 @@ def _toml(d: dict) -> str:
 
 def test_recipes_build_evaluate_and_compare(tmp_path, monkeypatch):
     monkeypatch.setattr(sm, "CONFIGS", _tiny_configs(tmp_path))
-    monkeypatch.setattr(sm, "CHECKPOINTS", tmp_path / "checkpoints")
     monkeypatch.setattr(sm, "EVAL_SIGMAS", (0.0, 1e-2))
     monkeypatch.setattr(sm, "N_EVAL", 8)
     monkeypatch.setattr(sm, "N_RIDGE", 30)
@@ -49,7 +50,7 @@ def test_recipes_build_evaluate_and_compare(tmp_path, monkeypatch):
     models.mkdir()
     (models / "index.json").write_text(json.dumps({"other": {"file": "other.onnx", "sha256": "0" * 64, "form": "input"}}))
     default = sm.build("rrim-default", models, command="test")
-    lean = sm.build("rrim-lean", models, command="test")
+    lean = sm.build("rrim-lean", models, command="test", checkpoints_dir=tmp_path / "checkpoints")
     held = lean["metrics"]["held_out"]
     assert list(held) == ["100 K, σ=0", "100 K, σ=0.01"]
     for cell in held.values():
@@ -64,11 +65,11 @@ def test_recipes_build_evaluate_and_compare(tmp_path, monkeypatch):
     model = load_model(models / "rrim-lean.onnx", sha256=lean["sha256"])
     assert model.info.adaptive and model.info.regularization["mask"]
     assert (tmp_path / "checkpoints" / "rrim-lean.pt").exists()  # kept for reruns without training
+    assert not (tmp_path / "checkpoints" / "rrim-default.pt").exists()  # kept only where asked
 
 
 def test_any_temperature_recipe_flags_other_temperatures(tmp_path, monkeypatch):
     monkeypatch.setattr(sm, "CONFIGS", _tiny_configs(tmp_path))
-    monkeypatch.setattr(sm, "CHECKPOINTS", tmp_path / "checkpoints")
     monkeypatch.setattr(sm, "N_EVAL", 6)
     summary = sm.build("rrim-any-temperature", tmp_path / "models", command="test")
     assert {k.split(",")[0] for k in summary["metrics"]["held_out"]} == {f"{T:g} K" for T in sm.RECIPES["rrim-any-temperature"].temperatures}

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 import rrim
+from rrim.physics.synthetic import DatasetSettings, add_noise, gaussian_mixture, low_energy_factor, make_dataset
 from rrim.solvers import NNLS, IteratedTikhonov, MaxEnt, Tikhonov, TruncatedSVD, tune_tikhonov_weight
 from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import Projection
-from rrim.synthetic import DatasetSettings, add_noise, gaussian_mixture, low_energy_factor, make_dataset
 
 EPS = np.finfo(np.float64).eps
 
@@ -56,7 +56,7 @@ def test_maxent_recovers_known_glue_from_noiseless_data(small_operator, glue):
 
 
 def test_recovery_at_low_noise(small_operator, glue, rng):
-    """σ = 1e-5 (DESIGN §2's lowest level): the weight-choosing solvers stay within a few per cent."""
+    """σ = 1e-5 (the lowest level of docs/ARCHITECTURE.md §2): the weight-choosing solvers stay within a few per cent."""
     y = add_noise(small_operator.forward(glue)[None], 1e-5, rng)
     for est, tol in [(Tikhonov(small_operator, "gcv"), 0.02), (Tikhonov(small_operator, "discrepancy"), 0.02),
                      (TruncatedSVD(small_operator), 0.02), (MaxEnt(small_operator), 0.06)]:

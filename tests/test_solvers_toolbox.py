@@ -9,10 +9,10 @@ import pytest
 import scipy.optimize
 
 import rrim
+from rrim.physics.synthetic import DatasetSettings, make_dataset
 from rrim.solvers import NNLS, IteratedTikhonov, MaxEnt, Tikhonov, TruncatedSVD, noise_level
 from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import Projection, System
-from rrim.synthetic import DatasetSettings, make_dataset
 
 from test_solvers_problems import PROBLEMS, SELF_ENERGY, correlated_noise, self_energy, shaw
 
@@ -260,7 +260,7 @@ OFFSET_SOLVERS = [lambda op, e: Tikhonov(op, "fixed", weight=1e-4, errors=e, off
 @pytest.mark.parametrize("errors", [None, "vector"])
 def test_offset_is_exactly_separated(small_operator, glue, rng, make, errors):
     """y and y + 5 meV give the same glue and offsets 5 meV apart, for every solver (the offset is eliminated
-    exactly; how well c itself is identified depends on the kernel: poorly at 100 K, see rrim.impurity)."""
+    exactly; how well c itself is identified depends on the kernel: poorly at 100 K, see rrim.physics.impurity)."""
     op = small_operator
     e = None if errors is None else np.linspace(0.02, 0.08, op.shape[0])
     y = op.forward(glue) + 2.0 + 0.05 * rng.standard_normal(op.shape[0])
@@ -338,4 +338,4 @@ def test_matrix_kernel_operator_has_no_temperature_and_describes_itself():
     desc = op.kernel.describe()
     assert desc["shape"] == [16, 16] and len(desc["sha256"]) == 64 and desc["portable"] is False
     assert rrim.KERNELS["shulga"].describe()["registered"] is True
-    assert rrim.FunctionKernel is rrim.kernels.FunctionKernel
+    assert rrim.FunctionKernel is rrim.physics.kernels.FunctionKernel

@@ -1,4 +1,4 @@
-"""Synthetic glue functions and spectra (DESIGN §2): seeding, shapes of the glue, noise statistics,
+"""Synthetic glue functions and spectra (docs/ARCHITECTURE.md §2): seeding, shapes of the glue, noise statistics,
 splits, NetCDF round trip and the out-of-distribution / realistic shapes."""
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 
 import rrim
-from rrim.synthetic import (DATASET_SIZES, NOISE_LEVELS, DatasetSettings, GlueSettings, MixtureParameters, SyntheticDataset, add_noise,
-                            gaussian_mixture, low_energy_factor, make_dataset, ood_shapes, read_dataset,
-                            realistic_glue, spin_fluctuation, split_indices, to_xarray, write_dataset)
+from rrim.physics.glue_families import ood_shapes, realistic_glue, spin_fluctuation
+from rrim.physics.synthetic import (DATASET_SIZES, NOISE_LEVELS, DatasetSettings, GlueSettings, MixtureParameters,
+                                    SyntheticDataset, add_noise, gaussian_mixture, low_energy_factor, make_dataset,
+                                    read_dataset, split_indices, to_xarray, write_dataset)
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,8 @@ from click.testing import CliRunner  # noqa: E402
 from rrim.cli import main as cli_main  # noqa: E402
 from rrim.export.config import Config, GridConfig, config_from_dict, load_config  # noqa: E402
 from rrim.export.nets import RRIM, IdentityUpdate, RRIMSettings, preconditioned_gradient  # noqa: E402
-from rrim.export.training import (build_model, evaluate, load_checkpoint, make_data, physics_tensors,  # noqa: E402
-                                  predict, save_checkpoint, step_loss, train)
+from rrim.export.training import (build_model, evaluate, load_checkpoint, make_data, physics_tensors, predict,
+                                  save_checkpoint, step_loss, train)
 
 H = 0.01
 
@@ -43,7 +43,7 @@ def test_gradient_matches_operator(small_operator, rng):
     x = rng.uniform(0, 1, size=(4, small_operator.shape[1]))
     A, P = physics_tensors(small_operator, H)
     got = preconditioned_gradient(torch.as_tensor(y, dtype=torch.float32), torch.as_tensor(x, dtype=torch.float32), A, P)
-    want = small_operator.gradient(y, x, H)
+    want = small_operator.preconditioned_residual(y, x, H)
     np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5 * np.abs(want).max())
 
 
@@ -58,7 +58,7 @@ def test_identity_update_is_iterated_tikhonov(small_operator, rng):
         got = [x.numpy() for x in model(torch.as_tensor(y_s, dtype=torch.float32), A, P)]
     x = np.zeros_like(x_true)
     for k in range(15):
-        x = x + small_operator.gradient(y_s, x, H)
+        x = x + small_operator.preconditioned_residual(y_s, x, H)
         np.testing.assert_allclose(got[k], x, rtol=0, atol=2e-5 * np.abs(x).max(), err_msg=f"iterate {k + 1}")
     assert not np.allclose(got[0], got[-1])  # the recurrence really moved
 
@@ -156,6 +156,7 @@ def test_predict_refuses_wrong_length(small_operator):
     ("[modle]\n", r"modle: unknown configuration key"),
     ("[model]\nkind = \"mlp\"\n", r"model\.kind"),
     ("[model]\nn_steps = 3\n[training]\nstep_weights = [1.0]\n", r"training\.step_weights"),
+    ("[model]\ncontext = 4\n", r"model\.context: .* 0 unless regularization = 'adaptive'"),
 ])
 def test_bad_config_is_refused_naming_the_key(tmp_path, text, message):
     path = tmp_path / "bad.toml"
@@ -172,8 +173,10 @@ def test_shipped_configs_load():
     folder = Path(rrim.export.__file__).parent / "configs"
     configs = {p.stem: load_config(p) for p in folder.glob("*.toml")}
     assert configs["rrim_experiment"].model.regularization == "fixed"  # the paper's rRIM (its tables stay reproducible)
-    for name in ("rrim_default", "rrim_lean", "rrim_any_temperature"):  # the shipped models
-        c = configs[name]
+    from rrim.export.shipped_models import RECIPES
+
+    for recipe in RECIPES.values():  # the shipped models
+        c = configs[Path(recipe.config).stem]
         assert c.model.regularization == "adaptive" and c.model.correction_steps > 0
         assert (c.data.prior, c.data.coverage, c.data.fine_factor) == ("realistic", "partial", 2)
         assert c.operator.omega == GridConfig(2.0, 400.0, 200) and c.data.sigmas[-1] == 0.1
@@ -240,3 +243,27 @@ def test_temperature_range_trains_one_model_over_drawn_temperatures(tmp_path):
 def test_bad_temperature_range_is_refused(operator, message):
     with pytest.raises(ValueError, match=message):
         config_from_dict({"operator": operator})
+
+
+def test_warm_start_adds_a_coarse_path_that_starts_as_nothing(tmp_path, rng):
+    """A checkpoint without the coarse path starts a model with it (context > 0) at the same outputs;
+    a checkpoint of another shape is refused by name."""
+    import dataclasses
+
+    from rrim.export.adaptive_data import adaptive_physics
+    from rrim.export.training import estimates, warm_start
+
+    config = config_from_dict({**tiny_config(tmp_path).to_dict(),
+                               "model": {"kind": "rrim", "hidden": 3, "n_steps": 2, "regularization": "adaptive",
+                                         "correction_steps": 1}})
+    op = config.operator.build()
+    source = build_model(config.model, op)
+    path = save_checkpoint(tmp_path / "source.pt", source, config)
+    with_context = build_model(dataclasses.replace(config.model, context=4), op)
+    warm_start(with_context, path)
+    first, *physics = adaptive_physics(op, op.forward(np.abs(rng.normal(size=(4, op.shape[1])))) / op.scale)
+    with torch.no_grad():
+        a, b = estimates(source.eval(), first, *physics)[-1], estimates(with_context.eval(), first, *physics)[-1]
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="training.init_from: .*source.pt does not fit the model"):
+        warm_start(build_model(dataclasses.replace(config.model, hidden=4), op), path)

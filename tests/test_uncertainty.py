@@ -10,14 +10,16 @@ import xarray as xr
 from click.testing import CliRunner
 
 import rrim
-from rrim.calibration import COVERAGE_TOLERANCE, calibrate, report_markdown
 from rrim.cli import main
-from rrim.impurity import estimate_impurity
-from rrim.inversion import FLAG_OOD, invert
-from rrim.modelfile import ModelFileError
-from rrim.models import load_model
-from rrim.synthetic import add_noise, gaussian_mixture, realistic_glue
-from rrim.uncertainty import calibration_path, estimate_noise, load_calibration
+from rrim.inversion.calibration import COVERAGE_TOLERANCE, calibrate, report_markdown
+from rrim.inversion.engine import invert
+from rrim.inversion.flags import FLAG_OOD
+from rrim.inversion.uncertainty import calibration_path, estimate_noise, load_calibration
+from rrim.models.loading import load_model
+from rrim.models.modelfile import ModelFileError
+from rrim.physics.glue_families import realistic_glue
+from rrim.physics.impurity import estimate_impurity
+from rrim.physics.synthetic import add_noise, gaussian_mixture
 from runtime_helpers import write_archive, write_model
 
 

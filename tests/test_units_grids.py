@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import rrim
-from rrim.grids import Grid, trapezoid_weights
-from rrim.units import from_mev, mev_to_kelvin
+from rrim.physics.grids import Grid, trapezoid_weights
+from rrim.physics.units import from_mev, mev_to_kelvin
 
 EPS = np.finfo(np.float64).eps
 

@@ -6,10 +6,10 @@ Every solver takes ``errors`` (per-point stds or a covariance; the problem is wh
 ``offset`` (a constant fitted jointly); the weight rules report ``at_edge_`` and ``warnings_``.
 See docs/SOLVERS.md for a worked example on a user kernel.
 """
-from .maxent import MaxEnt
-from .nnls import NNLS
-from .parameter_choice import noise_level
-from .tikhonov import IteratedTikhonov, Tikhonov, tune_tikhonov_weight
-from .truncated_svd import TruncatedSVD
+from rrim.solvers.maxent import MaxEnt
+from rrim.solvers.nnls import NNLS
+from rrim.solvers.parameter_choice import noise_level
+from rrim.solvers.tikhonov import IteratedTikhonov, Tikhonov, tune_tikhonov_weight
+from rrim.solvers.truncated_svd import TruncatedSVD
 
 __all__ = ["Tikhonov", "IteratedTikhonov", "NNLS", "TruncatedSVD", "MaxEnt", "tune_tikhonov_weight", "noise_level"]

@@ -9,7 +9,7 @@ with per-point ``errors``, in whitened units (see :class:`System`).
 
 Every solver accepts ``errors`` (per-point standard deviations (n_ω,) in meV, or a covariance
 matrix (n_ω, n_ω) in meV²) and ``offset`` (fit a constant c in meV jointly: y = A x + c, the
-ω-independent rate of :mod:`rrim.impurity`, here unconstrained in sign and unpenalized).
+ω-independent rate of :mod:`rrim.physics.impurity`, here unconstrained in sign and unpenalized).
 """
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.linalg
 
-from ..impurity import offset_vector
-from ..operator import SVD, ForwardOperator
+from rrim.physics.impurity import offset_vector
+from rrim.physics.operator import SVD, ForwardOperator
 
 logger = logging.getLogger("rrim.solvers")
 
@@ -200,7 +200,7 @@ def prepare(estimator, op: ForwardOperator, rows: np.ndarray, need_noise: bool):
     estimated (:func:`~rrim.solvers.parameter_choice.estimate_noise`): when ``need_noise`` a failed
     estimate raises its ``ValueError``, otherwise the noise is None (unknown).
     """
-    from . import parameter_choice as pc
+    from rrim.solvers import parameter_choice as pc
 
     system = System.of(op, getattr(estimator, "errors", None), getattr(estimator, "offset", False))
     given = check_noise(estimator.noise, rows.shape[0])

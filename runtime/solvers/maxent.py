@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize
 
-from . import parameter_choice as pc
-from .base import Report, check_choice, check_operator, check_spectra, finish, prepare, unflatten
+from rrim.solvers import parameter_choice as pc
+from rrim.solvers.base import Report, check_choice, check_operator, check_spectra, finish, prepare, unflatten
 
 MAXENT_RULES = ("chi2", "kink", "bryan", "classic")
 #: Largest Newton step, as δuᵀ T δu = Σ f (δ ln f)² relative to the current total weight Σ f.

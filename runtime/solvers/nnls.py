@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.optimize
 
-from .base import Report, System, check_operator, check_positive, check_spectra, unflatten
+from rrim.solvers.base import Report, System, check_operator, check_positive, check_spectra, unflatten
 
 #: Lawson–Hanson iterations allowed per unknown (scipy's default is 3 per unknown, too few for
 #: ill-conditioned kernels); past the cap the bounded solver :func:`scipy.optimize.lsq_linear` finishes.

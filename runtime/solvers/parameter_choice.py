@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Projection, Report, System, check_spectra, unflatten
+from rrim.solvers.base import Projection, Report, System, check_spectra, unflatten
 
 #: Singular values below this fraction of the largest carry no measurable signal: the data's
 #: coefficients there (and outside the range of A) are noise, which :func:`estimate_noise` uses.

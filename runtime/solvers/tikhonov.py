@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import parameter_choice as pc
-from .base import (Projection, Report, System, check_choice, check_operator, check_positive, check_spectra, finish, prepare,
-                   unflatten)
-from ..operator import DEFAULT_H
+from rrim.physics.operator import DEFAULT_H
+from rrim.solvers import parameter_choice as pc
+from rrim.solvers.base import (Projection, Report, System, check_choice, check_operator, check_positive, check_spectra,
+                               finish, prepare, unflatten)
 
 TIKHONOV_RULES = ("gcv", "lcurve", "discrepancy", "fixed")
 
@@ -138,7 +138,7 @@ class IteratedTikhonov:
         iterates = np.empty((self.n_steps,) + x.shape)
         for k in range(self.n_steps):
             if plain:
-                x = x + op.gradient(z, x, h)
+                x = x + op.preconditioned_residual(z, x, h)
             else:
                 x = x + (z - x @ system.matrix.T) @ system.preconditioner(h).T
             iterates[k] = x

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import parameter_choice as pc
-from .base import Report, check_choice, check_operator, check_spectra, finish, prepare, unflatten
+from rrim.solvers import parameter_choice as pc
+from rrim.solvers.base import Report, check_choice, check_operator, check_spectra, finish, prepare, unflatten
 
 TSVD_RULES = ("gcv", "discrepancy", "fixed")
 

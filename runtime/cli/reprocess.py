@@ -1,0 +1,230 @@
+"""``rrim reprocess``: a folder of archives, idempotent and locked, optionally on Dask."""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import time
+from pathlib import Path
+
+import click
+
+from rrim.cli.common import (EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Progress, archive_options,
+                             check_side_outputs, emit, engine_for, exit_code, fail, options_from, sigterm_as_interrupt)
+
+log = logging.getLogger("rrim")
+
+LOCK_NAME = ".rrim-reprocess.lock"
+OUTPUT_SUFFIX = ".glue.nc"
+
+
+class _StopAfterFile:
+    """SIGTERM / SIGINT handling of ``reprocess``: the first signal lets the file being written finish
+    and starts no other (a flag, so no library call can swallow it); a second one stops at once
+    (KeyboardInterrupt: that file's temporary output is removed)."""
+
+    def __init__(self):
+        self.requested = False
+        try:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._handler)
+        except ValueError:  # not the main thread (e.g. under a test runner's thread)
+            pass
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("%s: finishing the current file, then stopping (send it again to stop at once)",
+                    signal.Signals(signum).name)
+
+
+@click.command("reprocess")
+@click.argument("archive_dir", type=click.Path(exists=True, file_okay=False))
+@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False), help="Output folder (created).")
+@click.option("--pattern", default="*.nc", show_default=True, help="Glob of input files (use **/*.nc to recurse).")
+@click.option("--force", is_flag=True, help="Redo files whose outputs are current.")
+@click.option("--dry-run", is_flag=True, help="Say what would be done; write nothing.")
+@click.option("--lock-timeout", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="Seconds to wait for another run's lock on the output folder (then exit 5).")
+@click.option("--dask-scheduler", metavar="ADDRESS", help="Run the files on this Dask distributed scheduler (needs rrim[dask]).")
+@click.option("--dask-workers", type=click.IntRange(min=1), help="Run the files on a local Dask cluster of N worker processes.")
+@archive_options
+def reprocess_command(archive_dir, output_dir, pattern, force, dry_run, lock_timeout, dask_scheduler, dask_workers,
+                      model_name, sha256, provider, tf32, batch_size, var, dim, temperature, temperature_var, crop,
+                      smoothing, uncertainty, impurity, report):
+    """Invert every archive in ARCHIVE_DIR matching --pattern into OUTPUT_DIR/NAME.glue.nc.
+
+    Idempotent: a file whose output records the same input sha256, model sha256 and options is
+    skipped. A failing file is reported and the others go on; exit 1 if any failed. One run per
+    output folder at a time (a lock file in it). A file reached through a link that leads out of
+    ARCHIVE_DIR is not read (reported as failed).
+    """
+    import filelock
+
+    from rrim.files import file_kind, identity
+    from rrim.io.paths import ArchiveError, display_name, file_sha256
+    from rrim.jobs.reprocess import is_current, remove_stale_temporaries, reprocess_one
+
+    sigterm_as_interrupt()  # until the lock is held nothing is written: a signal stops at once
+    src_dir, out_dir = Path(archive_dir).resolve(), Path(output_dir).resolve()
+    try:
+        if out_dir == src_dir or out_dir in src_dir.parents:
+            raise ArchiveError(f"{output_dir}: the output folder {'is' if out_dir == src_dir else 'contains'} ARCHIVE_DIR "
+                               f"{archive_dir}; outputs would land among the inputs (give a folder outside it)")
+        if report is not None:
+            r = Path(report).resolve()
+            if src_dir in r.parents:
+                raise ArchiveError(f"{report}: --report inside ARCHIVE_DIR {archive_dir}; inputs are never modified")
+            if out_dir in r.parents and (r.name.endswith(OUTPUT_SUFFIX) or r.name == LOCK_NAME):
+                raise ArchiveError(f"{report}: --report would overwrite an output or the lock of {output_dir}")
+            if r.parent != out_dir:  # OUT_DIR itself is created below
+                check_side_outputs({"--report": report}, inputs={}, outputs={})
+        if Path(pattern).is_absolute() or ".." in Path(pattern).parts:
+            raise click.BadParameter(f"--pattern {pattern!r}: must be relative to ARCHIVE_DIR, without '..'")
+    except Exception as e:
+        fail(e, None, archive_dir=str(src_dir), output_dir=str(out_dir))
+    try:
+        opts = options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32)
+        engine = engine_for(model_name, sha256, provider, tf32, batch_size)
+        model = engine.model
+        if not dry_run:
+            if not out_dir.parent.is_dir():
+                raise ArchiveError(f"{out_dir}: its parent folder does not exist")
+            out_dir.mkdir(exist_ok=True)
+    except (Exception, KeyboardInterrupt) as e:
+        fail(e, report, archive_dir=str(src_dir), output_dir=str(out_dir))
+    try:
+        found = sorted(p for p in src_dir.glob(pattern)
+                       if not p.name.startswith(".") and out_dir not in p.resolve().parents)
+    except (ValueError, NotImplementedError) as e:  # pathlib refuses some patterns
+        fail(click.BadParameter(f"--pattern {pattern!r}: {e}"), report, archive_dir=str(src_dir))
+    if not found:
+        log.warning("%s: no file matches --pattern %r; nothing to do", src_dir, pattern)
+    done, skipped, failed, planned = [], [], [], []
+
+    def refuse(p: Path, error: str) -> None:
+        failed.append({"input": display_name(str(p.relative_to(src_dir))), "exit_code": EXIT_USAGE, "error": error})
+        log.error("%s", error)
+
+    # a link that leads out of ARCHIVE_DIR is not followed: the job reads only what the folder holds
+    inputs = []
+    for p in found:
+        kind = file_kind(p)
+        if src_dir not in p.resolve().parents:
+            refuse(p, f"{p}: links to {p.resolve()}, outside {src_dir}; not followed")
+        elif kind is not None:
+            refuse(p, f"{p}: matches --pattern {pattern!r} but is {kind}, not an archive file; not read")
+        else:
+            inputs.append(p)
+    targets: dict[Path, list[Path]] = {}
+    for p in inputs:
+        targets.setdefault(_output_for(p, src_dir, out_dir), []).append(p)
+    for out, group in targets.items():
+        if len(group) > 1:
+            names = ", ".join(display_name(str(q.relative_to(src_dir))) for q in group)
+            for q in group:
+                refuse(q, f"{q}: inputs {names} would all write {out.name}; none of them is inverted "
+                          "(rename them or narrow --pattern)")
+    inputs = [p for p in inputs if len(targets[_output_for(p, src_dir, out_dir)]) == 1]
+    t0 = time.perf_counter()
+    lock = filelock.FileLock(str(out_dir / LOCK_NAME)) if not dry_run else None
+    try:
+        if lock is not None:
+            if lock_timeout > 0:
+                log.info("%s: waiting up to %g s for the output folder's lock", out_dir, lock_timeout)
+            lock.acquire(timeout=lock_timeout)
+    except filelock.Timeout:
+        log.error("%s: another rrim reprocess holds %s; try later or pass --lock-timeout", out_dir, LOCK_NAME)
+        emit({"status": "busy", "output_dir": str(out_dir), "exit_code": EXIT_BUSY}, report)
+        sys.exit(EXIT_BUSY)
+    except OSError as e:
+        fail(ArchiveError(f"{out_dir}: cannot create the lock file ({e.strerror or e})"), report)
+    except KeyboardInterrupt as e:  # while waiting for another run's lock
+        fail(e, report, archive_dir=str(src_dir), output_dir=str(out_dir))
+    stop = _StopAfterFile()
+    interrupted = False
+    try:
+        jobs = []  # (rel, path, out, digest, identity) of the files to invert
+        for path in inputs:
+            if stop.requested:
+                break
+            rel = display_name(str(path.relative_to(src_dir)))
+            out = _output_for(path, src_dir, out_dir)
+            try:
+                if not dry_run:  # a run killed while redoing a current output (--force) left its temporary
+                    remove_stale_temporaries(out)
+                ident = identity(path)
+                digest = file_sha256(path)
+                if not force and is_current(out, digest, model, opts, provider=engine.provider):
+                    skipped.append(rel)
+                    log.info("%s: output current, skipped", rel)
+                elif not force and _holds_another_input(out, path):
+                    raise ArchiveError(f"{path}: {out} holds the inversion of another input "
+                                       f"({_holds_another_input(out, path)}); not replaced (remove it or pass --force)")
+                elif dry_run:
+                    planned.append(rel)
+                else:
+                    jobs.append((rel, path, out, digest, ident))
+            except Exception as e:
+                failed.append({"input": rel, "error": str(e), "exit_code": exit_code(e)})
+                log.error("%s: %s", rel, e)
+        if dask_scheduler or dask_workers:
+            from rrim.plugins.distributed import reprocess_on_dask
+
+            results = reprocess_on_dask(jobs, model, opts, scheduler=dask_scheduler, n_workers=dask_workers,
+                                        provider=provider, batch_size=engine.batch_size if jobs else 1)
+        else:
+            results = ((rel, _attempt(reprocess_one, path, out, engine, opts, input_sha256=digest, input_identity=ident,
+                                      progress=Progress(str(rel))))
+                       for rel, path, out, digest, ident in jobs if not stop.requested)
+        for rel, result in results:
+            if isinstance(result, Exception):
+                failed.append({"input": str(rel), "error": str(result), "exit_code": exit_code(result)})
+                log.error("%s: %s", rel, result)
+            else:
+                done.append({"input": str(rel), **result})
+                log.info("%s → %s (%d spectra)", rel, Path(result["output"]).name, result["n_spectra"])
+            if stop.requested:
+                break
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        engine.close()
+        if lock is not None:
+            lock.release()
+    interrupted = interrupted or (stop.requested and len(done) + len(failed) + len(skipped) + len(planned) < len(found))
+    status = "interrupted" if interrupted else ("failed" if failed else "ok")
+    code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if failed else EXIT_OK)
+    summary = {"status": status, "exit_code": code, "archive_dir": str(src_dir), "output_dir": str(out_dir),
+               "pattern": pattern, "model": model.name, "model_sha256": model.sha256, "provider": engine.provider,
+               "options": json.loads(opts.to_json()), "processed": done, "skipped": skipped, "failed": failed,
+               "seconds": round(time.perf_counter() - t0, 3)}
+    if dry_run:
+        summary.update(status="dry-run", would_process=planned)
+    emit(summary, report)
+    sys.exit(code)
+
+
+def _output_for(path: Path, src_dir: Path, out_dir: Path) -> Path:
+    """OUT_DIR/REL/NAME.glue.nc for input ARCHIVE_DIR/REL/NAME.EXT."""
+    rel = path.relative_to(src_dir)
+    return out_dir / rel.parent / ((rel.name[: -len(path.suffix)] if path.suffix else rel.name) + OUTPUT_SUFFIX)
+
+
+def _holds_another_input(out: Path, path: Path) -> str | None:
+    """The input file name an existing output records, when it is not ``path``'s (else None)."""
+    from rrim.io.paths import display_name
+    from rrim.io.provenance import read_provenance
+
+    recorded = (read_provenance(out) or {}).get("input_file")
+    return recorded if recorded is not None and recorded != display_name(path.name) else None
+
+
+def _attempt(fn, *args, **kwargs):
+    """``fn(*args, **kwargs)``, or the exception it raised (KeyboardInterrupt passes through)."""
+    try:
+        return fn(*args, **kwargs)
+    except Exception as e:
+        return e

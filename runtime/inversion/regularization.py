@@ -1,0 +1,150 @@
+"""Per-spectrum physics of the noise-adaptive rRIM: the measured-ω mask, the singular basis of A/s on
+the measured points, and the Tikhonov weight h chosen per spectrum from the data.
+
+A spectrum is measured on a subset of the model's ω grid (``mask`` (n_ω,) bool: True where measured;
+unmeasured points carry no data, they are never filled in). With Aₘ the rows of A/s at the measured
+points, Aₘ = Uₘ diag(sₘ) Vₘᵀ; :func:`masked_svd` returns Uₘ padded with zero rows at the unmeasured
+points and zero columns up to r = min(n_ω, n_Ω), so that every mask gives arrays of the same shapes:
+U (n_ω, r), s (r,), Vt (r, n_Ω). Then
+
+    P_h r = V diag(s/(s² + h)) Uᵀ r
+
+is the Tikhonov (preconditioned-Landweber) step of the measured points alone for any residual r on
+the full grid, and x₀ = P_h y is plain Tikhonov at weight h. The weight h (scaled units, like μ of
+:class:`rrim.solvers.Tikhonov`) is chosen per spectrum by the safeguarded GCV rule of
+:func:`rrim.solvers.parameter_choice.gcv_choice` on the measured points and clipped to
+[:data:`H_MIN`, :data:`H_MAX`]: below H_MIN the float32 arithmetic of an exported model loses more
+than the weight gains (measured: Tikhonov at σ = 0 in float32 errs 30× more at h = 1e-14 than at 1e-12).
+"""
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from rrim.physics.operator import SVD
+from rrim.solvers import parameter_choice as pc
+from rrim.solvers.base import Projection
+
+#: Smallest and largest per-spectrum weight h (scaled units); see the module docstring.
+H_MIN = 1e-12
+H_MAX = 1.0
+#: Projected-gradient iterations after the data-consistency steps (:func:`polish`). Measured on the
+#: default model's held-out spectra: the steps' clipping at 0 left the misfit at 1.75× the noise at
+#: σ = 1e-4; 10 iterations bring it to 1.10× and lower the MSE slightly at every σ.
+POLISH_ITERATIONS = 10
+
+
+def check_mask(mask, n_omega: int, name: str = "mask") -> np.ndarray:
+    """``mask`` as a bool array (n_ω,) with at least 3 measured points; ``ValueError`` naming ``name``."""
+    m = np.asarray(mask)
+    if m.shape != (n_omega,):
+        raise ValueError(f"{name}: expected one flag per ω point, shape ({n_omega},), got {m.shape}")
+    m = m.astype(bool)
+    if m.sum() < 3:
+        raise ValueError(f"{name}: fewer than 3 measured ω points ({int(m.sum())})")
+    return m
+
+
+def masked_svd(a_scaled: np.ndarray, mask: np.ndarray) -> SVD:
+    """Singular basis of the measured rows of A/s (n_ω, n_Ω), zero-padded to fixed shapes (module doc)."""
+    a = np.asarray(a_scaled, dtype=np.float64)
+    n_w, n_W = a.shape
+    m = check_mask(mask, n_w)
+    r = min(n_w, n_W)
+    u_m, s_m, vt_m = np.linalg.svd(a[m], full_matrices=False)
+    U = np.zeros((n_w, r))
+    U[m, :s_m.size] = u_m
+    s = np.zeros(r)
+    s[:s_m.size] = s_m
+    Vt = np.zeros((r, n_W))
+    Vt[:s_m.size] = vt_m
+    return SVD(U, s, Vt)
+
+
+class MaskedBases:
+    """Cache of :func:`masked_svd` per (temperature, mask) for one operator family; ``basis(op, mask)``.
+
+    Archives repeat a few masks (one per instrument setting); ``maxsize`` bounds the memory
+    (≈ 0.64 MB per entry on the default 200 × 200 grids).
+    """
+
+    def __init__(self, maxsize: int = 64):
+        self.maxsize = int(maxsize)
+        self._items: OrderedDict = OrderedDict()
+
+    def basis(self, operator, mask: np.ndarray) -> SVD:
+        m = check_mask(mask, operator.shape[0])
+        key = (operator.temperature, m.tobytes())
+        if key in self._items:
+            self._items.move_to_end(key)
+            return self._items[key]
+        svd = operator.svd if m.all() else masked_svd(operator.scaled_matrix, m)
+        self._items[key] = svd
+        if len(self._items) > self.maxsize:
+            self._items.popitem(last=False)
+        return svd
+
+
+def choose_weights(y_scaled: np.ndarray, svd: SVD, mask: np.ndarray, clip: bool = True) -> np.ndarray:
+    """Per-spectrum h (n,) for scaled spectra (n, n_ω) measured on ``mask`` with basis ``svd`` (of that mask).
+
+    Safeguarded GCV over the measured points (unmeasured entries of y are ignored; see
+    :func:`rrim.solvers.parameter_choice.gcv` for the degrees-of-freedom floor); with ``clip``
+    (the network's input) clipped to [:data:`H_MIN`, :data:`H_MAX`], else (the float64
+    data-consistency steps) as GCV chose it, down to 1e-16·s_max².
+    """
+    y = np.asarray(y_scaled, dtype=np.float64)
+    m = np.asarray(mask, bool)
+    keep = svd.s > 0
+    basis = SVD(svd.U[m][:, keep], svd.s[keep], svd.Vt[keep])
+    y_m = y[:, m]
+    beta = y_m @ basis.U
+    perp2 = np.maximum(np.einsum("ij,ij->i", y_m, y_m) - np.einsum("ij,ij->i", beta, beta), 0.0)
+    projection = Projection(basis, y_m, beta, perp2)
+    weights = pc.weight_grid(basis.s)
+    h = weights[pc.gcv_choice(projection, pc.tikhonov_filters(basis.s, weights))]
+    return np.clip(h, H_MIN, H_MAX) if clip else h
+
+
+def tikhonov_step(residual: np.ndarray, svd: SVD, h: np.ndarray) -> np.ndarray:
+    """P_h r = V diag(s/(s² + h)) Uᵀ r for residuals (n, n_ω) and weights h (n,) → (n, n_Ω)."""
+    s = svd.s
+    gain = s[None, :] / (s[None, :] ** 2 + np.asarray(h, dtype=np.float64)[:, None])
+    return ((residual @ svd.U) * gain) @ svd.Vt
+
+
+def correct(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, steps: int,
+            polish_iterations: int = 0) -> np.ndarray:
+    """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) (float64) for glue x (n, n_Ω),
+    β = Uᵀ(y/s) (n, r) of the scaled spectra, the basis of their measured points and weights h (n,):
+    Tikhonov centred on x, iterated, in the basis (Uᵀ(y − A x) = β − s·(Vt x), since U is zero where
+    unmeasured); each step lowers the misfit on the measured points, and the estimate keeps what the
+    data cannot see from x. Then ``polish_iterations`` of :func:`polish`."""
+    x = np.asarray(x, dtype=np.float64)
+    s, Vt = svd.s, svd.Vt
+    gain = s[None, :] / (s[None, :] ** 2 + np.asarray(h, dtype=np.float64)[:, None])
+    for _ in range(int(steps)):
+        x = np.maximum(x + ((beta - (x @ Vt.T) * s) * gain) @ Vt, 0.0)
+    return polish(x, beta, svd, h, polish_iterations) if polish_iterations else x
+
+
+def polish(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, iterations: int) -> np.ndarray:
+    """Accelerated projected gradient (FISTA) on ½‖Aₘx − yₘ‖² + ½h‖x − x₀‖² over x ≥ 0 from x₀ = ``x``
+    (n, n_Ω), with β = Uᵀy (n, r) and the basis of the measured points (Aₘ = U diag(s) Vt).
+
+    The Tikhonov steps are preconditioned and then clipped at 0, which need not lower the misfit:
+    where the glue touches 0 they leave it above the noise. Projected gradient in the plain
+    Euclidean metric does lower it, and a few iterations suffice (step 1/(s_max² + h))."""
+    s, Vt = svd.s, svd.Vt
+    h = np.asarray(h, dtype=np.float64)[:, None]
+    step = 1.0 / (s[0] ** 2 + h)
+    x0 = z = x = np.asarray(x, dtype=np.float64)
+    t = 1.0
+    for _ in range(int(iterations)):
+        gradient = (((z @ Vt.T) * s - beta) * s) @ Vt + h * (z - x0)
+        x_next = np.maximum(z - step * gradient, 0.0)
+        t_next = 0.5 * (1.0 + np.sqrt(1.0 + 4.0 * t * t))
+        z = x_next + ((t - 1.0) / t_next) * (x_next - x)
+        x, t = x_next, t_next
+    return x

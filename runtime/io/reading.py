@@ -1,0 +1,245 @@
+"""Input archives: opening, validating and mapping them onto the model's ω grid (docs/ARCHITECTURE.md §6).
+
+**Input** (opened read-only through xarray, netCDF4 engine, h5netcdf accepted): a variable
+(default ``scattering_rate``) with a core dimension (default ``omega``) and any leading
+dimensions; a coordinate on the core dimension and ``units`` attributes on both, each 'meV' or
+'cm-1' (missing or unknown → refused); the temperature in K as a scalar attribute of the variable
+or the file, or as a coordinate/variable (default name ``temperature``) that is scalar or spans
+leading dimensions; an explicit ``temperature`` option overrides all of these. ω must be strictly
+monotonic (a decreasing axis is read in reverse; repeated or unordered values are refused). The
+spectra are linearly interpolated onto the model's ω grid. The data must cover exactly the
+model's ω range: otherwise the file is refused, unless ``crop`` is set, in which case data
+beyond the range are dropped (flag ``omega_cropped``) and model points without data hold the
+edge value (flag ``omega_extrapolated``, left out of the residual).
+"""
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rrim import files
+from rrim.inversion.feeds import mask_aware
+from rrim.inversion.flags import FLAG_CROPPED, FLAG_EXTRAPOLATED
+from rrim.io.hdf5 import check_self_contained
+from rrim.io.paths import ArchiveError, check_encodable
+from rrim.io.schema import ArchiveOptions
+from rrim.models.loading import LoadedModel
+from rrim.physics.units import energy_factor
+
+log = logging.getLogger(__name__)
+
+
+#: Relative tolerance on ω range comparisons (unit conversions round at ~1e-16); an ω axis stored
+#: with less precision (float32) gets that precision's rounding on top.
+RANGE_RTOL = 1e-9
+#: Most spectra (product of the leading sizes) and most input ω points one archive may declare.
+MAX_SPECTRA = 10**8
+MAX_OMEGA_POINTS = 1 << 24
+#: Highest temperature accepted (K): far above any model's range (flagged there), below where the
+#: kernel's Bose and Fermi factors overflow.
+MAX_TEMPERATURE_K = 1e6
+TEMPERATURE_UNITS = ("K", "k", "kelvin", "Kelvin", "degK")
+
+
+def open_dataset(path):
+    """Open a NetCDF file read-only and lazily (netCDF4 engine, then h5netcdf); :class:`ArchiveError` if
+    impossible, if it is not a regular file, or if it keeps data outside itself (:func:`check_self_contained`)."""
+    import xarray as xr
+
+    path = Path(path)
+    check_encodable(path)
+    kind = files.file_kind(path)
+    if kind == "missing":
+        raise ArchiveError(f"{path}: no such file")
+    if kind is not None:
+        raise ArchiveError(f"{path}: is {kind}, not a regular file")
+    if path.stat().st_size == 0:
+        raise ArchiveError(f"{path}: file is empty, not a NetCDF file")
+    check_self_contained(path)
+    errors = []
+    for engine in ("netcdf4", "h5netcdf"):
+        try:
+            return xr.open_dataset(path, engine=engine, decode_times=False, decode_timedelta=False, cache=False)
+        except ImportError:
+            continue
+        except Exception as e:  # the engines raise OSError, ValueError, KeyError… for foreign bytes
+            errors.append(f"{engine}: {e}")
+    raise ArchiveError(f"{path}: not a readable NetCDF file ({'; '.join(errors) or 'no engine'})")
+
+
+@dataclass
+class Source:
+    """A validated input: the variable, its leading dims, interpolation onto the model grid, temperatures."""
+
+    path: Path
+    data: object  # DataArray, dims (*lead, dim), lazy
+    lead: tuple
+    shape: tuple
+    omega_meV: np.ndarray  # input ω as stored, in meV
+    y_factor: float
+    lo_idx: np.ndarray
+    hi_idx: np.ndarray
+    t_hi: np.ndarray
+    valid: np.ndarray
+    grid_flags: int
+    temperature_values: np.ndarray  # K, an array that broadcasts to ``shape`` (as small as the file has it)
+
+    @property
+    def n_spectra(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def temperature(self) -> np.ndarray:
+        """Temperatures (K) of every spectrum, shape ``shape`` (a read-only view: nothing is allocated)."""
+        return np.broadcast_to(self.temperature_values, self.shape)
+
+    def temperatures(self, key) -> np.ndarray:
+        """Temperatures (K) of the spectra ``key`` selects, one per spectrum."""
+        return self.temperature[key].reshape(-1)
+
+    def interpolate(self, y: np.ndarray) -> np.ndarray:
+        """Rows on the input ω axis (m, n_in), in the file's unit → rows on the model's ω grid (m, n_ω), meV."""
+        return (y[:, self.lo_idx] * (1.0 - self.t_hi) + y[:, self.hi_idx] * self.t_hi) * self.y_factor
+
+
+def _units(attrs: dict, path: Path, what: str) -> float:
+    unit = attrs.get("units")
+    if unit is None:
+        raise ArchiveError(f"{path}: {what} has no 'units' attribute; set it to 'meV' or 'cm-1'")
+    try:
+        return energy_factor(str(unit), name=what)
+    except ValueError:
+        raise ArchiveError(f"{path}: {what} has unknown units {unit!r}; accepted: 'meV' or 'cm-1'") from None
+
+
+def _interpolation(path: Path, dim: str, w_in: np.ndarray, model_w: np.ndarray, crop: bool, stored_eps: float = 0.0,
+                   measured_range=None):
+    """Indices and weights mapping the input ω axis (meV, as stored) onto the model grid; ``stored_eps``:
+    the machine epsilon of the stored values (their rounding is tolerated at the range's ends).
+    ``measured_range`` (start_max, end_min) meV of a mask-aware model: data starting at or below
+    start_max and ending at or above end_min need no ``crop``; the model points without data are
+    unmeasured (``valid`` False, never read by the model) and nothing is flagged."""
+    if not np.all(np.isfinite(w_in)):
+        raise ArchiveError(f"{path}: coordinate {dim!r} contains NaN or inf")
+    d = np.diff(w_in)
+    if w_in.size < 2:
+        raise ArchiveError(f"{path}: coordinate {dim!r} needs at least 2 points, has {w_in.size}")
+    if np.any(d == 0):
+        dup = w_in[1:][d == 0][0]
+        raise ArchiveError(f"{path}: coordinate {dim!r} has repeated values (e.g. {dup:g} meV)")
+    if not (np.all(d > 0) or np.all(d < 0)):
+        raise ArchiveError(f"{path}: coordinate {dim!r} is not monotonic")
+    order = np.argsort(w_in)
+    w = w_in[order]
+    span = model_w[-1] - model_w[0]
+    tol = RANGE_RTOL * span + 4 * stored_eps * max(abs(w[0]), abs(w[-1]), abs(model_w[-1]))
+    lo_ok = w[0] <= model_w[0] + tol
+    hi_ok = w[-1] >= model_w[-1] - tol
+    beyond = (w[0] < model_w[0] - tol) or (w[-1] > model_w[-1] + tol)
+    flags = 0
+    served = (measured_range is not None and w[0] <= measured_range[0] + tol and w[-1] >= measured_range[1] - tol)
+    if served:
+        if not (lo_ok and hi_ok) or beyond:
+            log.info("%s: coordinate %r spans %.6g–%.6g meV; the model sees the measured part of its %.6g–%.6g meV grid",
+                     path, dim, w[0], w[-1], model_w[0], model_w[-1])
+    elif not (lo_ok and hi_ok) or beyond:
+        msg = (f"{path}: coordinate {dim!r} spans {w[0]:.9g}–{w[-1]:.9g} meV but the model's ω grid is "
+               f"{model_w[0]:.9g}–{model_w[-1]:.9g} meV")
+        if not crop:
+            raise ArchiveError(msg + "; pass --crop to drop data beyond it and hold edge values where data are missing (flagged)")
+        log.warning("%s; cropping as asked (flagged)", msg)
+        flags |= FLAG_CROPPED if beyond else 0
+        flags |= 0 if lo_ok and hi_ok else FLAG_EXTRAPOLATED
+    valid = (model_w >= w[0] - tol) & (model_w <= w[-1] + tol)
+    wc = np.clip(model_w, w[0], w[-1])
+    hi = np.clip(np.searchsorted(w, wc, side="left"), 1, w.size - 1)
+    lo = hi - 1
+    t = np.clip((wc - w[lo]) / (w[hi] - w[lo]), 0.0, 1.0)
+    return order[lo], order[hi], t, valid, flags
+
+
+def _temperature(ds, da, path: Path, opts: ArchiveOptions, lead: tuple, shape: tuple) -> np.ndarray:
+    """Temperatures in K, an array that broadcasts to the leading shape (never allocated at that size)."""
+    name = opts.temperature_name
+    if opts.temperature is not None:
+        t = np.asarray(float(opts.temperature))
+    elif name in ds.variables or name in da.coords:
+        tv = da.coords[name] if name in da.coords else ds[name]
+        unit = tv.attrs.get("units")
+        if unit is not None and str(unit).strip() not in TEMPERATURE_UNITS:
+            raise ArchiveError(f"{path}: variable {name!r} has units {unit!r}; temperatures must be in K")
+        if not _is_real(tv.dtype):
+            raise ArchiveError(f"{path}: variable {name!r} has dtype {tv.dtype}; temperatures must be numbers in K")
+        extra = [d for d in tv.dims if d not in lead]
+        if extra:
+            raise ArchiveError(f"{path}: variable {name!r} has dimensions {extra} that the spectra of "
+                               f"{opts.var!r} do not have; it must be scalar or span leading dimensions {list(lead)}")
+        order = [d for d in lead if d in tv.dims]
+        t = np.asarray(tv.transpose(*order).values, dtype=np.float64)
+        t = t.reshape([n if d in tv.dims else 1 for d, n in zip(lead, shape)])  # broadcasts to ``shape``
+    else:
+        raw = da.attrs.get(name, da.attrs.get(f"{name}_K", ds.attrs.get(name, ds.attrs.get(f"{name}_K"))))
+        if raw is None:
+            raise ArchiveError(f"{path}: no temperature for variable {opts.var!r}: no variable, coordinate or "
+                               f"attribute {name!r} (or {name + '_K'!r}); pass --temperature K")
+        try:
+            t = np.asarray(float(np.asarray(raw).item()))
+        except (TypeError, ValueError):
+            raise ArchiveError(f"{path}: attribute {name!r} = {raw!r} is not a temperature in K") from None
+    if not np.all(np.isfinite(t)) or np.any(t < 0):
+        raise ArchiveError(f"{path}: temperature {name!r} must be finite and ≥ 0 K")
+    if np.any(t > MAX_TEMPERATURE_K):
+        raise ArchiveError(f"{path}: temperature {name!r} reaches {float(np.max(t)):.6g} K, above the "
+                           f"{MAX_TEMPERATURE_K:g} K rrim accepts")
+    return t
+
+
+def _is_real(dtype) -> bool:
+    return np.issubdtype(dtype, np.number) and not np.issubdtype(dtype, np.complexfloating)
+
+
+def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> Source:
+    """Validate an opened dataset against the options and the model; :class:`ArchiveError` naming the problem."""
+    path = Path(path)
+    if opts.var not in ds.data_vars:
+        raise ArchiveError(f"{path}: no variable {opts.var!r}; the file has {sorted(map(str, ds.data_vars)) or 'none'} (use --var)")
+    da = ds[opts.var]
+    if opts.dim not in da.dims:
+        raise ArchiveError(f"{path}: variable {opts.var!r} has dimensions {list(da.dims)}, none named {opts.dim!r} (use --dim)")
+    if da.dims.count(opts.dim) > 1:
+        raise ArchiveError(f"{path}: variable {opts.var!r} has dimension {opts.dim!r} {da.dims.count(opts.dim)} times; "
+                           "it must be the one ω axis of each spectrum")
+    if not _is_real(da.dtype):
+        raise ArchiveError(f"{path}: variable {opts.var!r} has dtype {da.dtype}; scattering rates must be real numbers")
+    if opts.dim not in ds.coords:
+        raise ArchiveError(f"{path}: dimension {opts.dim!r} of variable {opts.var!r} has no coordinate (ω values with units)")
+    lead = tuple(d for d in da.dims if d != opts.dim)
+    clash = {"Omega", "omega"} & set(lead)
+    if clash:
+        raise ArchiveError(f"{path}: variable {opts.var!r} has leading dimension(s) {sorted(clash)}, names the output reserves for its grids")
+    shape = tuple(da.sizes[d] for d in lead)
+    if math.prod(shape) == 0:
+        raise ArchiveError(f"{path}: variable {opts.var!r} holds no spectra (shape {dict(da.sizes)})")
+    if math.prod(shape) > MAX_SPECTRA or da.sizes[opts.dim] > MAX_OMEGA_POINTS:
+        raise ArchiveError(f"{path}: variable {opts.var!r} declares {math.prod(shape)} spectra of {da.sizes[opts.dim]} "
+                           f"points (shape {dict(da.sizes)}); rrim reads at most {MAX_SPECTRA} spectra of at most "
+                           f"{MAX_OMEGA_POINTS} points per file: split it")
+    coord = ds[opts.dim]
+    if coord.dims != (opts.dim,):
+        raise ArchiveError(f"{path}: coordinate {opts.dim!r} has dimensions {list(coord.dims)}; it must be "
+                           f"1-D along {opts.dim!r} (one ω axis shared by all spectra)")
+    if not _is_real(coord.dtype):
+        raise ArchiveError(f"{path}: coordinate {opts.dim!r} has dtype {coord.dtype}; ω values must be real numbers")
+    w_factor = _units(ds[opts.dim].attrs, path, f"coordinate {opts.dim!r}")
+    y_factor = _units(da.attrs, path, f"variable {opts.var!r}")
+    w_in = np.asarray(ds[opts.dim].values, dtype=np.float64) * w_factor
+    eps = float(np.finfo(coord.dtype).eps) if np.issubdtype(coord.dtype, np.floating) else 0.0
+    reg = model.info.regularization
+    measured = reg.get("measured_range_meV") if mask_aware(model) else None
+    lo, hi, t, valid, flags = _interpolation(path, opts.dim, w_in, model.info.omega.values, opts.crop, eps, measured)
+    temps = _temperature(ds, da, path, opts, lead, shape)
+    return Source(path, da.transpose(*lead, opts.dim), lead, shape, w_in, y_factor, lo, hi, t, valid, flags, temps)

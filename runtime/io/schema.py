@@ -1,0 +1,69 @@
+"""The output schema: the variables an output holds (name → NetCDF dtype, core dimensions after the
+leading ones, attributes), its format version, and :class:`ArchiveOptions` (what is read, which extras
+are written)."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from rrim.inversion.flags import FLAGS
+
+
+OUTPUT_FORMAT = "2"  # 2: noise_estimate, ood_score, out_of_distribution flag, optional band and impurity
+
+
+#: Output variables: name → (NetCDF dtype, core dimensions after the leading ones, attributes).
+OUTPUT_VARIABLES = {
+    "glue": ("f4", ("Omega",), {"long_name": "electron-boson glue function I²χ(Ω)", "units": "1"}),
+    "scattering_rate_fit": ("f4", ("omega",), {
+        "long_name": "refit scattering rate A·I²χ on the model's ω grid", "units": "meV",
+        "comment": "on the model's ω grid (coordinate omega, meV), not the input's grid"}),
+    "residual": ("f8", (), {"long_name": "relative RMS residual ‖A·I²χ − 1/τ‖/‖1/τ‖ on the model's ω grid", "units": "1"}),
+    "flags": ("u1", (), {"long_name": "quality flags", "flag_masks": np.array(list(FLAGS.values()), dtype=np.uint8),
+                         "flag_meanings": " ".join(FLAGS)}),
+    "lambda": ("f8", (), {"long_name": "electron-boson coupling λ = 2∫I²χ(Ω)/Ω dΩ", "units": "1"}),
+    "omega_log": ("f8", (), {"long_name": "logarithmic average frequency ω_ln", "units": "meV"}),
+    "temperature": ("f8", (), {"long_name": "temperature used for the inversion", "units": "K"}),
+    "noise_estimate": ("f8", (), {"long_name": "estimated noise σ̂ of the scattering rate (robust std of second differences/√6)",
+                                  "units": "meV"}),
+    "ood_score": ("f8", (), {"long_name": "out-of-distribution score: smaller refit residual (rRIM or non-negative "
+                                          "consistency fit) over √(σ̂² + (β·RMS 1/τ)²)",
+                             "units": "1", "comment": "flag out_of_distribution above the model's calibrated threshold; "
+                                                       "below it the rRIM's own score (the consistency fit is skipped); "
+                                                       "NaN when the model has no calibration"}),
+}
+#: Written on request: the calibrated band (``uncertainty``) and the impurity rate (``impurity``).
+BAND_VARIABLES = {
+    name: ("f4", ("Omega",), {"long_name": f"{side} bound of the calibrated uncertainty band of I²χ(Ω)", "units": "1"})
+    for name, side in (("glue_lower", "lower"), ("glue_upper", "upper"))}
+IMPURITY_VARIABLES = {"impurity_rate": ("f8", (), {
+    "long_name": "impurity (ω-independent) scattering rate, estimated and removed before the inversion", "units": "meV",
+    "comment": "included in scattering_rate_fit; see rrim.impurity for how well it is identified"})}
+
+
+@dataclass(frozen=True)
+class ArchiveOptions:
+    """What to read and how; ``to_json()`` is what idempotent reprocessing compares."""
+
+    var: str = "scattering_rate"
+    dim: str = "omega"
+    temperature_name: str = "temperature"
+    temperature: float | None = None
+    crop: bool = False
+    smoothing_meV: float | None = None
+    uncertainty: float | None = None  # coverage of the band (0.68 or 0.9); None: no band
+    impurity: bool = False
+    tf32: bool = False  # TF32 on CUDA: changes results at the 1e-3 level, so it is part of the identity
+
+    def output_variables(self) -> dict:
+        """The variables these options write: :data:`OUTPUT_VARIABLES` and the requested extras."""
+        return {**OUTPUT_VARIABLES, **(BAND_VARIABLES if self.uncertainty is not None else {}),
+                **(IMPURITY_VARIABLES if self.impurity else {})}
+
+    def to_json(self) -> str:
+        d = asdict(self)
+        if not d["tf32"]:  # recorded only when on: outputs made before it was recorded stay current
+            del d["tf32"]
+        return json.dumps({**d, "output_format": OUTPUT_FORMAT}, sort_keys=True)

@@ -1,0 +1,1 @@
+"""Jobs over files: inverting one archive, and one file of a reprocessing run."""
