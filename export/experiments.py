@@ -1,447 +1,795 @@
-"""The paper's experiments, rerunnable: ``rrim experiments -o DIR [--full]``.
+"""The accuracy experiments (issue 14, item 7), rerunnable and resumable:
 
-Writes ``RESULTS.md`` (markdown tables, the command, wall time, machine), ``results.json`` (every
-raw number) and PNG figures into ``DIR`` (the repository keeps its copy in ``docs/experiments``):
+    rrim experiments -o DIR [--budget smoke|session|full] [--work DIR] [--threads N]
+    python -m rrim.export.experiments -o DIR ...          (the same command)
 
-- test MSE vs training-set size N at σ = 0; test MSE vs σ at N = 1000 (mean ± std over seeds);
-- out-of-distribution shapes (rrim.physics.glue_families.ood_shapes) from the models trained at σ = 0, N = 10000;
-- the rRIM's iterates x_1, x_2, x_3, x_15 against the truth for one test spectrum;
-- the choice of the rRIM's x_0 (zeros vs Tikhonov) at N = 1000, σ = 1e-3;
-- the acceptance bar at N = 1000, σ = 1e-3: rRIM ≤ 0.5 × min(CNN, FCN) and ≤ tuned Tikhonov.
+Writes ``RESULTS.md`` (tables, the bar check, command, budget, wall time, machine), ``results.json``
+(every raw number, per seed) and PNG figures into ``-o DIR`` (the repository keeps its copy in ``docs/experiments``).
+Checkpoints and finished pieces go to ``--work`` (default ``runs/experiments/BUDGET``): every
+training saves its state each epoch, every finished piece (one model's or one solver's evaluation)
+is kept as JSON, and rerunning the same command resumes where it stopped.
 
-The neural networks start from the configurations in ``export/configs`` (rrim_experiment,
-cnn_baseline, fcn_baseline); only N, σ, the seed and the epoch caps of :class:`Budget` change.
-MSE is the mean over spectra and Ω points of (x − x_true)², x dimensionless.
+Methods, all judged on the same spectra:
+
+- **rRIM**: the noise-adaptive rRIM exactly as rrim-default's recipe trained from scratch
+  (``export/configs/rrim_default_2.0.0.toml``: noise mixture 0…0.1, realistic prior, partial coverage;
+  the 2.1.0 recipe warm-starts from that model, trained on 10⁴ spectra, which a sweep over N cannot
+  use), only N, the seed (data and training) and the output folder changed; one model per (N, seed),
+  judged at every σ.
+- **CNN, FCN**: a search over :attr:`Budget.search` (width or channels, depth, lr) at N =
+  ``bar_n``, σ = :data:`SEARCH_SIGMA`, seed 0, chosen by validation MSE; the chosen configuration is
+  trained per (N, σ, seed) on the rRIM's glue functions of that (N, seed) with spectra at that σ,
+  with the rRIM's plateau schedule, patience and epoch limit (``export/configs/{cnn,fcn}_baseline.toml``).
+- **ridge** y → x (:mod:`rrim.export.ridge`) on the same training pairs, λ on their validation split.
+- **Tikhonov** with the weight tuned on ``n_tune`` separate spectra of the prior (tuned), with GCV
+  and with the discrepancy principle (true noise given; estimated at σ = 0); **NNLS** with its weight
+  tuned likewise; **MEM** (χ² = N; only the first ``n_mem`` spectra: slow).
+
+Test sets: per seed, ``n_test`` glue functions of the training prior (a stream no training draws),
+spectra from the 2× finer Ω grid, fully measured, noise drawn per (seed, σ); the OOD shapes
+(:func:`rrim.physics.glue_families.ood_shapes`, 2× finer grid) at σ ∈ :data:`SWEEP_SIGMAS` with the models of
+the largest N; the realistic set (:mod:`rrim.physics.realistic_set`: FTIR-like partial coverage; models that
+take no mask get the measured values filled across gaps) with the models of N = ``bar_n``.
+MSE: mean over spectra and Ω points of (x̂ − x)², x dimensionless; rel. L2: median over spectra
+of ‖x̂ − x‖/‖x‖. Tables: mean ± standard deviation over seeds.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
-import platform
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from itertools import product
 from pathlib import Path
 
 import numpy as np
 
 from rrim.export.config import Config, load_config
-from rrim.physics.glue_families import ood_shapes
-from rrim.physics.synthetic import NOISE_LEVELS
+from rrim.export.evaluation import (best_tikhonov_weight, classical_estimates, filled, measured_operator, noisy, rel_l2,
+                                    rrim_estimates, scores, tuned_weights)
+from rrim.physics.glue_families import ood_shapes, refined_grid
+from rrim.physics.operator import ForwardOperator
+from rrim.physics.synthetic import NOISE_LEVELS, DatasetSettings, SyntheticDataset
 
 log = logging.getLogger("rrim.experiments")
 
-CONFIG_DIR = Path(__file__).parent / "configs"
-NEURAL = {"rRIM": "rrim_experiment.toml", "CNN": "cnn_baseline.toml", "FCN": "fcn_baseline.toml"}
-BAR_N, BAR_SIGMA = 1000, 1e-3
+CONFIGS = Path(__file__).parent / "configs"
+#: rrim-default's recipe from scratch (stage 1 of 2.1.0; 2.1.0 itself warm-starts from it)
+RRIM_CONFIG = "rrim_default_2.0.0.toml"
+BASELINES = {"CNN": "cnn_baseline.toml", "FCN": "fcn_baseline.toml"}
+SIGMAS = (0.0, *NOISE_LEVELS)
+#: noise levels of the MSE-vs-N tables and the OOD shapes
+SWEEP_SIGMAS = (0.0, 1e-3)
+#: noise level of the CNN/FCN search
+SEARCH_SIGMA = 1e-3
+#: seeds of the test, tuning and noise streams (no training draws them)
+TEST_SEED, TUNE_SEED, NOISE_SEED = 900_000, 800_000, 20261201
+RRIM, RRIM_NET = "rRIM", "rRIM w/o data-consistency steps"
+LEARNED = (RRIM, RRIM_NET, "CNN", "FCN", "ridge")
+#: version of the pieces kept in the work folder (a change of the evaluation bumps it)
+FORMAT = 1
+
+
+def _grid(family: str, sizes, depths, lrs) -> tuple:
+    return tuple((family, s, d, lr) for s, d, lr in product(sizes, depths, lrs))
 
 
 @dataclass(frozen=True)
 class Budget:
-    """CPU budget of a run: seeds, sizes, epoch caps per N (rRIM; CNN/FCN), evaluation subsets."""
+    """What one run costs: sizes N, seeds, spectra per test set, the CNN/FCN search grid
+    ((family, width or channels, depth, lr) each), and safety caps (flagged in the report when hit)."""
 
-    sizes: tuple[int, ...] = (100, 1000, 10000)
-    n_seeds: int = 3
-    rrim_epochs: tuple[tuple[int, int], ...] = ((100, 30), (1000, 12), (10000, 2))
-    baseline_epochs: tuple[tuple[int, int], ...] = ((100, 300), (1000, 100), (10000, 20))
-    #: safety wall-clock cap per training run (s); a run that hits it is flagged in the report.
-    time_budget_s: float = 300.0
-    #: test spectra evaluated per setting (the first ones of the test split), all methods alike.
-    max_test: int = 200
-    #: MEM is slow: it sees only the first ``max_test_mem`` of those spectra.
-    max_test_mem: int = 5
+    name: str
+    sizes: tuple[int, ...]
+    bar_n: int
+    n_seeds: int
+    n_test: int
+    n_tune: int
+    n_nnls_tune: int
+    n_mem: int
+    n_per_file: int
+    search: tuple[tuple[str, int, int, float], ...]
+    #: epoch limit of every training; 0: the configurations' own (400), only the smoke budget caps it
+    max_epochs: int = 0
+    #: wall-clock safety cap per training (s), 0: none; a training that reaches it is flagged
+    rrim_time_cap_s: float = 0.0
+    baseline_time_cap_s: float = 0.0
 
-
-FULL = Budget(sizes=(100, 1000, 10000, 100000), n_seeds=10,
-              rrim_epochs=((100, 200), (1000, 200), (10000, 100), (100000, 30)),
-              baseline_epochs=((100, 1000), (1000, 1000), (10000, 300), (100000, 100)),
-              time_budget_s=0.0, max_test=1000, max_test_mem=100)
-
-
-def _epochs(table, n: int) -> int:
-    return dict(table)[n]
-
-
-def mse(x, x_true) -> float:
-    return float(np.mean((np.asarray(x) - np.asarray(x_true)) ** 2))
+    def __post_init__(self):
+        if self.bar_n not in self.sizes or self.n_seeds < 1:
+            raise ValueError(f"budget {self.name}: bar_n must be one of the sizes, n_seeds ≥ 1")
+        if {f for f, *_ in self.search} != set(BASELINES):
+            raise ValueError(f"budget {self.name}: the search must cover {sorted(BASELINES)}")
 
 
-# --- classical solvers (rrim.solvers) ----------------------------------------------------------
-
-def classical_methods(operator, y_val, x_val) -> tuple[dict, dict]:
-    """({name: (make_estimator, spectra cap key)}, {name: reason unavailable}) for rrim.solvers."""
-    try:
-        from rrim import solvers
-    except ImportError as e:
-        return {}, {"classical solvers": f"rrim.solvers not importable ({e})"}
-    methods, missing = {}, {}
-    specs = {
-        "Tikhonov (GCV)": ("Tikhonov", lambda s: (lambda: s.Tikhonov(operator, rule="gcv"))),
-        "Tikhonov (tuned)": ("tune_tikhonov_weight", lambda s: _tuned(s, operator, y_val, x_val)),
-        "iterated Tikhonov": ("IteratedTikhonov", lambda s: (lambda: s.IteratedTikhonov(operator, n_steps=15, h=0.01))),
-        "NNLS": ("NNLS", lambda s: (lambda: s.NNLS(operator))),
-        "NNLS (tuned weight)": ("NNLS", lambda s: _tuned(s, operator, y_val, x_val, s.NNLS)),
-        "MEM (χ²)": ("MaxEnt", lambda s: (lambda: s.MaxEnt(operator, rule="chi2"))),
-    }
-    for name, (attr, factory) in specs.items():
-        if not hasattr(solvers, attr):
-            missing[name] = f"rrim.solvers.{attr} not available"
-            continue
-        try:
-            methods[name] = factory(solvers)
-        except Exception as e:  # noqa: BLE001  (reported in RESULTS.md, never hidden)
-            missing[name] = f"setup failed: {type(e).__name__}: {e}"
-    return methods, missing
+PRESETS = {
+    # tests: seconds; numbers meaningless
+    "smoke": Budget("smoke", sizes=(30, 60), bar_n=60, n_seeds=2, n_test=6, n_tune=6, n_nnls_tune=2, n_mem=1,
+                    n_per_file=2, search=_grid("FCN", (64,), (2,), (1e-3, 3e-3)) + _grid("CNN", (4,), (2,), (1e-3, 3e-3)),
+                    max_epochs=2),
+    # a 2-core machine, 1 thread, about an hour
+    "session": Budget("session", sizes=(100, 1000), bar_n=1000, n_seeds=3, n_test=200, n_tune=100, n_nnls_tune=30,
+                      n_mem=10, n_per_file=8,
+                      search=_grid("FCN", (256, 1024), (2, 3), (1e-3, 3e-4)) + _grid("CNN", (16, 32), (2, 3), (1e-3, 3e-4)),
+                      rrim_time_cap_s=1500.0, baseline_time_cap_s=600.0),
+    # the issue's sizes (N up to 10⁵): days of CPU, or a GPU
+    "full": Budget("full", sizes=(100, 1000, 10000, 100000), bar_n=1000, n_seeds=3, n_test=1000, n_tune=400,
+                   n_nnls_tune=100, n_mem=50, n_per_file=16,
+                   search=_grid("FCN", (256, 512, 1024), (2, 3), (1e-3, 3e-4)) + _grid("CNN", (16, 32, 64), (2, 3), (1e-3, 3e-4))),
+}
 
 
-def _tuned(solvers, operator, y_val, x_val, nnls=None):
-    """Tikhonov (or NNLS with a Tikhonov term when ``nnls`` is the class) at the validation-tuned weight."""
-    weight = solvers.tune_tikhonov_weight(operator, y_val, x_val)
-    if nnls is not None:
-        return lambda: nnls(operator, weight=weight)
-    return lambda: solvers.Tikhonov(operator, rule="fixed", weight=weight)
+def sigmas_at(n: int, budget: Budget) -> tuple[float, ...]:
+    """The noise levels judged at training-set size n: all at ``bar_n``, :data:`SWEEP_SIGMAS` elsewhere."""
+    return SIGMAS if n == budget.bar_n else SWEEP_SIGMAS
 
 
-def run_classical(make, y) -> np.ndarray:
-    """Fit a fresh estimator to the spectra y (n, n_ω) in meV (each row on its own); glue (n, n_Ω)."""
-    return np.asarray(make().fit(np.asarray(y)).x_, dtype=np.float64).reshape(len(y), -1)
+# --- data ---------------------------------------------------------------------------------------
+
+class Problem:
+    """The rRIM configuration's operator, its 2× finer twin and every seeded spectrum of the run."""
+
+    def __init__(self):
+        from rrim.physics.realistic_set import benchmark_files
+
+        self.config = load_config(CONFIGS / RRIM_CONFIG)
+        self.op = self.config.operator.build()
+        self.k = self.config.data.fine_factor
+        fine = refined_grid(self.op.Omega, self.k)
+        self.fine_op = ForwardOperator(self.op.omega, fine, self.op.temperature, self.op.kernel, self.op.scale)
+        self._files = benchmark_files
+        self._glue: dict = {}
+        self._realistic: dict = {}
+
+    def glue(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(glue on the model's grid (n, n_Ω), clean spectra from the fine grid (n, n_ω) meV) of the
+        rRIM's data stream for (n, seed) (:func:`rrim.export.adaptive_data.draw_glue`)."""
+        from rrim.export.adaptive_data import draw_glue
+
+        if (n, seed) not in self._glue:
+            x_fine = draw_glue(self.config.replace(data={"n": n, "seed": seed}), self.op)
+            self._glue[(n, seed)] = (x_fine[:, ::self.k], self.fine_op.forward(x_fine))
+        return self._glue[(n, seed)]
+
+    def noisy_set(self, n: int, stream: int, seed: int, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(x, y, noise std (n,) meV) of ``n`` glue functions of the stream ``stream + seed`` at σ."""
+        x, clean = self.glue(n, stream + seed)
+        rng = np.random.default_rng([NOISE_SEED, stream, seed, SIGMAS.index(sigma)])
+        return x, noisy(clean, sigma, rng), sigma * np.abs(clean).max(axis=1)
+
+    def ood(self, seed: int, sigma: float) -> tuple[list, np.ndarray, np.ndarray, np.ndarray]:
+        """(shape names, x (10, n_Ω), y, noise) of the OOD shapes drawn on the fine grid, at σ."""
+        shapes = ood_shapes(self.fine_op.Omega)
+        x_fine = np.stack(list(shapes.values()))
+        clean = self.fine_op.forward(x_fine)
+        rng = np.random.default_rng([NOISE_SEED, 1, seed, SIGMAS.index(sigma)])
+        return list(shapes), x_fine[:, ::self.k], noisy(clean, sigma, rng), sigma * np.abs(clean).max(axis=1)
+
+    def realistic(self, n_per_file: int) -> list:
+        if n_per_file not in self._realistic:
+            self._realistic[n_per_file] = self._files(self.op, n_per_file=n_per_file)
+        return self._realistic[n_per_file]
+
+    def training_set(self, n: int, sigma: float, seed: int) -> SyntheticDataset:
+        """The baselines' training data at (n, σ, seed): the rRIM's glue functions and split, fixed noise at σ."""
+        from rrim.export.adaptive_data import data_splits
+
+        x, clean = self.glue(n, seed)
+        rng = np.random.default_rng([NOISE_SEED, 2, seed, n, SIGMAS.index(sigma)])
+        return SyntheticDataset(self.op, DatasetSettings(n=n, sigma=sigma, seed=seed), x, clean, noisy(clean, sigma, rng),
+                                data_splits(self.config.replace(data={"n": n, "seed": seed})))
 
 
-# --- neural networks ---------------------------------------------------------------------------
+# --- configurations and training -----------------------------------------------------------------
 
-def neural_config(kind: str, n: int, sigma: float, seed: int, budget: Budget) -> Config:
-    base = load_config(CONFIG_DIR / NEURAL[kind])
-    epochs = _epochs(budget.rrim_epochs if kind == "rRIM" else budget.baseline_epochs, n)
-    return base.replace(data={"n": n, "sigma": sigma, "seed": seed},
-                        training={"seed": seed, "max_epochs": epochs, "time_budget_s": budget.time_budget_s})
-
-
-@dataclass
-class Setting:
-    """One (N, σ, seed) point: its data, test subset and each method's test MSE."""
-
-    n: int
-    sigma: float
-    seed: int
-    operator: object
-    data: object
-    mse: dict = field(default_factory=dict)
-    notes: dict = field(default_factory=dict)
-    models: dict = field(default_factory=dict)
-    classical: dict = field(default_factory=dict)
+def rrim_config(n: int, seed: int, budget: Budget, work: Path) -> Config:
+    """:data:`RRIM_CONFIG` with N, the seed and the output folder replaced (and the budget's caps)."""
+    training = {"seed": seed, "output_dir": str(work / f"rRIM-N{n}-seed{seed}")}
+    if budget.max_epochs:
+        training["max_epochs"] = budget.max_epochs
+    if budget.rrim_time_cap_s:
+        training["time_budget_s"] = budget.rrim_time_cap_s
+    return load_config(CONFIGS / RRIM_CONFIG).replace(data={"n": n, "seed": seed}, training=training)
 
 
-def run_setting(n: int, sigma: float, seed: int, budget: Budget, threads: int = 1) -> Setting:
-    """Train the networks and run the classical solvers on one dataset; test MSE per method.
+def baseline_config(candidate: tuple, n: int, sigma: float, seed: int, budget: Budget, work: Path) -> Config:
+    """The CNN/FCN configuration ``candidate`` = (family, width or channels, depth, lr) at (N, σ, seed)."""
+    family, size, depth, lr = candidate
+    training = {"lr": lr, "seed": seed,
+                "output_dir": str(work / f"{family}-{size}x{depth}-lr{lr:g}-N{n}-sigma{sigma:g}-seed{seed}")}
+    if budget.max_epochs:
+        training["max_epochs"] = budget.max_epochs
+    if budget.baseline_time_cap_s:
+        training["time_budget_s"] = budget.baseline_time_cap_s
+    model = {"depth": depth, "width" if family == "FCN" else "channels": size}
+    return load_config(CONFIGS / BASELINES[family]).replace(model=model, data={"n": n, "sigma": sigma, "seed": seed},
+                                                             training=training)
 
-    Picklable result (for worker processes): the classical estimators are rebuilt by :func:`with_classical`.
-    """
-    import torch
 
-    from rrim.export.training import make_data, predict, train
+def fit(config: Config, operator: ForwardOperator, data=None):
+    """(model, notes) of ``config``'s finished training in its output folder; trains (or resumes
+    from ``state.pt``) when there is none. Notes: epochs, best epoch, validation loss, seconds, why it stopped."""
+    from rrim.export.training import load_checkpoint, train
 
-    torch.set_num_threads(threads)
-    configs = {kind: neural_config(kind, n, sigma, seed, budget) for kind in NEURAL}
-    operator = configs["rRIM"].operator.build()
-    data = make_data(configs["rRIM"], operator)
-    x_test, y_test = (a[:budget.max_test] for a in data.subset("test"))
-    x_val, y_val = (a[:budget.max_test] for a in data.subset("val"))
-    out = Setting(n, sigma, seed, operator, data)
-    for kind, config in configs.items():
-        r = train(config, operator, data, checkpoint=False)
-        out.models[kind] = r.model
-        out.mse[kind] = mse(predict(r.model, y_test, operator, config.training.h), x_test)
-        out.notes[kind] = {"epochs": len(r.history), "best_epoch": r.best_epoch, "best_val_mse": r.best_val_loss,
-                           "seconds": round(r.seconds, 1)}
-        if budget.time_budget_s and r.seconds > budget.time_budget_s:
-            out.notes.setdefault("flags", []).append(
-                f"{kind} at N={n}, σ={sigma:g}, seed {seed} hit the {budget.time_budget_s:g} s cap")
-        log.info("N=%d σ=%g seed %d: %s test MSE %.4g (%s)", n, sigma, seed, kind, out.mse[kind], out.notes[kind])
-    methods, missing = classical_methods(operator, y_val, x_val)
-    out.notes.update(missing)
-    for name, make in methods.items():
-        k = budget.max_test_mem if name.startswith("MEM") else budget.max_test
-        try:
-            out.mse[name] = mse(run_classical(make, y_test[:k]), x_test[:k])
-        except Exception as e:  # noqa: BLE001  (reported in RESULTS.md)
-            out.notes[name] = f"failed: {type(e).__name__}: {e}"
-        log.info("N=%d σ=%g seed %d: %s test MSE %s", n, sigma, seed, name, out.mse.get(name))
+    path = Path(config.training.output_dir) / "model.pt"
+    if not (path.exists() and load_checkpoint(path)[1] == config):
+        log.info("training %s", config.training.output_dir)
+        train(config, operator, data)
+    model, _, extra = load_checkpoint(path)
+    history = json.loads(path.with_name("history.json").read_text())
+    t = config.training
+    epochs = len(history)
+    if t.time_budget_s and extra["seconds"] >= t.time_budget_s:
+        why = f"wall-clock cap {t.time_budget_s:g} s (flagged)"
+    elif epochs - extra["best_epoch"] >= t.patience:
+        why = "patience"
+    elif epochs >= t.max_epochs:
+        why = f"epoch limit {t.max_epochs}" + (" (best at the limit: flagged)" if extra["best_epoch"] == epochs else "")
+    else:
+        why = f"lr below {t.min_lr:g}"
+    return model, {"epochs": epochs, "best_epoch": extra["best_epoch"], "best_val": extra["best_val_loss"],
+                   "seconds": round(extra["seconds"], 1), "stopped_by": why}
+
+
+class Pieces:
+    """Finished pieces of a run as JSON files in ``work/pieces`` (atomic writes), reused when the
+    budget is the same: a rerun skips them."""
+
+    def __init__(self, work: Path, budget: Budget):
+        self.folder = work / "pieces"
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.key = {"format": FORMAT, "budget": asdict(budget)}
+        self.reused = self.made = 0
+
+    def get(self, name: str, make):
+        path = self.folder / f"{name}.json"
+        if path.exists():
+            blob = json.loads(path.read_text())
+            if blob.get("key") == json.loads(json.dumps(self.key)):
+                self.reused += 1
+                return blob["value"]
+        value = make()
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"key": self.key, "value": value}))
+        os.replace(tmp, path)
+        self.made += 1
+        return value
+
+
+# --- evaluation ---------------------------------------------------------------------------------
+
+def _record(kind: str, method: str, seed, n, sigma: float, s: dict, item=None) -> dict:
+    return {"set": kind, "method": method, "seed": seed, "n": n, "sigma": sigma, "item": item, **s}
+
+
+def _ood_records(method, seed, n, sigma, names, x_hat, x) -> list[dict]:
+    return [_record("ood", method, seed, n, sigma, scores(x_hat[i:i + 1], x[i:i + 1]), name) for i, name in enumerate(names)]
+
+
+def _realistic_record(method, seed, n, f, x_hat, rows=None) -> dict:
+    x = f.x if rows is None else f.x[:rows]
+    s = scores(x_hat, x)
+    return _record("realistic", method, seed, n, f.sigma, {**s, "rel_each": rel_l2(x_hat, x).tolist()}, f.name)
+
+
+def judge_rrim(problem: Problem, model, seed: int, n: int, budget: Budget) -> dict:
+    """Records of the rRIM (and of its network alone) on the test sets it is judged on at this N, and
+    its estimates of the OOD shapes at σ = 1e-3 (``curves``, for the figure)."""
+    op = problem.op
+    out, curves = [], {}
+    for sigma in sigmas_at(n, budget):
+        x, y, noise = problem.noisy_set(budget.n_test, TEST_SEED, seed, sigma)
+        final, network = rrim_estimates(model, y, op)
+        out.append(_record("test", RRIM, seed, n, sigma, scores(final, x, op.forward(final), y, noise)))
+        out.append(_record("test", RRIM_NET, seed, n, sigma, scores(network, x)))
+    if n == max(budget.sizes):
+        for sigma in SWEEP_SIGMAS:
+            names, x, y, _ = problem.ood(seed, sigma)
+            final, network = rrim_estimates(model, y, op)
+            out += _ood_records(RRIM, seed, n, sigma, names, final, x) + _ood_records(RRIM_NET, seed, n, sigma, names, network, x)
+            if sigma == 1e-3:
+                curves[RRIM] = final.tolist()
+    if n == budget.bar_n:
+        for f in problem.realistic(budget.n_per_file):
+            final, network = rrim_estimates(model, f.y, op.at_temperature(f.temperature), f.mask)
+            out += [_realistic_record(RRIM, seed, n, f, final), _realistic_record(RRIM_NET, seed, n, f, network)]
+    return {"records": out, "curves": curves}
+
+
+def judge_baseline(problem: Problem, method: str, predict, seed: int, n: int, sigma: float, budget: Budget) -> dict:
+    """Records of a learned y → x model trained at σ (``predict``: spectra (k, n_ω) meV → glue), and
+    its OOD estimates at σ = 1e-3 (``curves``)."""
+    x, y, _ = problem.noisy_set(budget.n_test, TEST_SEED, seed, sigma)
+    out, curves = [_record("test", method, seed, n, sigma, scores(predict(y), x))], {}
+    if n == max(budget.sizes) and sigma in SWEEP_SIGMAS:
+        names, x, y, _ = problem.ood(seed, sigma)
+        est = predict(y)
+        out += _ood_records(method, seed, n, sigma, names, est, x)
+        if sigma == 1e-3:
+            curves[method] = est.tolist()
+    if n == budget.bar_n:
+        omega = problem.op.omega.values
+        out += [_realistic_record(method, seed, n, f, predict(filled(f.y, f.mask, omega)))
+                for f in problem.realistic(budget.n_per_file) if f.sigma == sigma]
+    return {"records": out, "curves": curves}
+
+
+def judge_classical(problem: Problem, seed: int, sigma: float, budget: Budget) -> dict:
+    """Weights tuned on the tuning set at σ, then the classical solvers on the test set (and the OOD
+    shapes at σ ∈ :data:`SWEEP_SIGMAS`, with the same weights plus Tikhonov's best weight for them)."""
+    op = problem.op
+    xt, yt, _ = problem.noisy_set(budget.n_tune, TUNE_SEED, seed, sigma)
+    weights = tuned_weights(op, yt, xt, budget.n_nnls_tune)
+    x, y, noise = problem.noisy_set(budget.n_test, TEST_SEED, seed, sigma)
+    found, failures = _failed(classical_estimates(op, y, noise, weights, budget.n_mem), f"test, seed {seed}, σ={sigma:g}")
+    records = [_record("test", m, seed, None, sigma, scores(est, x[:k], op.forward(est), y[:k], noise[:k]))
+               for m, (est, k) in found.items()]
+    curves = {}
+    if sigma in SWEEP_SIGMAS:
+        names, x, y, noise = problem.ood(seed, sigma)
+        found, more = _failed(classical_estimates(op, y, noise, weights, budget.n_mem), f"OOD, seed {seed}, σ={sigma:g}")
+        failures += more
+        found["Tikhonov (best weight)"] = (_tikhonov(op, y, best_tikhonov_weight(op, y, x)), len(y))
+        for m, (est, k) in found.items():
+            records += _ood_records(m, seed, None, sigma, names[:k], est, x[:k])
+        curves = {m: est.tolist() for m, (est, k) in found.items() if k == len(y)}
+    return {"records": records, "weights": weights, "curves": curves, "failures": failures}
+
+
+def _failed(found: dict, where: str) -> tuple[dict, list[str]]:
+    """(the methods that ran, ['method (where): error'] for those that raised)."""
+    failures = [f"{m} ({where}): {v}" for m, v in found.items() if isinstance(v, str)]
+    for message in failures:
+        log.warning("failed: %s", message)
+    return {m: v for m, v in found.items() if not isinstance(v, str)}, failures
+
+
+def _tikhonov(op, y, weight):
+    from rrim.solvers import Tikhonov
+
+    return Tikhonov(op, rule="fixed", weight=weight).fit(y).x_
+
+
+def judge_classical_realistic(problem: Problem, budget: Budget) -> dict:
+    """The classical solvers on each file of the realistic set, on its measured points: Tikhonov with
+    the best weight for the file (the bar's reference), GCV, discrepancy (noise given), NNLS with
+    weights around the best Tikhonov weight chosen on the file, MEM on the first ``n_mem`` spectra."""
+    records, failures = [], []
+    for f in problem.realistic(budget.n_per_file):
+        op = measured_operator(problem.op.at_temperature(f.temperature), f.mask)
+        y = f.y[:, f.mask]
+        noise = f.sigma * np.abs(problem.op.forward(f.x)).max(axis=1)
+        best = best_tikhonov_weight(op, y, f.x)
+        weights = tuned_weights(op, y, f.x, budget.n_nnls_tune)
+        found, more = _failed(classical_estimates(op, y, noise, {**weights, "tikhonov": best}, budget.n_mem), f.name)
+        failures += more
+        found["Tikhonov (best weight per file)"] = found.pop("Tikhonov (tuned)")
+        records += [_realistic_record(m, None, None, f, est, k) for m, (est, k) in found.items()]
+    return {"records": records, "failures": failures}
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+def search(problem: Problem, budget: Budget, work: Path, pieces: Pieces) -> dict:
+    """The CNN/FCN search at N = bar_n, σ = SEARCH_SIGMA, seed 0: validation MSE per candidate, the choice."""
+    data = problem.training_set(budget.bar_n, SEARCH_SIGMA, 0)
+    out = {}
+    for family in BASELINES:
+        tried = []
+        for cand in (c for c in budget.search if c[0] == family):
+            name = "search-" + Path(baseline_config(cand, budget.bar_n, SEARCH_SIGMA, 0, budget, work).training.output_dir).name
+            notes = pieces.get(name, lambda c=cand: fit(baseline_config(c, budget.bar_n, SEARCH_SIGMA, 0, budget, work),
+                                                        problem.op, data)[1])
+            tried.append({"candidate": list(cand), **notes})
+        best = min(tried, key=lambda t: t["best_val"])
+        out[family] = {"tried": tried, "chosen": best["candidate"]}
+        log.info("%s search: chose %s (validation MSE %.4g)", family, best["candidate"], best["best_val"])
     return out
 
 
-def with_classical(setting: Setting, budget: Budget) -> Setting:
-    """Rebuild the classical estimators of a setting (tuned on its validation split) in this process."""
-    x_val, y_val = (a[:budget.max_test] for a in setting.data.subset("val"))
-    setting.classical = classical_methods(setting.operator, y_val, x_val)[0]
-    return setting
+def run_pieces(budget: Budget, work: Path) -> dict:
+    """Every piece of the experiments (resumed from ``work``); the raw results."""
+    from rrim.export.ridge import Ridge
+    from rrim.export.training import predict
+
+    problem = Problem()
+    pieces = Pieces(work, budget)
+    found = search(problem, budget, work, pieces)
+    records, training, weights, curves, learned_curves, failures = [], {}, {}, {}, {}, []
+    for seed in range(budget.n_seeds):
+        for sigma in SIGMAS:
+            piece = pieces.get(f"classical-seed{seed}-sigma{sigma:g}", lambda: judge_classical(problem, seed, sigma, budget))
+            records += piece["records"]
+            failures += piece["failures"]
+            weights[f"seed {seed}, σ={sigma:g}"] = piece["weights"]
+            if seed == 0 and piece["curves"]:
+                curves[f"{sigma:g}"] = piece["curves"]
+        for n in budget.sizes:
+            config = rrim_config(n, seed, budget, work)
+
+            def make_rrim():
+                model, notes = fit(config, problem.op)
+                return {"notes": notes, **judge_rrim(problem, model, seed, n, budget)}
+
+            piece = pieces.get(f"rRIM-N{n}-seed{seed}", make_rrim)
+            training[f"rRIM N={n} seed {seed}"] = piece["notes"]
+            records += piece["records"]
+            if seed == 0:
+                learned_curves.update(piece["curves"])
+            for sigma in sigmas_at(n, budget):
+                for family in BASELINES:
+                    config = baseline_config(tuple(found[family]["chosen"]), n, sigma, seed, budget, work)
+
+                    def make_baseline():
+                        model, notes = fit(config, problem.op, problem.training_set(n, sigma, seed))
+                        return {"notes": notes, **judge_baseline(
+                            problem, family, lambda y: predict(model, y, problem.op, 0.01), seed, n, sigma, budget)}
+
+                    piece = pieces.get(f"{family}-N{n}-sigma{sigma:g}-seed{seed}", make_baseline)
+                    training[f"{family} N={n} σ={sigma:g} seed {seed}"] = piece["notes"]
+                    records += piece["records"]
+                    if seed == 0:
+                        learned_curves.update(piece["curves"])
+
+                def make_ridge():
+                    data = problem.training_set(n, sigma, seed)
+                    (xa, ya), (xv, yv) = data.subset("train"), data.subset("val")
+                    ridge = Ridge().fit(ya, xa, yv, xv)
+                    return {"weight": ridge.weight_, **judge_baseline(problem, "ridge", ridge.predict, seed, n, sigma, budget)}
+
+                piece = pieces.get(f"ridge-N{n}-sigma{sigma:g}-seed{seed}", make_ridge)
+                records += piece["records"]
+                if seed == 0:
+                    learned_curves.update(piece["curves"])
+    piece = pieces.get("classical-realistic", lambda: judge_classical_realistic(problem, budget))
+    records += piece["records"]
+    failures += piece["failures"]
+    curves["learned"] = learned_curves
+    curves = {k: {m: np.vectorize(lambda v: float(f"{v:.5g}"))(np.asarray(c)).tolist() for m, c in v.items()}
+              for k, v in curves.items()}  # the figure's curves: 5 digits are plenty
+    return {"records": records, "search": found, "training": training, "weights": weights, "ood_curves": curves,
+            "failures": failures,
+            "pieces": {"made": pieces.made, "reused": pieces.reused}}
 
 
-def run_settings(points: list[tuple[int, float, int]], budget: Budget, workers: int, threads: int = 1) -> list[Setting]:
-    """:func:`run_setting` for each (N, σ, seed), in ``workers`` processes (1 thread each) when > 1."""
-    if workers <= 1:
-        return [run_setting(*p, budget, threads) for p in points]
-    import multiprocessing
+# --- report -------------------------------------------------------------------------------------
 
-    with multiprocessing.get_context("spawn").Pool(workers) as pool:
-        return pool.starmap(run_setting, [(*p, budget, threads) for p in points], chunksize=1)
+def select(records, kind: str, method: str, **where) -> list[dict]:
+    """Records of one method in one set matching ``where`` (a classical record, n None, matches any n)."""
+    return [r for r in records if r["set"] == kind and r["method"] == method
+            and all(r[k] == v or (k == "n" and r[k] is None) for k, v in where.items())]
 
 
-# --- report ------------------------------------------------------------------------------------
+def per_seed(rows: list[dict], key: str, how=np.mean) -> list[float]:
+    """One number per seed (``how`` over the items of a seed; the seed-independent None counts once)."""
+    seeds = sorted({r["seed"] for r in rows}, key=lambda s: -1 if s is None else s)
+    return [float(how([r[key] for r in rows if r["seed"] == s])) for s in seeds]
 
-def _stats(values) -> str:
+
+def _median_all(rows: list[dict]) -> list[float]:
+    """Per seed: the median relative L2 error over every spectrum of the rows (realistic set)."""
+    seeds = sorted({r["seed"] for r in rows}, key=lambda s: -1 if s is None else s)
+    return [float(np.median(np.concatenate([r["rel_each"] for r in rows if r["seed"] == s]))) for s in seeds]
+
+
+def fmt(values: list[float], digits: str = ".3g") -> str:
+    if not values:
+        return "n/a"
     v = np.asarray(values, dtype=float)
     if len(v) == 1:
-        return f"{v[0]:.3g} (1 run)"
-    return f"{v.mean():.3g} ± {v.std(ddof=1):.2g} ({len(v)} runs)" if len(v) < 3 else f"{v.mean():.3g} ± {v.std(ddof=1):.2g}"
+        return format(v[0], digits)
+    return f"{format(v.mean(), digits)} ± {v.std(ddof=1):.1g}"
 
 
-def table(rows: dict, columns: list, header: str) -> str:
-    """Markdown table: rows {method: {column: [values over seeds]}}."""
-    lines = [f"| method | {' | '.join(f'{header} = {c:g}' for c in columns)} |",
-             "|---" * (len(columns) + 1) + "|"]
-    for method, cells in rows.items():
-        lines.append(f"| {method} | " + " | ".join(_stats(cells[c]) if cells.get(c) else "n/a" for c in columns) + " |")
+def methods_of(records, kind: str) -> list[str]:
+    seen = list(dict.fromkeys(r["method"] for r in records if r["set"] == kind))
+    return [m for m in LEARNED if m in seen] + [m for m in seen if m not in LEARNED]
+
+
+def sweep_table(records, kind: str, key: str, columns: list, column: str, digits: str, **where) -> str:
+    """Markdown table: methods × columns (``column`` = 'n' or 'sigma'), cells mean ± std over seeds."""
+    head = {"n": "N", "sigma": "σ"}[column]
+    lines = [f"| method | {' | '.join(f'{head} = {c:g}' for c in columns)} |", "|---" * (len(columns) + 1) + "|"]
+    for m in methods_of(records, kind):
+        cells = [fmt(per_seed(select(records, kind, m, **{column: c}, **where), key), digits) for c in columns]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
-def collect(settings: list[Setting], key: str) -> dict:
-    rows: dict = {}
-    for s in settings:
-        for method, value in s.mse.items():
-            rows.setdefault(method, {}).setdefault(getattr(s, key), []).append(value)
-    return rows
+def ood_tables(records, budget: Budget) -> str:
+    n = max(budget.sizes)
+    methods = methods_of(records, "ood")
+    lines = ["| method | " + " | ".join(f"σ = {s:g}: MSE | σ = {s:g}: rel. L2" for s in SWEEP_SIGMAS) + " |",
+             "|---" * (2 * len(SWEEP_SIGMAS) + 1) + "|"]
+    for m in methods:
+        cells = []
+        for s in SWEEP_SIGMAS:
+            rows = select(records, "ood", m, n=n, sigma=s)
+            cells += [fmt(per_seed(rows, "mse")), fmt(per_seed(rows, "rel_l2", np.median), ".3f")]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    out = ["\n".join(lines)]
+    for s in SWEEP_SIGMAS:
+        shapes = list(dict.fromkeys(r["item"] for r in select(records, "ood", RRIM, sigma=s)))
+        cols = [m for m in methods if m != RRIM_NET]
+        t = [f"Relative L2 error per shape, σ = {s:g} (mean over seeds):", "",
+             "| shape | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        for shape in shapes:
+            t.append(f"| {shape} | " + " | ".join(
+                fmt([np.mean(v)] if (v := [r["rel_l2"] for r in select(records, "ood", m, n=n, sigma=s) if r["item"] == shape])
+                    else [], ".3f") for m in cols) + " |")
+        out.append("\n".join(t))
+    return "\n\n".join(out)
 
 
-def _plot_sweep(rows: dict, columns: list, xlabel: str, path: Path) -> None:
+def realistic_tables(records) -> str:
+    from rrim.physics.realistic_set import SIGMAS as FILE_SIGMAS
+
+    lines = ["| method | " + " | ".join(f"σ = {s:g}: MSE | rel. L2" for s in FILE_SIGMAS) + " | all: MSE | all: rel. L2 |",
+             "|---" * (2 * len(FILE_SIGMAS) + 3) + "|"]
+    for m in methods_of(records, "realistic"):
+        cells = []
+        for s in (*FILE_SIGMAS, None):
+            rows = [r for r in select(records, "realistic", m) if s is None or r["sigma"] == s]
+            cells += [fmt(per_seed(rows, "mse")), fmt(_median_all(rows), ".3f")]
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def mean_of(records, kind, method, key="mse", how=np.mean, **where) -> float | None:
+    v = per_seed(select(records, kind, method, **where), key, how)
+    return float(np.mean(v)) if v else None
+
+
+def bar_check(records, budget: Budget) -> list[dict]:
+    """Issue 14's bars from the means over seeds that the tables print (N = bar_n)."""
+    n, bars = budget.bar_n, []
+
+    def bar(name, sigma, value, reference, limit, what):
+        ratio = value / reference if value is not None and reference else None
+        bars.append({"bar": name, "sigma": sigma, "value": value, "reference": reference, "reference_is": what,
+                     "ratio": ratio, "limit": limit, "met": None if ratio is None else bool(ratio <= limit)})
+
+    for sigma in SIGMAS:
+        r = mean_of(records, "test", RRIM, n=n, sigma=sigma)
+        bar("rRIM / tuned Tikhonov (MSE)", sigma, r, mean_of(records, "test", "Tikhonov (tuned)", n=n, sigma=sigma),
+            0.5 if sigma >= 1e-3 else 1.0, "Tikhonov (tuned)")
+        learned = {m: mean_of(records, "test", m, n=n, sigma=sigma) for m in ("CNN", "FCN", "ridge")}
+        learned = {m: v for m, v in learned.items() if v is not None}
+        best = min(learned, key=learned.get) if learned else None
+        bar("rRIM / best of CNN, FCN, ridge (MSE)", sigma, r, learned.get(best), 0.7, best)
+    for sigma in SIGMAS:
+        if sigma >= 1e-4:
+            bar("rRIM misfit / noise (median RMS)", sigma, mean_of(records, "test", RRIM, "misfit_over_noise", n=n, sigma=sigma),
+                1.0, 1.2, "the noise")
+    rr = _median_all(select(records, "realistic", RRIM))
+    tk = _median_all(select(records, "realistic", "Tikhonov (best weight per file)"))
+    bar("realistic set: rRIM / Tikhonov best weight per file (median rel. L2)", None,
+        float(np.mean(rr)) if rr else None, float(np.mean(tk)) if tk else None, 0.8, "Tikhonov (best weight per file)")
+    return bars
+
+
+def bar_table(bars: list[dict]) -> str:
+    lines = ["| bar | σ | rRIM | reference | ratio | limit | met |", "|---|---|---|---|---|---|---|"]
+    for b in bars:
+        ratio = "n/a" if b["ratio"] is None else f"{b['ratio']:.3g}"
+        met = "n/a" if b["met"] is None else ("yes" if b["met"] else "**no**")
+        value = "n/a" if b["value"] is None else f"{b['value']:.3g}"
+        ref = "n/a" if b["reference"] is None else f"{b['reference']:.3g} ({b['reference_is']})"
+        lines.append(f"| {b['bar']} | {'all' if b['sigma'] is None else format(b['sigma'], 'g')} | {value} | {ref} "
+                     f"| {ratio} | ≤ {b['limit']:g} | {met} |")
+    return "\n".join(lines)
+
+
+def figures(records, budget: Budget, curves: dict, out: Path) -> list[str]:
+    """mse_vs_n.png, mse_vs_sigma.png, ood_shapes.png (seed 0, σ = 1e-3); the names written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4))
-    for method, cells in rows.items():
-        cs = [c for c in columns if cells.get(c)]
-        m = np.array([np.mean(cells[c]) for c in cs])
-        sd = np.array([np.std(cells[c], ddof=1) if len(cells[c]) > 1 else 0.0 for c in cs])
-        ax.errorbar(cs, m, yerr=sd, marker="o", capsize=3, label=method)
-    ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel="test MSE")
-    ax.legend(fontsize=7)
+    def sweep(ax, column, columns, **where):
+        for m in methods_of(records, "test"):
+            cs = [c for c in columns if select(records, "test", m, **{column: c}, **where)]
+            v = [per_seed(select(records, "test", m, **{column: c}, **where), "mse") for c in cs]
+            xs = [c if c > 0 else min(x for x in columns if x > 0) / 10 for c in cs]
+            ax.errorbar(xs, [np.mean(a) for a in v], yerr=[np.std(a) for a in v], marker="o", ms=3, capsize=2, label=m)
+        ax.set(xscale="log", yscale="log", ylabel="test MSE")
+
+    fig, axes = plt.subplots(1, len(SWEEP_SIGMAS), figsize=(11, 4))
+    for ax, s in zip(axes, SWEEP_SIGMAS):
+        sweep(ax, "n", list(budget.sizes), sigma=s)
+        ax.set(xlabel="training-set size N", title=f"σ = {s:g}")
+    axes[0].legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(out / "mse_vs_n.png", dpi=110)
     plt.close(fig)
-
-
-def ood(settings: list[Setting], budget: Budget, out_dir: Path) -> tuple[str, dict]:
-    """Per-shape MSE of every method on noiseless OOD shapes; figure of curves (seed 0 models)."""
-    import matplotlib.pyplot as plt
-
-    from rrim.export.training import predict
-
-    operator = settings[0].operator
-    shapes = ood_shapes(operator.Omega)
-    names = list(shapes)
-    x = np.stack([shapes[k] for k in names])
-    y = operator.forward(x)
-    rows: dict = {}
-    curves: dict = {}
-    for s in settings:
-        for kind in NEURAL:
-            est = predict(s.models[kind], y, operator, 0.01)
-            for k, name in enumerate(names):
-                rows.setdefault(kind, {}).setdefault(name, []).append(mse(est[k], x[k]))
-            curves.setdefault(kind, est)
-        for method, make in s.classical.items():
-            try:
-                est = run_classical(make, y)
-            except Exception:  # noqa: BLE001  (already reported for the in-distribution runs)
-                continue
-            for k, name in enumerate(names):
-                rows.setdefault(method, {}).setdefault(name, []).append(mse(est[k], x[k]))
-            curves.setdefault(method, est)
-    lines = [f"| shape | {' | '.join(rows)} |", "|---" * (len(rows) + 1) + "|"]
-    for name in names:
-        lines.append(f"| {name} | " + " | ".join(_stats(rows[m][name]) for m in rows) + " |")
-    lines.append("| **mean over shapes** | " + " | ".join(
-        f"{np.mean([np.mean(rows[m][n]) for n in names]):.3g}" for m in rows) + " |")
-    fig, axes = plt.subplots(2, 5, figsize=(16, 6), sharex=True)
-    W = operator.Omega.values
-    for ax, (k, name) in zip(axes.flat, enumerate(names)):
-        ax.plot(W, x[k], "k", lw=2, label="truth")
-        for method in ("rRIM", "CNN", "FCN", "Tikhonov (tuned)", "Tikhonov (GCV)"):
-            if method in curves:
-                ax.plot(W, curves[method][k], lw=1, label=method)
-        ax.set_title(name, fontsize=9)
-    axes[1, 0].set(xlabel="Ω (meV)", ylabel="I²χ(Ω)")
-    axes[0, 0].legend(fontsize=6)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    sweep(ax, "sigma", list(SIGMAS), n=budget.bar_n)
+    ax.set(xlabel=f"noise level σ (σ = 0 drawn at {min(NOISE_LEVELS) / 10:g})", title=f"N = {budget.bar_n}")
+    ax.legend(fontsize=6)
     fig.tight_layout()
-    fig.savefig(out_dir / "ood_shapes.png", dpi=110)
+    fig.savefig(out / "mse_vs_sigma.png", dpi=110)
     plt.close(fig)
-    return "\n".join(lines), rows
+    names = ["mse_vs_n.png", "mse_vs_sigma.png"]
+    if curves.get("0.001") and curves.get("learned"):
+        problem_names, x, _, _ = Problem().ood(0, 1e-3)
+        W = load_config(CONFIGS / RRIM_CONFIG).operator.build().Omega.values
+        learned = curves.get("learned", {})
+        fig, axes = plt.subplots(2, 5, figsize=(16, 6), sharex=True)
+        for ax, (i, name) in zip(axes.flat, enumerate(problem_names)):
+            ax.plot(W, x[i], "k", lw=2, label="truth")
+            for m, est in {**learned, **curves["0.001"]}.items():
+                if m in (RRIM, "CNN", "ridge", "Tikhonov (tuned)", "Tikhonov (GCV)"):
+                    ax.plot(W, np.asarray(est)[i], lw=1, label=m)
+            ax.set_title(name, fontsize=9)
+        axes[1, 0].set(xlabel="Ω (meV)", ylabel="I²χ(Ω)")
+        axes[0, 0].legend(fontsize=6)
+        fig.tight_layout()
+        fig.savefig(out / "ood_shapes.png", dpi=100)
+        plt.close(fig)
+        names.append("ood_shapes.png")
+    return names
 
 
-def plot_iterates(setting: Setting, path: Path) -> None:
-    """x_1, x_2, x_3, x_N of the rRIM against the truth for the first test spectrum (paper Fig. 2c–d)."""
-    import matplotlib.pyplot as plt
-    import torch
+def machine(threads: int) -> str:
+    from rrim.export.onnx_export import machine_description
 
-    from rrim.export.training import physics_tensors
-
-    operator, data, model = setting.operator, setting.data, setting.models["rRIM"]
-    x, y = (a[:1] for a in data.subset("test"))
-    A, P = physics_tensors(operator, 0.01)
-    with torch.no_grad():
-        xs = [t.numpy()[0] for t in model(torch.as_tensor(y / operator.scale, dtype=torch.float32), A, P)]
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(10, 4))
-    W = operator.Omega.values
-    a1.plot(W, x[0], "k", lw=2, label="truth")
-    for t in (1, 2, 3, len(xs)):
-        a1.plot(W, xs[t - 1], lw=1, label=f"x_{t}")
-    a1.set(xlabel="Ω (meV)", ylabel="I²χ(Ω)", title=f"rRIM iterates (N={setting.n}, σ={setting.sigma:g}, seed {setting.seed})")
-    a1.legend(fontsize=8)
-    a2.plot(range(1, len(xs) + 1), [mse(v, x[0]) for v in xs], "o-")
-    a2.set(yscale="log", xlabel="step t", ylabel="MSE(x_t, truth)", title="error per step (this spectrum)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return (f"{machine_description()}, {threads} torch thread(s), shared with other jobs "
+            f"(load average at the end {os.getloadavg()[0]:.1f})")
 
 
-def x0_ablation(budget: Budget, reference: Setting) -> str:
-    """rRIM with x_0 = zeros vs x_0 = Tikhonov (the reference run: N = 1000, σ = 1e-3, seed 0), same budget."""
-    from rrim.export.training import predict, train
+def report(result: dict, budget: Budget, command: str, wall_s: float, mach: str, started: str) -> str:
+    records, bars = result["records"], result["bars"]
+    n, search = budget.bar_n, result["search"]
+    trained = result["training"]
+    flagged = [f"{k}: {v['stopped_by']}" for k, v in trained.items() if "flagged" in v["stopped_by"]]
+    flagged = "; ".join(flagged[:8]) + (f"; and {len(flagged) - 8} more (results.json)" if len(flagged) > 8 else "")
+    cap_note = (f"every training capped at {budget.max_epochs} epochs (smoke budget: numbers meaningless)"
+                if budget.max_epochs else "no epoch cap besides the configurations' 400")
+    search_lines = "\n".join(
+        f"  - {family}: tried " + "; ".join(f"{t['candidate'][1]}×{t['candidate'][2]}, lr {t['candidate'][3]:g} → "
+                                          f"{t['best_val']:.3g} ({t['epochs']} epochs)" for t in s["tried"])
+        + f"; **chosen {s['chosen'][1]}×{s['chosen'][2]}, lr {s['chosen'][3]:g}**" for family, s in search.items())
+    sections = []
+    for s in SWEEP_SIGMAS:
+        sections.append(f"### σ = {s:g}\n\nMSE:\n\n{sweep_table(records, 'test', 'mse', list(budget.sizes), 'n', '.3g', sigma=s)}"
+                        f"\n\nMedian relative L2 error:\n\n{sweep_table(records, 'test', 'rel_l2', list(budget.sizes), 'n', '.3f', sigma=s)}")
+    rrim_runs = "; ".join(f"{k[5:]}: {v['epochs']} (best {v['best_epoch']})" for k, v in trained.items() if k.startswith("rRIM"))
+    return f"""# Accuracy experiments ({budget.name} budget)
 
-    base = neural_config("rRIM", BAR_N, BAR_SIGMA, 0, budget)
-    other = "zeros" if base.model.x0 == "tikhonov" else "tikhonov"
-    x_test, y_test = (a[:budget.max_test] for a in reference.data.subset("test"))
-    r = train(base.replace(model={"x0": other}), reference.operator, reference.data, checkpoint=False)
-    ref = reference.notes["rRIM"]
-    return "\n".join([
-        "| x_0 | best val MSE | test MSE | epochs |", "|---|---|---|---|",
-        f"| {base.model.x0} (configured) | {ref['best_val_mse']:.3g} | {reference.mse['rRIM']:.3g} | {ref['epochs']} |",
-        f"| {other} | {r.best_val_loss:.3g} | {mse(predict(r.model, y_test, reference.operator, 0.01), x_test):.3g} "
-        f"| {len(r.history)} |"])
+Generated by `{command}` (from the repository root; seeded and resumable: rerunning the same command
+reuses the finished pieces and trainings in its work folder).
+
+- started {started}; wall time of this invocation {wall_s / 60:.1f} min ({result['pieces']['made']} pieces made,
+  {result['pieces']['reused']} reused from earlier invocations); all {len(result['invocations'])} invocation(s) on this work
+  folder: {sum(i['wall_s'] for i in result['invocations']) / 60:.1f} min of wall time; training time recorded over all
+  trainings {sum(v['seconds'] for v in trained.values()) / 60:.1f} min{''.join(f"{chr(10)}- invocation of {i['started']}: {i['note']}" for i in result['invocations'] if i.get('note'))}
+- machine: {mach}
+- budget `{budget.name}`: `{json.dumps(asdict(budget))}`
+- {cap_note}; safety caps: rRIM {budget.rrim_time_cap_s or 'none'} s, CNN/FCN {budget.baseline_time_cap_s or 'none'} s
+  per training; trainings that reached one (or whose best epoch was the last allowed): {flagged or 'none'}
+- methods that failed: {'; '.join(result['failures']) or 'none'}
+- rRIM trainings, epochs (best epoch): {rrim_runs}; each stopped by patience or lr unless listed above.
+
+## Methods
+
+- **rRIM**: `export/configs/{RRIM_CONFIG}` (rrim-default's recipe from scratch) unchanged but for N, the seed and the output folder:
+  one noise-adaptive model per (N, seed) for every σ; `{RRIM_NET}` is the same model's output before
+  its float64 data-consistency steps (the ablation).
+- **CNN, FCN**: searched at N = {n}, σ = {SEARCH_SIGMA:g}, seed 0 over the same number of
+  configurations each (validation MSE of the best epoch; the rRIM got no search):
+{search_lines}
+  The chosen configuration is trained per (N, σ, seed) on the rRIM's glue functions of that (N, seed)
+  with spectra at σ (fixed noise draw), with the rRIM's schedule (plateau ×0.5 after 4 epochs,
+  stop after 12 without improvement or below lr 1e-5, at most 400 epochs), best-validation weights.
+- **ridge** y → x on the same pairs (λ on their validation split).
+- **Tikhonov (tuned)**: the weight with the lowest MSE on {budget.n_tune} separate spectra of the prior at
+  that σ (it knows their truth: the bar); **(GCV)**, **(discrepancy)** per spectrum (true noise given;
+  estimated at σ = 0); **NNLS (tuned weight)** among Tikhonov's ×10^(−2…2 by ½) on {budget.n_nnls_tune} of them;
+  **MEM (χ²)** (`rrim.solvers.MaxEnt`, rule chi2) on the first {budget.n_mem} test spectra only (slow).
+- Test spectra: per seed {budget.n_test} glue functions of the realistic prior from a stream no training
+  draws, spectra from the 2× finer Ω grid, fully measured; the same for every method and N.
+  Classical methods do not depend on N: their row repeats over N. Cells: mean ± standard
+  deviation over {budget.n_seeds} seeds of the MSE (mean over spectra and Ω) or of the median relative
+  L2 error ‖x̂ − x‖/‖x‖.
+
+## Bar check (issue 14; N = {n}, means over seeds of the table entries below)
+
+{bar_table(bars)}
+
+## Test error vs training-set size N
+
+{(chr(10) * 2).join(sections)}
+
+![MSE vs N](mse_vs_n.png)
+
+## Test error vs noise level σ (N = {n})
+
+MSE:
+
+{sweep_table(records, 'test', 'mse', list(SIGMAS), 'sigma', '.3g', n=n)}
+
+Median relative L2 error:
+
+{sweep_table(records, 'test', 'rel_l2', list(SIGMAS), 'sigma', '.3f', n=n)}
+
+rRIM misfit: median RMS of A x̂ − y in units of the noise:
+{' · '.join(f"σ = {s:g}: {fmt(per_seed(select(records, 'test', RRIM, n=n, sigma=s), 'misfit_over_noise'), '.3g')}" for s in SIGMAS if s > 0)}
+
+![MSE vs sigma](mse_vs_sigma.png)
+
+## Out-of-distribution shapes (models of N = {max(budget.sizes)})
+
+`rrim.physics.glue_families.ood_shapes` drawn on the 2× finer grid. MSE: mean over the shapes; rel. L2: median
+over the shapes. Tikhonov (tuned) and NNLS use the weights tuned on the prior at that σ; Tikhonov
+(best weight) is the oracle for these shapes.
+
+{ood_tables(records, budget)}
+
+![OOD shapes](ood_shapes.png)
+
+## Realistic set (`rrim.physics.realistic_set`, models of N = {n})
+
+15 files (5 families × σ ∈ {{1e-4, 1e-3, 1e-2}}, {budget.n_per_file} spectra each, FTIR-like partial coverage, 100 K).
+The rRIM gets the measured-ω mask; CNN, FCN and ridge (trained at the file's σ, fully measured) get
+the measured values filled across gaps and held beyond the ends; classical solvers see the measured
+points only. Tikhonov (best weight per file) is the oracle of `benchmarks/realistic_benchmark.py`;
+NNLS's weight is chosen on the file too. Cells: MSE (mean over spectra) and median relative L2 over
+the spectra at that σ, mean ± std over seeds (classical methods: one number).
+
+{realistic_tables(records)}
+"""
 
 
-def bar_check(rows: dict) -> str:
-    """The acceptance bar at N = 1000, σ = 1e-3, from the σ-sweep table."""
-    def m(method):
-        v = rows.get(method, {}).get(BAR_SIGMA)
-        return float(np.mean(v)) if v else None
-
-    r, cnn, fcn, tik = m("rRIM"), m("CNN"), m("FCN"), m("Tikhonov (tuned)")
-    out = [f"rRIM mean test MSE at N = {BAR_N}, σ = {BAR_SIGMA:g}: {r:.3g}."]
-    best_nn = min(cnn, fcn)
-    ratio = r / best_nn
-    out.append(f"- rRIM / min(CNN, FCN) = {r:.3g} / {best_nn:.3g} = {ratio:.3f} "
-               f"(bar ≤ 0.5): **{'met' if ratio <= 0.5 else 'MISSED'}**.")
-    if tik is None:
-        out.append("- tuned Tikhonov: not available in rrim.solvers when this ran: **not checked**.")
-    else:
-        out.append(f"- rRIM / tuned Tikhonov = {r:.3g} / {tik:.3g} = {r / tik:.3f} (bar ≤ 1): "
-                   f"**{'met' if r <= tik else 'MISSED'}**.")
-    return "\n".join(out)
+#: the repository's copy of the report; the smoke budget never writes there
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "experiments"
 
 
-def machine() -> str:
-    import torch
-
-    return (f"{platform.platform()}, {platform.processor() or platform.machine()}, {os.cpu_count()} logical CPUs "
-            f"(shared with other jobs; load average at start {os.getloadavg()[0]:.1f}), Python "
-            f"{platform.python_version()}, torch {torch.__version__} with {torch.get_num_threads()} thread(s), CPU only")
-
-
-def run(out: Path, *, full: bool = False, threads: int = 1, workers: int = 1, command: str = "rrim experiments") -> Path:
-    """Run every experiment and write the report, raw results and figures into ``out`` (created);
-    returns the report's path. ``command`` is recorded in the report."""
+def run(out: Path, *, budget: str = "session", work: Path | None = None, threads: int = 1,
+        command: str = "rrim experiments") -> Path:
+    """Run (or resume) every experiment of ``budget`` (a name of :data:`PRESETS`) with checkpoints and
+    finished pieces in ``work`` (default ``runs/experiments/BUDGET``), and write the report, the raw
+    results and the figures into ``out`` (created); returns the report's path. ``command`` is recorded."""
+    b = PRESETS[budget]
+    out, work = Path(out), Path(work) if work is not None else Path("runs") / "experiments" / b.name
+    if b.name == "smoke" and out.resolve() == DOCS:
+        raise ValueError("the smoke budget's numbers are meaningless: they never replace docs/experiments")
     import torch
 
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    logging.getLogger("rrim.export.training").setLevel(logging.WARNING)
-    budget = FULL if full else Budget()
+    for quiet in ("rrim.export.training", "rrim.solvers"):
+        logging.getLogger(quiet).setLevel(logging.ERROR)
+    started, start = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), time.time()
+    work.mkdir(parents=True, exist_ok=True)
+    history = work / "invocations.json"
+    invocations = json.loads(history.read_text()) if history.exists() else []
+    completed = False
+    try:
+        result = run_pieces(b, work)
+        completed = True
+    finally:  # every invocation of this work folder, interrupted ones too, for the report's total wall time
+        invocations.append({"command": command, "started": started, "wall_s": round(time.time() - start, 1),
+                            "completed": completed})
+        history.write_text(json.dumps(invocations, indent=1))
+    result["invocations"] = invocations
+    result["bars"] = bar_check(result["records"], b)
     out.mkdir(parents=True, exist_ok=True)
-    mach, start = machine(), time.time()
-    seeds = range(budget.n_seeds)
-
-    # largest N first so that the longest jobs do not trail at the end of the pool
-    points = [(n, 0.0, seed) for n in sorted(budget.sizes, reverse=True) for seed in seeds]
-    points += [(BAR_N, sigma, seed) for sigma in NOISE_LEVELS for seed in seeds]
-    done = run_settings(points, budget, workers, threads)
-    by_n, by_sigma = done[:len(points) - len(NOISE_LEVELS) * len(seeds)], done[len(points) - len(NOISE_LEVELS) * len(seeds):]
-    by_n.sort(key=lambda s: (s.n, s.seed))
-    flags = [f for s in done for f in s.notes.pop("flags", [])]
-    n_rows = collect(by_n, "n")
-    _plot_sweep(n_rows, list(budget.sizes), "training-set size N", out / "mse_vs_n.png")
-    largest = [with_classical(s, budget) for s in by_n if s.n == max(budget.sizes)]
-    ood_md, ood_rows = ood(largest, budget, out)
-    for s in by_n:
-        s.models.clear()  # free memory
-
-    sigma_rows = collect(by_sigma, "sigma")
-    _plot_sweep(sigma_rows, list(NOISE_LEVELS), "noise level σ", out / "mse_vs_sigma.png")
-    reference = next(s for s in by_sigma if s.sigma == BAR_SIGMA and s.seed == 0)
-    plot_iterates(reference, out / "iterates.png")
-    ablation_md = x0_ablation(budget, reference)
+    figures(result["records"], b, result["ood_curves"], out)
     wall = time.time() - start
-
-    notes = sorted({f"{k}: {v}" for s in by_n + by_sigma for k, v in s.notes.items() if isinstance(v, str)})
-    epochs = {f"N={s.n}, σ={s.sigma:g}, seed {s.seed}": {k: v for k, v in s.notes.items() if isinstance(v, dict)}
-              for s in by_n + by_sigma}
-    report = f"""# rRIM experiments
-
-Generated by `{command}` (run from the repository root; seeded: the same command on the same
-machine gives the same numbers unless a run hit the wall-clock safety cap, listed below).
-
-- wall time: {wall / 60:.1f} min
-- machine: {mach}
-- mode: {'FULL' if full else 'default (reduced CPU budget; `--full` for the paper-sized run)'}
-- budget: `{json.dumps(asdict(budget))}`
-- networks: `export/configs/rrim_experiment.toml`, `cnn_baseline.toml`, `fcn_baseline.toml`; per run only
-  N, σ, the seed (data and training) and the epoch cap change; early stopping on the validation MSE
-  of the final estimate keeps the best weights.
-- test MSE: mean over the first {budget.max_test} test spectra (all of them when fewer) and the Ω grid
-  of (x − x_true)²; MEM sees only the first {budget.max_test_mem}; tuned Tikhonov's weight is tuned
-  on the first {budget.max_test} validation spectra. Mean ± standard deviation over
-  {budget.n_seeds} seeds (each seed draws its own data, split and initialization).
-
-## Acceptance bar (N = {BAR_N}, σ = {BAR_SIGMA:g})
-
-{bar_check(sigma_rows)}
-
-## Test MSE vs training-set size N (σ = 0)
-
-{table(n_rows, list(budget.sizes), 'N')}
-
-![MSE vs N](mse_vs_n.png)
-
-## Test MSE vs noise level σ (N = {BAR_N})
-
-{table(sigma_rows, list(NOISE_LEVELS), 'σ')}
-
-![MSE vs sigma](mse_vs_sigma.png)
-
-## Out-of-distribution shapes (models trained at σ = 0, N = {max(s.n for s in largest)}; noiseless y)
-
-{ood_md}
-
-![OOD shapes](ood_shapes.png)
-
-## rRIM iterates (first test spectrum, N = {BAR_N}, σ = {BAR_SIGMA:g}, seed 0)
-
-![iterates](iterates.png)
-
-## Choice of x_0 (N = {BAR_N}, σ = {BAR_SIGMA:g}, seed 0, same budget)
-
-{ablation_md}
-
-## Reductions and caveats
-
-- Epoch caps (rRIM: {dict(budget.rrim_epochs)}; CNN/FCN: {dict(budget.baseline_epochs)}) instead of
-  training to convergence; the paper trained far longer and at N = 100000 for the OOD models.
-- Safety cap runs hit: {'; '.join(flags) or 'none'}.
-- Unavailable or failed methods: {'; '.join(notes) or 'none'}.
-"""
-    (out / "RESULTS.md").write_text(report)
-    (out / "results.json").write_text(json.dumps({
-        "command": command, "wall_s": wall, "machine": mach, "budget": asdict(budget),
-        "by_n": {m: {str(k): v for k, v in c.items()} for m, c in n_rows.items()},
-        "by_sigma": {m: {str(k): v for k, v in c.items()} for m, c in sigma_rows.items()},
-        "ood": ood_rows, "training": epochs, "flags": flags}, indent=1))
+    mach = machine(threads)
+    (out / "RESULTS.md").write_text(report(result, b, command, wall, mach, started))
+    (out / "results.json").write_text(json.dumps({"command": command, "started": started, "wall_s": wall,
+                                                   "machine": mach, "budget": asdict(b), **result}, indent=1))
+    for bar in result["bars"]:
+        log.info("bar %s σ=%s: ratio %s (≤ %g)", bar["bar"], bar["sigma"], bar["ratio"], bar["limit"])
     log.info("wrote %s in %.1f min", out / "RESULTS.md", wall / 60)
     return out / "RESULTS.md"
+
+
+if __name__ == "__main__":  # the same command as `rrim experiments`
+    from rrim.export.experiments_command import experiments_command
+
+    experiments_command(prog_name="python -m rrim.export.experiments")

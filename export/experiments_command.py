@@ -1,23 +1,30 @@
-"""``rrim experiments -o DIR``: rerun the paper's experiments (imports torch when run)."""
+"""``rrim experiments -o DIR``: the accuracy experiments of issue 14 (imports torch when run)."""
 from __future__ import annotations
-
-import sys
 
 import click
 
+BUDGETS = ("smoke", "session", "full")  # rrim.export.experiments.PRESETS (not imported here: it needs numpy)
+
 
 @click.command("experiments")
-@click.option("-o", "--output-dir", required=True, type=click.Path(file_okay=False),
+@click.option("-o", "--output-dir", "--out", "output_dir", required=True, type=click.Path(file_okay=False),
               help="Folder for RESULTS.md, results.json and the figures (created); the repository keeps its "
                    "copy in docs/experiments.")
-@click.option("--full", is_flag=True, help="N up to 100000, 10 seeds, long training (hours to days on CPU).")
+@click.option("--budget", type=click.Choice(BUDGETS), default="session", show_default=True,
+              help="smoke: seconds, for tests; session: about an hour on 2 cores; full: N up to 1e5, days of CPU.")
+@click.option("--work", type=click.Path(file_okay=False),
+              help="Checkpoints and finished pieces; rerunning the same command resumes from them "
+                   "[default: runs/experiments/BUDGET].")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
-              help="Worker processes for the independent (N, σ, seed) runs (results do not depend on it).")
-def experiments_command(output_dir, full, threads, workers):
-    """Train and compare the rRIM, CNN, FCN and classical solvers as in the paper (rrim.export.experiments)."""
+def experiments_command(output_dir, budget, work, threads):
+    """The rRIM against searched CNN/FCN, ridge and classical solvers on the same spectra (rrim.export.experiments)."""
     from pathlib import Path
 
     from rrim.export.experiments import run
 
-    run(Path(output_dir), full=full, threads=threads, workers=workers, command=" ".join(["rrim", *sys.argv[1:]]))
+    command = f"{click.get_current_context().command_path} -o {output_dir} --budget {budget}"
+    command += (f" --work {work}" if work else "") + (f" --threads {threads}" if threads != 1 else "")
+    try:
+        run(Path(output_dir), budget=budget, work=Path(work) if work else None, threads=threads, command=command)
+    except ValueError as e:
+        raise click.UsageError(str(e)) from None

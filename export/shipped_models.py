@@ -33,6 +33,7 @@ import numpy as np
 
 from rrim.export.adaptive_data import data_splits, draw_glue
 from rrim.export.config import Config, load_config
+from rrim.export.evaluation import noisy as _noisy, rel_l2 as _rel, scores as _scores
 from rrim.export.onnx_export import export_checkpoint, golden_path, machine_description
 from rrim.export.ridge import Ridge
 from rrim.export.training import trained
@@ -69,18 +70,6 @@ RECIPES = {
     "rrim-any-temperature": Recipe("rrim_any_temperature.toml", temperatures=(10.0, 20.0, 50.0, 100.0, 200.0, 300.0),
                                    summary="one model for 10–300 K (A(T) and its basis fed at run time)"),
 }
-
-
-def _rel(x_hat, x):
-    return np.linalg.norm(x_hat - x, axis=-1) / np.linalg.norm(x, axis=-1)
-
-
-def _scores(x_hat, x, fit=None, y=None, noise=None, mask=None) -> dict:
-    out = {"mse": float(np.mean((x_hat - x) ** 2)), "rel_l2": float(np.median(_rel(x_hat, x)))}
-    if fit is not None and noise is not None and np.all(noise > 0):
-        m = slice(None) if mask is None else mask
-        out["misfit_over_noise"] = float(np.median(np.sqrt(np.mean((fit[:, m] - y[:, m]) ** 2, axis=1)) / noise))
-    return out
 
 
 def network_output(model, y_meV: np.ndarray, temperature: float) -> np.ndarray:
@@ -130,12 +119,6 @@ def evaluate(model, config: Config, temperatures, others=()) -> dict:
                                     "tikhonov_best_weight": _rel(Tikhonov(base, rule="fixed", weight=weight).fit(y).x_, xo).tolist(),
                                     "shapes": list(shapes)}
     return out
-
-
-def _noisy(y: np.ndarray, sigma: float, rng) -> np.ndarray:
-    """y + σ·max|y|·ε like :func:`rrim.physics.synthetic.add_noise`, but drawing ε at σ = 0 too, so that every
-    noise level consumes the generator alike (the cards' numbers depend on that order)."""
-    return y + sigma * np.abs(y).max(axis=1, keepdims=True) * rng.standard_normal(y.shape)
 
 
 def _coverage(model, x, clean, rng, sigma: float = 1e-3, n_masks: int = 8) -> dict:
