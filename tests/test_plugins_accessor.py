@@ -50,7 +50,8 @@ def test_dask_input_stays_lazy_and_batches_whole_chunks(monkeypatch, example):
     assert calls == [] and hasattr(lazy.glue.data, "dask")  # nothing ran yet
     eager = example.rrim.invert(provider="cpu")
     calls.clear()
-    np.testing.assert_array_equal(lazy.glue.values, eager.glue.values)
+    # equal to float32 precision: onnxruntime's kernels may round differently with the rows of a call
+    np.testing.assert_allclose(lazy.glue.values, eager.glue.values, rtol=1e-5, atol=1e-6)
     assert sorted(calls) == [12, 12]  # one call per chunk of 2 × 6 spectra, never per spectrum
 
 
@@ -148,7 +149,7 @@ def test_accessor_on_a_distributed_client_equals_in_process(tmp_path, example):
         sessions = client.run(_sessions_in_this_process)
         assert len(sessions) == 2 and sum(sessions.values()) >= 1  # the work ran in the worker processes
     eager = example.rrim.invert(provider="cpu")
-    np.testing.assert_array_equal(on_cluster.glue.values, eager.glue.values)
+    np.testing.assert_allclose(on_cluster.glue.values, eager.glue.values, rtol=1e-5, atol=1e-6)  # float32 rounding
     np.testing.assert_array_equal(on_cluster.flags.values, eager.flags.values)
 
 

@@ -387,7 +387,7 @@ def test_archive_job_never_imports_torch_or_onnx(tmp_path, models):
 def test_main_job_with_the_default_model(tmp_path):
     """`rrim invert --example` with the shipped default model: the main job of the README.
     Bars: median relative L2 error of the recovered glue < 0.10 and 90th percentile < 0.30 (measured
-    0.065 and 0.24 with rrim-default 2.0.0, against 0.077 and 0.26 with 1.0.0); the refit explains the
+    0.043 and 0.18 with rrim-default 2.1.0, 0.065 and 0.24 with 2.0.0, 0.077 and 0.26 with 1.0.0); the refit explains the
     data to within the noise (σ = 1e-3 of each maximum: relative RMS residual ≈ 1.2e-3 measured; the
     1.0.0 model missed by 2–6 % and flagged 3 of 24 spectra): no spectrum has the poor-fit flag."""
     res, s = run("invert", "--example", "-o", tmp_path / "example_glue.nc", "--plot", tmp_path / "example_glue.png")
