@@ -15,6 +15,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from rrim.export import evaluation  # noqa: E402
 from rrim.export import experiments as ex  # noqa: E402
+from rrim.export import experiments_report as rep  # noqa: E402
 from rrim.export.experiments_command import BUDGETS, experiments_command  # noqa: E402
 
 
@@ -77,19 +78,19 @@ def test_smoke_run_writes_consistent_tables(smoke):
     for method in ("rRIM", "CNN", "FCN", "ridge"):
         for n in budget.sizes:
             for sigma in ex.sigmas_at(n, budget):
-                rows = ex.select(records, "test", method, n=n, sigma=sigma)
+                rows = rep.select(records, "test", method, n=n, sigma=sigma)
                 assert sorted(r["seed"] for r in rows) == list(range(budget.n_seeds)), (method, n, sigma)
     # the σ table prints the means over seeds of the raw records, for every method and σ
     block = _section(text, "## Test error vs noise level")
     table = _table(block, "MSE:")
-    assert list(table) == ["method"] + ex.methods_of(records, "test")
+    assert list(table) == ["method"] + rep.methods_of(records, "test")
     for method, cells in list(table.items())[1:]:
         for sigma, cell in zip(ex.SIGMAS, cells):
-            values = ex.per_seed(ex.select(records, "test", method, n=budget.bar_n, sigma=sigma), "mse")
-            assert cell == ex.fmt(values), (method, sigma)
+            values = rep.per_seed(rep.select(records, "test", method, n=budget.bar_n, sigma=sigma), "mse")
+            assert cell == rep.fmt(values), (method, sigma)
     rel = _table(block, "Median relative L2 error:")
-    values = ex.per_seed(ex.select(records, "test", "rRIM", n=budget.bar_n, sigma=1e-3), "rel_l2")
-    assert rel["rRIM"][ex.SIGMAS.index(1e-3)] == ex.fmt(values, ".3f")
+    values = rep.per_seed(rep.select(records, "test", "rRIM", n=budget.bar_n, sigma=1e-3), "rel_l2")
+    assert rel["rRIM"][ex.SIGMAS.index(1e-3)] == rep.fmt(values, ".3f")
     # the N tables: classical methods repeat over N, learned ones change
     n_table = _table(_section(text, "## Test error vs training-set size N"), "MSE:")
     assert len(set(n_table["Tikhonov (tuned)"])) == 1
@@ -127,7 +128,7 @@ def test_seeds_differ(smoke):
     _, results, _ = smoke
     records = results["records"]
     for method in ("rRIM", "CNN", "ridge", "Tikhonov (tuned)"):
-        a, b = (ex.select(records, "test", method, n=60, sigma=1e-3, seed=s) for s in (0, 1))
+        a, b = (rep.select(records, "test", method, n=60, sigma=1e-3, seed=s) for s in (0, 1))
         assert a[0]["mse"] != b[0]["mse"], method
     problem = ex.Problem()
     x0, y0, _ = problem.noisy_set(4, ex.TEST_SEED, 0, 1e-3)

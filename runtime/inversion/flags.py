@@ -18,6 +18,8 @@ bit  name                        meaning
 """
 from __future__ import annotations
 
+import numpy as np
+
 FLAG_NONFINITE = 1
 FLAG_CROPPED = 2
 FLAG_EXTRAPOLATED = 4
@@ -40,8 +42,6 @@ POOR_FIT_FLOOR = 3e-3
 
 def poor_fit_threshold(relative_noise):
     """The relative RMS residual above which a spectrum is flagged ``poor_fit`` (array like the input)."""
-    import numpy as np
-
     return np.maximum(POOR_FIT_NOISE * np.asarray(relative_noise, dtype=np.float64), POOR_FIT_FLOOR)
 
 
