@@ -14,6 +14,7 @@ replaced by the discrepancy principle or GCV where those give an unflagged choic
 from __future__ import annotations
 
 import numpy as np
+import scipy.special
 
 from rrim.solvers.base import Projection, Report, System, check_spectra, unflatten
 
@@ -29,11 +30,14 @@ NOISELESS = 1e-7
 WEIGHT_RANGE = (1e-16, 10.0)
 #: Grid points per decade of μ.
 WEIGHTS_PER_DECADE = 20
-#: Discrepancy principle: ‖A x − y‖ = τ·√m·σ with τ = 1.1 on the norm (τ² = 1.21). The margin
-#: must exceed the random scatter of the noise energy (√(2/m), 10 % at m = 200): with τ² = 1 + √(2/m)
-#: about 1 % of noisy spectra got μ ≈ 1e-14·s_max² (errors up to 10⁹× the best weight's, default
-#: operator, σ = 1e-3 and 1e-2); with τ = 1.1 none did (worst 15× the best, median 1.7–2.0×).
-DISCREPANCY_TAU = 1.1
+#: Discrepancy principle: ‖A x − y‖² = τ²·m·σ², with τ² chosen so that the noise energy of m
+#: white data, σ²·χ²_m, exceeds the target only with this probability: τ² = χ²_m quantile(1 − p)/m
+#: (1.42 at m = 200, 1.55 at m = 121, 1.79 at m = 64). A target below the noise energy the data
+#: actually carry is met only by fitting the coefficients that hold nothing but noise, at a
+#: near-zero weight: with τ² = 1 + √(2/m) (1.1 at m = 200) that happened on 4.5 % of spectra, with
+#: τ = 1.1 (τ² = 1.21, a 2.1-standard-deviation margin) still on ~0.3 % (MSE 82 on one test set of
+#: the experiments); ``benchmarks/solver_rules.py`` measures the rule (docs/SOLVER_RULES.md).
+DISCREPANCY_FALSE_ALARM = 1e-4
 #: A fit whose residual energy is below this fraction of the noise energy m·σ² (its residual
 #: norm below half the noise) fits the noise: no smoothing solution of an ill-posed problem
 #: uses three quarters of the data's degrees of freedom. Such choices are flagged.
@@ -145,9 +149,14 @@ def gcv_choice(projection: Projection, filters: np.ndarray) -> np.ndarray:
     return g.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1)
 
 
+def discrepancy_tau2(m: int) -> float:
+    """τ² of the discrepancy principle for m data: the (1 − :data:`DISCREPANCY_FALSE_ALARM`) quantile of χ²_m, over m."""
+    return float(scipy.special.chdtri(m, DISCREPANCY_FALSE_ALARM) / m)
+
+
 def discrepancy_target(projection: Projection, noise: np.ndarray) -> np.ndarray:
-    """τ² m σ² (n,) with τ = :data:`DISCREPANCY_TAU`, for noise σ (n,) in scaled units and m data points."""
-    return projection.n_data * DISCREPANCY_TAU ** 2 * noise ** 2
+    """τ² m σ² (n,) (:func:`discrepancy_tau2`) for noise σ (n,) in scaled units and m data points."""
+    return projection.n_data * discrepancy_tau2(projection.n_data) * noise ** 2
 
 
 def discrepancy_weight(projection: Projection, weights: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -156,7 +165,7 @@ def discrepancy_weight(projection: Projection, weights: np.ndarray, noise: np.nd
 
 
 def discrepancy_choice(projection: Projection, weights: np.ndarray, noise: np.ndarray):
-    """(μ (n,), at_edge (n,) bool) of the discrepancy principle (τ = :data:`DISCREPANCY_TAU`).
+    """(μ (n,), at_edge (n,) bool) of the discrepancy principle (τ² from :func:`discrepancy_tau2`).
 
     The residual grows with μ; the root is interpolated in (log μ, log ‖r‖²) between grid points
     and clipped to the grid's ends (``at_edge``) when the target lies outside.

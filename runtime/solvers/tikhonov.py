@@ -27,8 +27,9 @@ class Tikhonov:
         How μ is chosen on a log grid (:func:`rrim.solvers.parameter_choice.weight_grid`):
         safeguarded generalized cross-validation (:func:`~rrim.solvers.parameter_choice.gcv_choice`),
         the L-curve's corner (:func:`~rrim.solvers.parameter_choice.lcurve_corner`), Morozov's
-        discrepancy principle (‖A x − y‖ = τ √m σ, τ = 1.1, interpolated between grid points), or
-        ``weight`` as given. A choice at an edge of the grid or with a residual far below the noise
+        discrepancy principle (‖A x − y‖² = τ² m σ², τ² above any likely noise energy of m data:
+        :func:`~rrim.solvers.parameter_choice.discrepancy_tau2`; interpolated between grid points),
+        or ``weight`` as given. A choice at an edge of the grid or with a residual far below the noise
         is flagged and replaced (:func:`~rrim.solvers.parameter_choice.choose_honestly`).
     weight : float, optional
         μ > 0 (scaled units; whitened units with ``errors``); required for, and only used by, rule ``"fixed"``.

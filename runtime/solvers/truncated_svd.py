@@ -24,7 +24,7 @@ class TruncatedSVD:
         The rank k for rule ``"fixed"`` (required there, refused by the other rules).
     rule : {"gcv", "discrepancy", "fixed"}
         Safeguarded GCV over k = 1 … numerical rank (:func:`~rrim.solvers.parameter_choice.gcv_choice`),
-        the smallest k with ‖A x_k − y‖ ≤ τ √m σ (discrepancy principle, τ = 1.1), or ``rank``.
+        the smallest k with ‖A x_k − y‖² ≤ τ² m σ² (discrepancy principle, τ² as for :class:`Tikhonov`), or ``rank``.
         Choices at k = 1 or at the numerical rank, or with a residual far below the noise, are
         flagged and replaced as for :class:`Tikhonov`.
     noise, errors, offset
