@@ -14,7 +14,7 @@ from rrim.solvers import NNLS, IteratedTikhonov, MaxEnt, Tikhonov, TruncatedSVD,
 from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import Projection, System
 
-from test_solvers_problems import PROBLEMS, SELF_ENERGY, correlated_noise, self_energy, shaw
+from test_solvers_problems import PROBLEMS, SELF_ENERGY, correlated_noise, reference_bryan, self_energy, shaw
 
 RULES = [lambda op, e: Tikhonov(op, "gcv", errors=e), lambda op, e: Tikhonov(op, "lcurve", errors=e),
          lambda op, e: Tikhonov(op, "discrepancy", errors=e), lambda op, e: TruncatedSVD(op, errors=e),
@@ -159,35 +159,6 @@ def test_maxent_default_fitting_better_than_2n_still_reaches_chi2_n(small_operat
         assert MaxEnt(op, rule, noise=sigma, default_model=d).fit(y).chi2_ < n, rule
 
 
-def _reference_bryan(op, y, sigma, d, log_alphas):
-    """Bryan's average by brute force: Q minimized over all n_Ω values of ln(f/m) (trust-exact, exact
-    Hessian) on a fine α grid, the posterior from the full-space eigenvalues."""
-    dW = op.Omega.weights
-    k, b, m = op.matrix / dW / sigma, y / sigma, d * dW
-    ktk = k.T @ k
-    v, out = np.zeros(m.size), []
-    for la in log_alphas:
-        a = 10 ** la
-
-        def fun(v):
-            f = m * np.exp(v)
-            r = k @ f - b
-            return 0.5 * r @ r - a * np.sum(f - m - f * v), f * (k.T @ r) + a * f * v
-
-        def hess(v):
-            f = m * np.exp(v)
-            return f[:, None] * ktk * f[None, :] + np.diag(f * (k.T @ (k @ f - b)) + a * f * (v + 1))
-
-        v = scipy.optimize.minimize(fun, v, jac=True, hess=hess, method="trust-exact", options={"gtol": 1e-10}).x
-        f = m * np.exp(v)
-        r = k @ f - b
-        lam = np.maximum(np.linalg.eigvalsh(np.sqrt(f)[:, None] * ktk * np.sqrt(f)[None, :]), 0)
-        out.append((a * np.sum(f - m - f * v) - 0.5 * r @ r + 0.5 * np.sum(np.log(a / (a + lam))), f))
-    logp = np.array([o[0] for o in out])
-    w = np.exp(logp - logp.max())
-    return sum(wi * o[1] for wi, o in zip(w / w.sum(), out)) / dW, 10 ** log_alphas[np.argmax(logp)]
-
-
 def test_maxent_bryan_matches_a_brute_force_reference():
     """A published-style case: α²F from −Im Σ(ω) at 6 K, 61 points through E_F, white noise 0.5 %."""
     op, a2f = self_energy(61, 40)
@@ -195,7 +166,7 @@ def test_maxent_bryan_matches_a_brute_force_reference():
     sigma = 5e-3 * y_clean.max()
     y = y_clean + sigma * np.random.default_rng(3).standard_normal(y_clean.shape)
     d = np.full(a2f.size, a2f.mean())
-    ref, ref_peak = _reference_bryan(op, y, sigma, d, np.arange(4.0, -2.0, -0.02))
+    ref, ref_peak = reference_bryan(op, y, sigma, d, np.arange(4.0, -2.0, -0.02))
     bryan = MaxEnt(op, "bryan", noise=sigma, default_model=d).fit(y)
     assert rel(bryan.x_, ref) < 0.05
     classic = MaxEnt(op, "classic", noise=sigma, default_model=d).fit(y)
