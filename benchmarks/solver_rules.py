@@ -57,7 +57,8 @@ RULES = {"Tikhonov GCV (default)": lambda op, e: Tikhonov(op, "gcv", errors=e),
          "Tikhonov L-curve": lambda op, e: Tikhonov(op, "lcurve", errors=e),
          "Tikhonov discrepancy": lambda op, e: Tikhonov(op, "discrepancy", errors=e),
          "TSVD GCV": lambda op, e: TruncatedSVD(op, errors=e),
-         "TSVD discrepancy": lambda op, e: TruncatedSVD(op, rule="discrepancy", errors=e)}
+         "TSVD discrepancy": lambda op, e: TruncatedSVD(op, rule="discrepancy", errors=e),
+         "TSVD L-curve": lambda op, e: TruncatedSVD(op, rule="lcurve", errors=e)}
 
 
 @contextlib.contextmanager
@@ -177,8 +178,9 @@ def section_correlated(n: int) -> str:
             "(`FunctionKernel`, ω from +10 to −110 meV). 'best': the best Tikhonov weight per spectrum with "
             "the covariance given (10 per decade). 'silent edges': choices at an edge of the rule's range "
             "with no warning (the bar: 0). 'flagged': spectra with any warning (then replaced by the "
-            "fallback rule where one is trustworthy). Without any error model, phillips refuses the "
-            "rules that need a noise level (too well conditioned to estimate it).\n\n"
+            "fallback rule where one is trustworthy: discrepancy, GCV, L-curve). Without any error model, "
+            "phillips refuses the rules that need a noise level (too well conditioned to estimate it); "
+            "the other rules still check their choice against the L-curve's corner.\n\n"
             f"Bar (default rule within 1.5× of the best weight, covariance given), median per problem: {summary}.\n\n"
             + "\n".join(lines))
 

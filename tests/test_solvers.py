@@ -262,7 +262,7 @@ def test_bad_spectra_are_refused(small_operator, factory, bad, match):
     (lambda op: TruncatedSVD(op, rule="fixed"), "rank: rule 'fixed' needs a rank"),
     (lambda op: TruncatedSVD(op, rank=0, rule="fixed"), "rank: expected an integer"),
     (lambda op: TruncatedSVD(op, rank=5), "rank: only used with rule='fixed'"),
-    (lambda op: TruncatedSVD(op, rule="lcurve"), "rule: expected one of"),
+    (lambda op: TruncatedSVD(op, rule="corner"), "rule: expected one of"),
     (lambda op: MaxEnt(op, rule="bayes"), "rule: expected one of"),
     (lambda op: MaxEnt(op, default_model=-1.0), "default_model: must be finite and ≥ 0"),
     (lambda op: MaxEnt(op, default_model=0.0), "default_model: must be > 0 somewhere"),

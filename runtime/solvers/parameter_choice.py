@@ -7,9 +7,10 @@ A Tikhonov weight μ (like h) minimizes ‖A x − y‖² + μ‖x‖²; its fil
 :class:`~rrim.solvers.base.System`, where the noise std is 1.)
 
 No rule is trusted blindly (:func:`choose_honestly`): a choice at an edge of its range, one whose
-residual lies far below the noise, or one regularizing far less than the discrepancy principle
-while fitting below the noise is flagged (``at_edge_``, ``warnings_``, a logged warning) and
-replaced by the discrepancy principle or GCV where those give an unflagged choice.
+residual lies far below the noise, one regularizing far less than the discrepancy principle while
+fitting below the noise, or far less than the L-curve's corner, is flagged (``at_edge_``,
+``warnings_``, a logged warning) and replaced by the discrepancy principle, GCV or the L-curve
+corner, the first that gives an unflagged choice.
 """
 from __future__ import annotations
 
@@ -42,13 +43,21 @@ DISCREPANCY_FALSE_ALARM = 1e-4
 #: norm below half the noise) fits the noise: no smoothing solution of an ill-posed problem
 #: uses three quarters of the data's degrees of freedom. Such choices are flagged.
 RESIDUAL_FLOOR = 0.25
-#: Where a rule's choice is flagged (edge of its range, or residual below :data:`RESIDUAL_FLOOR`),
-#: these rules are tried in order, the first unflagged choice replacing it: the discrepancy
-#: principle (needs a noise level: given, from ``errors``, or estimated) and safeguarded GCV.
-FALLBACK_RULES = ("discrepancy", "gcv")
+#: Where a rule's choice is flagged, these rules are tried in order, the first unflagged choice
+#: replacing it: the discrepancy principle (needs a noise level: given, from ``errors``, or
+#: estimated), safeguarded GCV, and last the L-curve's corner (needs no noise level and is the
+#: least misled by correlated noise, but the least accurate on white noise).
+FALLBACK_RULES = ("discrepancy", "gcv", "lcurve")
 #: A Tikhonov weight this many times below the discrepancy principle's (or a TSVD rank this many
 #: times above its rank), with a residual below the noise energy, is flagged as fitting the noise.
 WEAKER_FACTOR = 1e3
+#: A Tikhonov weight this many times below the L-curve corner's (for a TSVD rank k: s_k² this many
+#: times below s_c² of the corner's rank c) is flagged: it fits the noise. Where GCV and the
+#: discrepancy principle work, their weights lie above the corner's (5th percentiles 2.2× and 8×
+#: above it on the test problems with the covariance given and on white noise); on noise correlated
+#: over 3 points and not stated, GCV's median weight lay 25–7000× below it, with errors 16–350× the
+#: best weight's (``benchmarks/solver_rules.py``, docs/SOLVER_RULES.md).
+CORNER_FACTOR = 10.0
 
 
 def chi2_spread(m: int) -> float:
@@ -236,21 +245,26 @@ def lcurve_corner(projection: Projection, weights: np.ndarray):
 
 
 def choose_honestly(rule: str, choosers: dict, residual2, noise, n_data: int, report: Report,
-                    weaker=None) -> np.ndarray:
+                    weaker: dict | None = None) -> np.ndarray:
     """A rule's choice per spectrum, flagged and replaced where it cannot be trusted.
 
     ``choosers[name]()`` → (values (n,), at_edge (n,)) for each available rule; ``residual2(values)``
-    → ‖A x − y‖² (n,) in the units of ``noise`` (n,) (None or NaN: not known, not estimable). A
-    choice is flagged when
+    → ‖A x − y‖² (n,) in the units of ``noise`` (n,) (None or NaN: not known, not estimable).
+    ``weaker[ref](values, reference)`` → (n,) bool: ``values`` regularize far less than rule ``ref``'s
+    choice ``reference`` (``ref`` one of "discrepancy", "lcurve"). A choice is flagged when
 
     - it sits at an edge of its range;
     - its residual is below :data:`RESIDUAL_FLOOR`·mσ² (it follows the noise);
-    - ``weaker(values, reference)`` says it regularizes far less than the discrepancy principle's
-      choice ``reference`` while its residual is below the noise energy mσ² (GCV's flat minimum).
+    - it regularizes far less than the discrepancy principle while its residual is below the noise
+      energy mσ² (GCV's flat minimum);
+    - it regularizes far less than the L-curve's corner (:data:`CORNER_FACTOR`; noise that is
+      correlated, or larger than stated or estimated, is fitted).
 
-    Flagged choices are replaced by the first unflagged choice of :data:`FALLBACK_RULES`, or
-    kept (still flagged) when none is. Flags and fallbacks go to ``report``.
+    A reference at an edge of its own range is not used. Flagged choices are replaced by the first
+    unflagged choice of :data:`FALLBACK_RULES`, or kept (still flagged) when none is. Flags and
+    fallbacks go to ``report``.
     """
+    weaker = weaker or {}
     cache = {}
 
     def run(name):
@@ -258,33 +272,38 @@ def choose_honestly(rule: str, choosers: dict, residual2, noise, n_data: int, re
             cache[name] = choosers[name]()
         return cache[name]
 
+    def below(name, ref, values):
+        if ref == name or ref not in weaker or ref not in choosers:
+            return np.zeros(len(values), dtype=bool)
+        ref_values, ref_edge = run(ref)
+        return ~ref_edge & weaker[ref](values, ref_values)
+
     def flags(name):
         values, edge = run(name)
-        if noise is None:
-            return values, edge, np.zeros_like(edge), np.zeros_like(edge)
-        r2 = residual2(values)
-        low = r2 < RESIDUAL_FLOOR * n_data * noise ** 2
-        weak = np.zeros_like(edge)
-        if weaker is not None and name != "discrepancy" and "discrepancy" in choosers:
-            ref, ref_edge = run("discrepancy")
-            weak = ~ref_edge & weaker(values, ref) & (r2 < n_data * noise ** 2)
-        return values, edge, low, weak
+        low = weak = np.zeros_like(edge)
+        if noise is not None:
+            r2 = residual2(values)
+            low = r2 < RESIDUAL_FLOOR * n_data * noise ** 2
+            weak = below(name, "discrepancy", values) & (r2 < n_data * noise ** 2)
+        return values, edge, low, weak, below(name, "lcurve", values)
 
-    values, edge, low, weak = flags(rule)
+    values, edge, low, weak, corner = flags(rule)
     values = np.array(values)
     report.at_edge |= edge
     report.add(edge, f"rule {rule!r}: the choice sits at an edge of its search range")
     report.add(low, f"rule {rule!r}: residual below {RESIDUAL_FLOOR:g}× the noise energy (the fit follows the noise)")
     report.add(weak & ~low, f"rule {rule!r}: far less regularization than the discrepancy principle with a "
                             f"residual below the noise (the fit follows the noise)")
-    bad = edge | low | weak
+    report.add(corner & ~low & ~weak, f"rule {rule!r}: far less regularization than the L-curve's corner (the fit "
+                                      f"follows noise that is correlated or larger than assumed)")
+    bad = edge | low | weak | corner
     for name in FALLBACK_RULES:
         if not bad.any():
             break
         if name == rule or name not in choosers:
             continue
-        alt, alt_edge, alt_low, alt_weak = flags(name)
-        ok = bad & ~alt_edge & ~alt_low & ~alt_weak
+        alt, *alt_flags = flags(name)
+        ok = bad & ~np.any(alt_flags, axis=0)
         values[ok] = alt[ok]
         report.add(ok, f"fell back to rule {name!r}")
         bad &= ~ok

@@ -94,7 +94,8 @@ class Tikhonov:
                 choosers["discrepancy"] = lambda: pc.discrepancy_choice(proj, grid, noise)
             weights = pc.choose_honestly(rule, choosers, lambda w: proj.residual2_rows(pc.tikhonov_filters(s, w)),
                                          noise, proj.n_data, report,
-                                         weaker=lambda w, ref: w * pc.WEAKER_FACTOR < ref)
+                                         weaker={"discrepancy": lambda w, ref: w * pc.WEAKER_FACTOR < ref,
+                                                 "lcurve": lambda w, ref: w * pc.CORNER_FACTOR < ref})
         x = proj.solution(pc.tikhonov_filters(s, weights))
         shape = np.shape(y)
         self.weight_ = unflatten(weights, shape)
