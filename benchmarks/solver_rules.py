@@ -28,14 +28,12 @@ import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import datetime  # noqa: E402
 import io  # noqa: E402
-import platform  # noqa: E402
 import re  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
-import scipy  # noqa: E402
 import scipy.optimize  # noqa: E402
 
 import rrim  # noqa: E402
@@ -47,18 +45,22 @@ from rrim.solvers.base import Projection, System  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
-from test_solvers_problems import PROBLEMS, correlated_noise, reference_bryan, self_energy  # noqa: E402
+sys.path.insert(0, str(ROOT / "benchmarks"))
+from classical_solvers import machine  # noqa: E402
+from test_solvers_problems import PROBLEMS, correlated_noise, published_maxent_case  # noqa: E402
 
 REPORT = ROOT / "docs" / "SOLVER_RULES.md"
 SIGMAS = (1e-4, 1e-3, 1e-2, 1e-1)
 NEAR_ZERO = 1e-10  # μ / s_max² below this fits coefficients that hold nothing but noise
 OLD_TAU2 = 1.1 ** 2
+UNCHECKED = "Tikhonov GCV, L-curve check off"
 RULES = {"Tikhonov GCV (default)": lambda op, e: Tikhonov(op, "gcv", errors=e),
          "Tikhonov L-curve": lambda op, e: Tikhonov(op, "lcurve", errors=e),
          "Tikhonov discrepancy": lambda op, e: Tikhonov(op, "discrepancy", errors=e),
          "TSVD GCV": lambda op, e: TruncatedSVD(op, errors=e),
          "TSVD discrepancy": lambda op, e: TruncatedSVD(op, rule="discrepancy", errors=e),
-         "TSVD L-curve": lambda op, e: TruncatedSVD(op, rule="lcurve", errors=e)}
+         "TSVD L-curve": lambda op, e: TruncatedSVD(op, rule="lcurve", errors=e),
+         UNCHECKED: lambda op, e: Tikhonov(op, "gcv", errors=e)}
 
 
 @contextlib.contextmanager
@@ -71,6 +73,17 @@ def margin(tau2):
         yield
     finally:
         pc.discrepancy_tau2 = current
+
+
+@contextlib.contextmanager
+def corner_check(on: bool):
+    """Run the weight rules with (default) or without the check against the L-curve's corner."""
+    current = pc.CORNER_FACTOR
+    pc.CORNER_FACTOR = current if on else np.inf
+    try:
+        yield
+    finally:
+        pc.CORNER_FACTOR = current
 
 
 def best_errors(proj: Projection, grid: np.ndarray, x: np.ndarray) -> np.ndarray:
@@ -123,9 +136,11 @@ def section_discrepancy(seeds: int, n: int) -> str:
     return ("## 1. Discrepancy principle with the true noise\n\n"
             f"Default operator ({op!r}); `make_dataset` spectra, seeds 0–{seeds - 1}, {n} per seed and σ; "
             "noise σ·max(y) given exactly. 'error / best': relative L2 error over that of the best weight "
-            "of the grid for the same spectrum (10 per decade). τ = 1.1 puts the target only 2.1 "
-            "standard deviations of the noise energy above its mean: spectra whose noise energy exceeds "
-            "it can only meet it by fitting pure-noise coefficients at a near-zero weight.\n\n"
+            "of the grid for the same spectrum (10 per decade). The rule itself "
+            "(`parameter_choice.discrepancy_weight`), before the checks of `choose_honestly`. τ = 1.1 puts "
+            "the target only 2.1 standard deviations of the noise energy above its mean: spectra whose "
+            "noise energy exceeds it can only meet it by fitting pure-noise coefficients at a near-zero "
+            "weight.\n\n"
             + "\n".join(lines))
 
 
@@ -159,7 +174,8 @@ def section_correlated(n: int) -> str:
         for label, errors in (("covariance", cov), ("per-point σ", np.sqrt(np.diag(cov))), ("none", None)):
             for rule, build in RULES.items():
                 try:
-                    est = build(op, errors).fit(y)
+                    with corner_check(rule != UNCHECKED):
+                        est = build(op, errors).fit(y)
                 except ValueError as e:
                     lines.append(f"| {name} | {label} | {rule} | — | — | — | refused: {str(e)[:60]}… | |")
                     continue
@@ -180,7 +196,8 @@ def section_correlated(n: int) -> str:
             "with no warning (the bar: 0). 'flagged': spectra with any warning (then replaced by the "
             "fallback rule where one is trustworthy: discrepancy, GCV, L-curve). Without any error model, "
             "phillips refuses the rules that need a noise level (too well conditioned to estimate it); "
-            "the other rules still check their choice against the L-curve's corner.\n\n"
+            "the other rules still check their choice against the L-curve's corner. The last row of each "
+            "block switches that check off (`parameter_choice.CORNER_FACTOR` = ∞), as before it existed.\n\n"
             f"Bar (default rule within 1.5× of the best weight, covariance given), median per problem: {summary}.\n\n"
             + "\n".join(lines))
 
@@ -188,12 +205,7 @@ def section_correlated(n: int) -> str:
 def section_maxent(n_spectra: int) -> str:
     out = ["## 3. MaxEnt", ""]
     # (a) Bryan against the brute-force reference: the published-style case of the tests
-    op, a2f = self_energy(61, 40)
-    y_clean = op.forward(a2f)
-    sigma = 5e-3 * y_clean.max()
-    y = y_clean + sigma * np.random.default_rng(3).standard_normal(y_clean.shape)
-    d = np.full(a2f.size, a2f.mean())
-    ref, ref_peak = reference_bryan(op, y, sigma, d, np.arange(4.0, -2.0, -0.02))
+    op, a2f, y, sigma, d, ref, ref_peak = published_maxent_case()
     bryan = MaxEnt(op, "bryan", noise=sigma, default_model=d).fit(y)
     classic = MaxEnt(op, "classic", noise=sigma, default_model=d).fit(y)
     cover = np.mean(np.abs(bryan.x_ - a2f) < 2 * bryan.x_std_)
@@ -244,7 +256,10 @@ def section_maxent(n_spectra: int) -> str:
     out += ["", f"Experiments-like spectra (default operator, `make_dataset` seed 7, {n_spectra} per σ, default "
                 "model: flat at the least-squares level). 'χ² = N reachable': non-negative least squares "
                 "fits below 0.99·N with that noise; 'not reached': rule chi2 ended above 1.01·N there (the "
-                "bar: 0). Noiseless spectra have no noise to state: it is estimated (a rounding-level floor).",
+                "bar: 0). Noiseless spectra have no noise to state: it is estimated, a rounding-level floor "
+                "that no α within the search reaches (χ² levels off above N far from the default model, "
+                "hence the small errors). On this kernel with a flat default model the posterior of α "
+                "favours weaker regularization than χ² = N (Bryan's χ² < N), and its errors are larger.",
             ""] + rows
     return "\n".join(out)
 
@@ -267,12 +282,6 @@ def section_docs_example() -> str:
             "within two `x_std_`.")
 
 
-def machine() -> str:
-    load = " ".join(f"{v:.2f}" for v in os.getloadavg()) if hasattr(os, "getloadavg") else "n/a"
-    return (f"{platform.platform()}; {os.cpu_count()} CPUs (load average at start {load}); Python "
-            f"{platform.python_version()}, numpy {np.__version__}, scipy {scipy.__version__}, rrim {rrim.__version__}")
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5, help="synthetic data sets per σ in section 1 (default 5)")
@@ -292,7 +301,7 @@ def main(argv=None) -> int:
               f"Command: `{shlex.join(['nice', 'python', 'benchmarks/solver_rules.py', *sys.argv[1:]])}`  ",
               f"Date: {started:%Y-%m-%d %H:%M} UTC ({(finished - started).total_seconds():.0f} s)  ",
               f"Machine: {machine()}", "",
-              "How the rules work and how to use them: docs/SOLVERS.md.", ""]
+              "How the rules work and how to use them: docs/SOLVERS.md.", "", ""]
     text = "\n".join(header) + "\n\n".join(sections) + "\n"
     atomic_write_text(args.out, text)
     print(text)

@@ -7,7 +7,8 @@ surveying), each as a :class:`rrim.MatrixKernel` operator with the exact solutio
 ``self_energy``: the electron self-energy of an Eliashberg function, −Im Σ(ω) = ∫ dΩ α²F(Ω)
 π[2n(Ω) + f(Ω + ω) + f(Ω − ω)] (meV), at low T on a decreasing, partly negative ω grid
 (binding energies through the Fermi level), as a :class:`rrim.FunctionKernel`. ``correlated_noise``:
-noisy copies with a known covariance. ``reference_bryan``: Bryan's MaxEnt by brute force.
+noisy copies with a known covariance. ``reference_bryan``: Bryan's MaxEnt by brute force, and
+``published_maxent_case`` a case it solves.
 """
 from __future__ import annotations
 
@@ -119,6 +120,18 @@ def reference_bryan(op, y, sigma, d, log_alphas):
     logp = np.array([o[0] for o in out])
     w = np.exp(logp - logp.max())
     return sum(wi * o[1] for wi, o in zip(w / w.sum(), out)) / dW, 10 ** log_alphas[np.argmax(logp)]
+
+
+def published_maxent_case():
+    """(operator, α²F, y (n_ω,) meV, σ meV, flat default model, reference x, α at the reference's posterior
+    peak): a published-style MaxEnt case, −Im Σ(ω) at 6 K on 61 points through E_F (40 Ω points), white
+    noise 0.5 % of max y, and :func:`reference_bryan` on 300 α."""
+    op, a2f = self_energy(61, 40)
+    y_clean = op.forward(a2f)
+    sigma = 5e-3 * y_clean.max()
+    y = y_clean + sigma * np.random.default_rng(3).standard_normal(y_clean.shape)
+    d = np.full(a2f.size, a2f.mean())
+    return (op, a2f, y, sigma, d, *reference_bryan(op, y, sigma, d, np.arange(4.0, -2.0, -0.02)))
 
 
 PROBLEMS = {"shaw": shaw, "phillips": phillips, "gravity": gravity, "self_energy": self_energy}

@@ -18,7 +18,7 @@ from rrim.solvers import NNLS, IteratedTikhonov, MaxEnt, Tikhonov, TruncatedSVD,
 from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import Projection, System
 
-from test_solvers_problems import PROBLEMS, correlated_noise, reference_bryan, self_energy, shaw
+from test_solvers_problems import PROBLEMS, correlated_noise, published_maxent_case, shaw
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = [lambda op, e: Tikhonov(op, "gcv", errors=e), lambda op, e: Tikhonov(op, "lcurve", errors=e),
@@ -211,12 +211,7 @@ def test_maxent_follows_a_slow_approach_to_chi2_n(default_operator):
 
 def test_maxent_bryan_matches_a_brute_force_reference():
     """A published-style case: α²F from −Im Σ(ω) at 6 K, 61 points through E_F, white noise 0.5 %."""
-    op, a2f = self_energy(61, 40)
-    y_clean = op.forward(a2f)
-    sigma = 5e-3 * y_clean.max()
-    y = y_clean + sigma * np.random.default_rng(3).standard_normal(y_clean.shape)
-    d = np.full(a2f.size, a2f.mean())
-    ref, ref_peak = reference_bryan(op, y, sigma, d, np.arange(4.0, -2.0, -0.02))
+    op, a2f, y, sigma, d, ref, ref_peak = published_maxent_case()
     bryan = MaxEnt(op, "bryan", noise=sigma, default_model=d).fit(y)
     assert rel(bryan.x_, ref) < 0.05
     classic = MaxEnt(op, "classic", noise=sigma, default_model=d).fit(y)
