@@ -106,6 +106,27 @@ def test_polish_brings_the_clipped_steps_misfit_down_to_the_noise(default_operat
     assert polished < clipped and polished < 1.5
 
 
+@pytest.mark.parametrize("n, k", [(200, 8), (200, 3), (17, 5), (8, 8)])
+def test_coarse_path_matrices_equal_pooling_and_linear_interpolation(n, k):
+    """The coarse path's constant matrices reproduce AvgPool1d(ceil_mode) and linear interpolation,
+    including a short last block and the clamped ends."""
+    from rrim.export.nets import pool_matrix, upsample_matrix
+
+    h = torch.randn(2, 3, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n + k))
+    pooled = torch.nn.AvgPool1d(k, ceil_mode=True)(h)
+    assert torch.allclose(h @ torch.from_numpy(pool_matrix(n, k)), pooled, atol=1e-12)
+    back = torch.nn.functional.interpolate(pooled, size=n, mode="linear")
+    assert torch.allclose(pooled @ torch.from_numpy(upsample_matrix(pooled.shape[-1], n)), back, atol=1e-12)
+
+
+def test_coarse_path_is_exported_as_products(exported):
+    """No AveragePool or Resize node in the graph (onnxruntime runs MatMul faster)."""
+    import onnx
+
+    ops = {node.op_type for path in exported.values() for node in onnx.load(str(path)).graph.node}
+    assert "MatMul" in ops and not ops & {"AveragePool", "Resize"}
+
+
 def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_operator, adaptive_net):
     """Golden parity through onnxruntime; rrim.invert (graph + float64 correction) equals PyTorch's
     final estimate; the input form fed the full-grid basis equals the baked form."""
