@@ -210,3 +210,32 @@ def test_regularization_metadata_with_a_bad_polish_count_is_refused(bad):
     meta["regularization"] = json.dumps({**reg, "polish_iterations": bad})
     with pytest.raises(ModelFileError, match="m.onnx: metadata 'regularization' .* 0–1000 polish_iterations"):
         ModelInfo.from_metadata(meta, "m.onnx")
+
+
+@pytest.mark.parametrize("bounds", [{"h_min": 0}, {"h_min": 1e-3, "h_max": 1e-4}, {"h_max": "1"}, {"h_max": float("inf")}])
+def test_regularization_metadata_with_bad_weight_bounds_is_refused(bounds):
+    from rrim.models.loading import load_model
+    from rrim.models.modelfile import ModelFileError, ModelInfo
+
+    meta = load_model("rrim-default").info.to_metadata()
+    meta["regularization"] = json.dumps({**json.loads(meta["regularization"]), **bounds})
+    with pytest.raises(ModelFileError, match="m.onnx: metadata 'regularization' .* 0 < h_min ≤ h_max"):
+        ModelInfo.from_metadata(meta, "m.onnx")
+
+
+def test_the_weight_fed_is_clipped_to_the_model_s_own_bounds(default_operator):
+    """A model trained with h in [1e-3, 1e-2] is fed h clipped there, whatever GCV chose."""
+    import copy
+
+    from rrim.inversion.feeds import AdaptiveInputs, model_feeds
+    from rrim.models.loading import load_model
+    from rrim.models.modelfile import INPUT_H
+    from rrim.physics.glue_families import realistic_glue
+
+    model = copy.deepcopy(load_model("rrim-default"))
+    model.info.regularization.update(h_min=1e-3, h_max=1e-2)
+    y = default_operator.forward(realistic_glue(default_operator.Omega, 3, np.random.default_rng(0))) / default_operator.scale
+    a = AdaptiveInputs.of(default_operator, y)
+    assert (a.h < 1e-3).any()  # noiseless spectra: GCV picks a tiny weight
+    h = model_feeds(model, default_operator, None, None, y, adaptive=a)[INPUT_H]
+    assert np.allclose(h[:, 0], np.clip(a.h, 1e-3, 1e-2).astype(np.float32))
