@@ -1,15 +1,19 @@
 """The ``rrim`` command line. Logs go to stderr; a JSON summary goes to stdout (or ``--report FILE``).
 
 Commands: ``invert`` (one archive), ``reprocess`` (a folder of archives, idempotent, locked),
-``inspect`` (a model or an archive), ``models`` (installed models), ``selfcheck`` (sha256 and
-golden parity of every shipped model, the providers that load); ``train`` and ``export`` come from
-:mod:`rrim.export.commands` (torch is imported only when they run).
+``check`` (an archive's preflight), ``inspect`` (a model by name or file, or an archive), ``models``
+(the models a name finds), ``validate-model`` (a foreign ONNX file against the contract),
+``calibrate``, ``selfcheck`` (sha256 and golden parity of every shipped model, the providers that
+load); ``train``, ``export`` and ``experiments`` come from :mod:`rrim.export.commands` (torch is
+imported only when they run). Logging, progress, the run record of ``reprocess`` and the options'
+environment variables: docs/OPERATIONS.md.
 
 Exit codes:
 
 ==== ==========================================================================
 0    success
-1    some files failed (reprocess), a self-check failed, or an unexpected error
+1    a file failed for the first time (reprocess: the same bytes failing the same way
+     again do not count), a check failed, or an unexpected error
 2    usage error or bad input (archive unreadable or invalid, output folder missing
      or unwritable); the message names file, variable and reason
 3    ``--provider cuda`` asked for but CUDA cannot run here

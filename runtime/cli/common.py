@@ -319,6 +319,8 @@ def engine_for(model_name, sha256, provider, tf32, batch_size):
     model = load_model(model_name, sha256=sha256)
     engine = Engine(model, provider, tf32=tf32, batch_size=batch_size)
     log.info("model %s (%s form, sha256 %s…) on %s", model.name, model.form, model.sha256[:12], engine.provider)
+    log.debug("model file %s (sha256 %s), %s spectra per model call", model.path, model.sha256,
+              batch_size or "the measured number of")
     warn_if_uncalibrated(model)
     return engine
 

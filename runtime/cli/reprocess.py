@@ -203,6 +203,8 @@ def reprocess_command(archive_dir, output_dir, pattern, force, min_age, dry_run,
             except Exception as e:
                 failure(rel, str(e), exit_code(e), digest or "unread")
         progress = Progress("reprocess")
+        if jobs:
+            progress.files(0, len(jobs), 0)
         digests = {rel: digest for rel, _, _, digest, _ in jobs}
         if dask_scheduler or dask_workers:
             from rrim.plugins.distributed import reprocess_on_dask
