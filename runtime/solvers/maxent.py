@@ -183,8 +183,7 @@ class MaxEnt:
     alpha_ : (n,) or () the chosen α (Bryan: the posterior mean of α).
     chi2_ : (n,) or () χ² of x_ (rule ``"chi2"``: N where reachable; if even the noise-fitting
         plateau lies above N, the point where χ² levels off (:data:`PLATEAU_SLOPE`) is returned and
-        χ² > N says so; if the default
-        model already has χ² ≤ N, it is returned at the largest α).
+        χ² > N says so; if the default model already has χ² ≤ N, it is returned at the largest α).
     posterior_ : (alpha (K,), P (K,)) the scanned α and P(α|y) per unit ln α, normalized on
         that grid (a list of such pairs for several spectra; rule ``"chi2"`` scans only down to χ² = N).
     noise_ : (n,) or () the noise std used, meV (with ``errors``: 1, a factor on them).
@@ -307,8 +306,8 @@ def _choose_alpha(problem: _Problem, rule: str):
     The descent lowers log10 α by a decade while χ² sits on its upper plateau, else by
     :data:`ALPHA_STEP`. It stops at χ² ≤ N (rule "chi2"), or once χ² has left the upper plateau
     (at least one good measurement, or χ² a decade down) and stopped falling (for "chi2": stopped
-    approaching N, :data:`CHI2_GAP_FRACTION`); for the posterior
-    rules also only once ln P is :data:`POSTERIOR_DEPTH` below its maximum. The upper plateau is
+    approaching N, :data:`CHI2_GAP_FRACTION`); for the posterior rules also only once ln P is
+    :data:`POSTERIOR_DEPTH` below its maximum. The upper plateau is
     recognized by the number of good measurements, not by χ²'s value, so a default model that
     already fits (χ² < 2N) does not end the search.
     """

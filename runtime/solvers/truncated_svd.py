@@ -25,7 +25,8 @@ class TruncatedSVD:
     rule : {"gcv", "lcurve", "discrepancy", "fixed"}
         Safeguarded GCV over k = 1 … numerical rank (:func:`~rrim.solvers.parameter_choice.gcv_choice`),
         the rank at the Tikhonov L-curve's corner μ (the number of singular values with s² > μ, where
-        Tikhonov's filter factors pass ½), the smallest k with ‖A x_k − y‖² ≤ τ² m σ² (discrepancy principle, τ² as for :class:`Tikhonov`), or ``rank``.
+        Tikhonov's filter factors pass ½), the smallest k with ‖A x_k − y‖² ≤ τ² m σ² (discrepancy
+        principle, τ² as for :class:`Tikhonov`), or ``rank``.
         Choices at k = 1 or at the numerical rank, or with a residual far below the noise, are
         flagged and replaced as for :class:`Tikhonov`.
     noise, errors, offset
