@@ -15,6 +15,8 @@ Exit codes:
 3    ``--provider cuda`` asked for but CUDA cannot run here
 4    model refused (not ONNX, sha256 mismatch, incomplete metadata, wrong I/O)
 5    another ``rrim reprocess`` holds the output folder's lock
+6    ``invert`` wrote the output (``reprocess``: every output) but skipped more than half of its
+     spectra (non-finite, or outside the model's trained ω coverage); JSON status ``mostly_skipped``
 130  interrupted (Ctrl-C / SIGTERM); no partial output is left. ``reprocess`` finishes
      the file it is writing and starts no other; a second signal stops at once
 ==== ==========================================================================
@@ -42,7 +44,7 @@ def main(verbose: int, quiet: bool):
 
     Exit codes: 0 ok; 1 some files failed or a check failed; 2 usage error or bad input;
     3 CUDA asked for but unavailable; 4 model refused; 5 output folder locked by another run;
-    130 interrupted.
+    6 output written but most spectra skipped; 130 interrupted.
     """
     level = logging.ERROR if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     logging.basicConfig(stream=sys.stderr, level=level, format="rrim %(levelname)s: %(message)s", force=True)
