@@ -29,7 +29,7 @@ from rrim.io.netcdf import copied_coords, copy_coords, create_variables
 from rrim.io.paths import ArchiveError, check_encodable, check_output_path, file_sha256
 from rrim.io.provenance import provenance_attrs
 from rrim.io.reading import MAX_UNOBSERVED_FRACTION, Source, open_dataset, read_source
-from rrim.io.schema import ArchiveOptions
+from rrim.io.schema import TEMPERATURE_USED, ArchiveOptions
 from rrim.models.loading import LoadedModel
 from rrim.physics.quantities import coupling_lambda, omega_log
 
@@ -101,7 +101,7 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
     if opts.impurity:
         fields["impurity_rate"] = "impurity"
     sizes = {"Omega": len(Omega), "omega": len(model.info.omega)}
-    variables = opts.output_variables()
+    variables = opts.output_variables(src.lead)
     out = {name: np.full((m, *(sizes[c] for c in variables[name][1])), np.nan) for name in fields}
     empty = np.isnan(rows).all(axis=1)  # nothing measured at all: non-finite rather than a coverage matter
     out["flags"] = np.where(trained, 0, np.where(empty, FLAG_NONFINITE, FLAG_COVERAGE)).astype(np.uint8)
@@ -120,7 +120,7 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
     with np.errstate(invalid="ignore", divide="ignore"):
         out["lambda"] = coupling_lambda(out["glue"], Omega)
         out["omega_log"] = omega_log(np.nan_to_num(out["glue"]), Omega)
-    out["temperature"] = np.asarray(temperatures, dtype=np.float64)
+    out[TEMPERATURE_USED if "temperature" in src.lead else "temperature"] = np.asarray(temperatures, dtype=np.float64)
     out["y"] = y
     return out
 
@@ -187,7 +187,7 @@ def invert_archive(input_path, output_path, engine: Engine, opts: ArchiveOptions
         model_seconds, done = 0.0, 0
         try:
             with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
-                create_variables(nc, src, model, opts)
+                create_variables(nc, src, model, opts, coords)
                 copy_coords(nc, coords)
                 per_slab = max(1, min(int(chunk_spectra), SLAB_VALUES // max(1, src.omega_meV.size)))
 
