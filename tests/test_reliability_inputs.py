@@ -151,7 +151,7 @@ def archives(draw):
     lead = draw(st.lists(st.integers(1, 4), min_size=0, max_size=3))
     if _pick(draw, [False], [True]):
         lead = lead + [0]
-    n_w = _pick(draw, list(range(2, 41)), [0, 1])
+    n_w = _pick(draw, list(range(31, 61)), [0, 1, 2, 5])  # ≥ 31 points: ≤ 2 steps of the 60-point model grid apart
     lo, hi = _pick(draw, [(2.0, 400.0)], [(1.0, 400.0), (2.0, 600.0), (2.0, 300.0), (0.5, 2000.0)])
     w_units = _pick(draw, ["meV", "cm-1", "1/cm"], ["eV", "", None, "K"])
     w = np.linspace(lo, hi, n_w) * (rrim.CM1_PER_MEV if w_units in ("cm-1", "1/cm") else 1.0)

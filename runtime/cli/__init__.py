@@ -19,6 +19,8 @@ Exit codes:
 3    ``--provider cuda`` asked for but CUDA cannot run here
 4    model refused (not ONNX, sha256 mismatch, incomplete metadata, wrong I/O)
 5    another ``rrim reprocess`` holds the output folder's lock
+6    ``invert`` wrote the output (``reprocess``: every output) but skipped more than half of its
+     spectra (non-finite, or outside the model's trained ω coverage); JSON status ``mostly_skipped``
 130  interrupted (Ctrl-C / SIGTERM); no partial output is left. ``reprocess`` finishes
      the file it is writing and starts no other; a second signal stops at once
 ==== ==========================================================================
@@ -51,7 +53,7 @@ def main():
 
     Exit codes: 0 ok; 1 some files failed or a check failed; 2 usage error or bad input;
     3 CUDA asked for but unavailable; 4 model refused; 5 output folder locked by another run;
-    130 interrupted.
+    6 output written but most spectra skipped; 130 interrupted.
     """
 
 

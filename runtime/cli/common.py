@@ -18,6 +18,8 @@ from rrim.models.loading import DATA_DIR
 log = logging.getLogger("rrim")
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NO_CUDA, EXIT_MODEL, EXIT_BUSY, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 5, 130
+#: The output was written but most of its spectra (more than half) were skipped (NaN glue).
+EXIT_MOSTLY_SKIPPED = 6
 EXAMPLE_ARCHIVE = DATA_DIR / "examples" / "example_archive.nc"
 
 

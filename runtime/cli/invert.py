@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import logging
+import sys
 from pathlib import Path
 
 import click
 
-from rrim.cli.common import (EXAMPLE_ARCHIVE, Progress, archive_options, check_side_outputs, emit, engine_for, fail,
-                             options_from, sigterm_as_interrupt)
+from rrim.cli.common import (EXAMPLE_ARCHIVE, EXIT_MOSTLY_SKIPPED, Progress, archive_options, check_side_outputs, emit,
+                             engine_for, fail, options_from, sigterm_as_interrupt)
 
 log = logging.getLogger("rrim")
 
@@ -54,6 +55,12 @@ def invert_command(input_path, output, example, plot_path, plot_spectra, model_n
              result["spectra_per_second"] or 0, summary.provider)
     if plot_path:
         log.info("plot: %s", result["plot"])
+    if 2 * summary.skipped > summary.n_spectra:
+        result.update(status="mostly_skipped", exit_code=EXIT_MOSTLY_SKIPPED)
+        log.error("%s: %d of %d spectra skipped (see the warning above); the output holds NaN for them",
+                  source, summary.skipped, summary.n_spectra)
+        emit(result, report)
+        sys.exit(EXIT_MOSTLY_SKIPPED)
     emit(result, report)
 
 

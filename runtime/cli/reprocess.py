@@ -11,8 +11,9 @@ from pathlib import Path
 
 import click
 
-from rrim.cli.common import (EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, Progress, archive_options,
-                             check_side_outputs, emit, engine_for, exit_code, fail, options_from, sigterm_as_interrupt)
+from rrim.cli.common import (EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MOSTLY_SKIPPED, EXIT_OK, EXIT_USAGE,
+                             Progress, archive_options, check_side_outputs, emit, engine_for, exit_code, fail, options_from,
+                             sigterm_as_interrupt)
 
 log = logging.getLogger("rrim")
 
@@ -240,14 +241,17 @@ def reprocess_command(archive_dir, output_dir, pattern, force, min_age, dry_run,
             lock.release()
     settled = len(done) + len(failed) + len(still_failing) + len(skipped) + len(planned) + len(deferred)
     interrupted = interrupted or (stop.requested and settled < len(found))
-    status = "interrupted" if interrupted else ("failed" if failed else "ok")
-    code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if failed else EXIT_OK)
+    mostly_skipped = [d["input"] for d in done if 2 * d["spectra_skipped"] > d["n_spectra"]]
+    status = "interrupted" if interrupted else ("failed" if failed else "mostly_skipped" if mostly_skipped else "ok")
+    code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if failed else EXIT_MOSTLY_SKIPPED if mostly_skipped else EXIT_OK)
     totals = {"files": len(found), "processed": len(done), "skipped": len(skipped), "deferred": len(deferred),
-              "failed": len(failed), "still_failing": len(still_failing), "spectra": spectra, "hashed": state.hashed}
+              "failed": len(failed), "still_failing": len(still_failing), "mostly_skipped": len(mostly_skipped),
+              "spectra": spectra, "hashed": state.hashed}
     summary = {"status": status, "exit_code": code, "archive_dir": str(src_dir), "output_dir": str(out_dir),
                "pattern": pattern, "model": model.name, "model_sha256": model.sha256, "provider": engine.provider,
                "options": json.loads(opts.to_json()), "processed": done, "skipped": skipped, "deferred": deferred,
                "failed": failed, "still_failing": still_failing, "totals": totals,
+               **({"mostly_skipped": mostly_skipped} if mostly_skipped else {}),
                "seconds": round(time.perf_counter() - t0, 3)}
     if dry_run:
         totals["would_process"] = len(planned)

@@ -14,6 +14,9 @@ bit  name                        meaning
                                  estimated relative noise, :data:`POOR_FIT_FLOOR`)
 32   ``out_of_distribution``     OOD score above the model's calibrated threshold
                                  (:mod:`rrim.inversion.uncertainty`; never set without a calibration)
+64   ``coverage_untrained``      the spectrum's own measured ω coverage (its NaN channels taken
+                                 out) is outside what the mask-aware model was trained for
+                                 (:func:`rrim.io.reading.trained_coverage`): skipped, glue/fit NaN
 ==== =========================== ======================================================
 """
 from __future__ import annotations
@@ -26,9 +29,10 @@ FLAG_EXTRAPOLATED = 4
 FLAG_TEMPERATURE = 8
 FLAG_POOR_FIT = 16
 FLAG_OOD = 32
+FLAG_COVERAGE = 64
 FLAGS = {"nonfinite_input": FLAG_NONFINITE, "omega_cropped": FLAG_CROPPED,
          "omega_extrapolated": FLAG_EXTRAPOLATED, "temperature_out_of_range": FLAG_TEMPERATURE,
-         "poor_fit": FLAG_POOR_FIT, "out_of_distribution": FLAG_OOD}
+         "poor_fit": FLAG_POOR_FIT, "out_of_distribution": FLAG_OOD, "coverage_untrained": FLAG_COVERAGE}
 #: A spectrum is flagged ``poor_fit`` when its relative RMS residual ‖A x̂ − y‖/‖y‖ exceeds both
 #: POOR_FIT_NOISE times its estimated noise (:func:`rrim.inversion.uncertainty.estimate_noise`, relative
 #: to ‖y‖ alike) and POOR_FIT_FLOOR. Measured on held-out spectra of the shipped default model the

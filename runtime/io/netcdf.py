@@ -9,7 +9,7 @@ import numpy as np
 
 from rrim.io.paths import ArchiveError, display_name
 from rrim.io.reading import Source
-from rrim.io.schema import BAND_VARIABLES, IMPURITY_VARIABLES, OUTPUT_VARIABLES, ArchiveOptions
+from rrim.io.schema import BAND_VARIABLES, GRIDS, IMPURITY_VARIABLES, OUTPUT_VARIABLES, TEMPERATURE_USED, ArchiveOptions
 from rrim.models.loading import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -24,8 +24,12 @@ OUTPUT_CHUNK_CACHE_BYTES = 4 << 20
 
 
 def _stored_dtype(dtype):
-    """The dtype an output stores a leading coordinate of ``dtype`` as (``str`` for text); None if none."""
+    """The dtype an output stores a leading coordinate of ``dtype`` as (``str`` for text); None if none.
+    Dates and durations come only from datasets opened with time decoding (the accessor's; files are
+    read undecoded): they stay as they are, for xarray to encode."""
     dtype = np.dtype(dtype)
+    if dtype.kind in "Mm":
+        return dtype
     if dtype.kind in "OUS":
         return str
     if dtype.kind == "b":
@@ -47,13 +51,17 @@ def _chunk_shape(shape: tuple, target: int) -> tuple:
 
 def copied_coords(src: Source, opts: ArchiveOptions):
     """(name, coordinate) of the leading coordinates an output copies; :class:`ArchiveError` for one whose
-    dtype the output cannot hold (checked before the output is created)."""
+    dtype the output cannot hold (checked before the output is created). A ``temperature`` index coordinate
+    stays; another ``temperature`` coordinate gives way to the output's own variable (what was used)."""
+    variables = opts.output_variables(src.lead)
+    reserved = {*variables, *OUTPUT_VARIABLES, *BAND_VARIABLES, *IMPURITY_VARIABLES, TEMPERATURE_USED}
     for name, c in src.data.coords.items():
         if name == src.data.dims[-1] or not set(c.dims) <= set(src.lead) or name in ("Omega", "omega"):
             continue
-        if name == "temperature":  # the output's own temperature variable holds what was used
-            continue
-        if name in OUTPUT_VARIABLES or name in BAND_VARIABLES or name in IMPURITY_VARIABLES:
+        if name == "temperature":
+            if name in variables:
+                continue
+        elif name in reserved:
             log.warning("%s: coordinate %r not copied: the output has its own variable of that name",
                         display_name(src.path.name), name)
             continue
@@ -63,34 +71,43 @@ def copied_coords(src: Source, opts: ArchiveOptions):
         yield name, c
 
 
+def stored_coord(c) -> tuple[np.ndarray, dict]:
+    """A copied coordinate as an output holds it: (values, attributes) — text as str, booleans as 0/1."""
+    values = np.asarray(c.values)
+    stored = _stored_dtype(values.dtype)
+    attrs = {k: a for k, a in c.attrs.items() if not k.startswith("_")}
+    if values.dtype.kind == "b":
+        attrs["comment"] = "boolean coordinate stored as 0 (false) / 1 (true)"
+    return (values.astype(str) if stored is str else values.astype(stored)), attrs
+
+
 def copy_coords(nc, coords) -> None:
     for name, c in coords:
-        values = np.asarray(c.values)
-        stored = _stored_dtype(values.dtype)
-        if stored is str:
+        values, attrs = stored_coord(c)
+        if values.dtype.kind == "U":
             v = nc.createVariable(name, str, c.dims)
-            v[...] = values.astype(str).astype(object) if values.ndim else str(values)
+            v[...] = values.astype(object) if values.ndim else str(values)
         else:
-            v = nc.createVariable(name, stored, c.dims)
-            v[...] = values.astype(stored)
-        attrs = {k: a for k, a in c.attrs.items() if not k.startswith("_")}
-        if values.dtype.kind == "b":
-            attrs["comment"] = "boolean coordinate stored as 0 (false) / 1 (true)"
+            v = nc.createVariable(name, values.dtype, c.dims)
+            v[...] = values
         v.setncatts(attrs)
 
 
-def create_variables(nc, src: Source, model: LoadedModel, opts: ArchiveOptions) -> None:
+def create_variables(nc, src: Source, model: LoadedModel, opts: ArchiveOptions, coords=()) -> None:
+    """Dimensions, grids and the (empty) output variables; each names the copied non-index ``coords``
+    ((name, coordinate) pairs) on its dimensions in its ``coordinates`` attribute (CF)."""
     info = model.info
+    auxiliary = [(name, set(c.dims)) for name, c in coords if c.dims != (name,)]
     for d, n in zip(src.lead, src.shape):
         nc.createDimension(d, n)
     nc.createDimension("Omega", len(info.Omega))
     nc.createDimension("omega", len(info.omega))
-    for name, grid, long in (("Omega", info.Omega, "boson energy Ω"), ("omega", info.omega, "optical energy ω (the model's grid)")):
+    for name, grid in (("Omega", info.Omega), ("omega", info.omega)):
         v = nc.createVariable(name, "f8", (name,))
         v[:] = grid.values
-        v.setncatts({"units": "meV", "long_name": long})
+        v.setncatts(GRIDS[name])
     chunk = _chunk_shape(src.shape, OUTPUT_CHUNK_SPECTRA)
-    for name, (dtype, core, attrs) in opts.output_variables().items():
+    for name, (dtype, core, attrs) in opts.output_variables(src.lead).items():
         dims = src.lead + core
         sizes = chunk + tuple(len(info.Omega) if c == "Omega" else len(info.omega) for c in core)
         kw = dict(zlib=True, complevel=OUTPUT_COMPLEVEL, shuffle=True, chunksizes=sizes) if dims else {}
@@ -98,3 +115,6 @@ def create_variables(nc, src: Source, model: LoadedModel, opts: ArchiveOptions) 
         # chunks are written whole, once: a small cache keeps memory flat (the default grows to 16+ MiB per variable)
         v.set_var_chunk_cache(size=OUTPUT_CHUNK_CACHE_BYTES, nelems=61, preemption=1.0)
         v.setncatts(attrs)
+        names = [a for a, a_dims in auxiliary if a_dims <= set(dims)]
+        if names:
+            v.setncattr("coordinates", " ".join(names))

@@ -34,6 +34,14 @@ OUTPUT_VARIABLES = {
                                                        "below it the rRIM's own score (the consistency fit is skipped); "
                                                        "NaN when the model has no calibration"}),
 }
+#: The grids every output holds (meV): name → attributes.
+GRIDS = {"Omega": {"units": "meV", "long_name": "boson energy Ω"},
+         "omega": {"units": "meV", "long_name": "optical energy ω (the model's grid)"}}
+#: The per-spectrum temperature variable is named ``temperature`` unless the spectra have a leading
+#: dimension of that name: its index coordinate then stays, and the variable is named this.
+TEMPERATURE_USED = "inversion_temperature"
+
+
 #: Written on request: the calibrated band (``uncertainty``) and the impurity rate (``impurity``).
 BAND_VARIABLES = {
     name: ("f4", ("Omega",), {"long_name": f"{side} bound of the calibrated uncertainty band of I²χ(Ω)", "units": "1"})
@@ -57,10 +65,15 @@ class ArchiveOptions:
     impurity: bool = False
     tf32: bool = False  # TF32 on CUDA: changes results at the 1e-3 level, so it is part of the identity
 
-    def output_variables(self) -> dict:
-        """The variables these options write: :data:`OUTPUT_VARIABLES` and the requested extras."""
-        return {**OUTPUT_VARIABLES, **(BAND_VARIABLES if self.uncertainty is not None else {}),
-                **(IMPURITY_VARIABLES if self.impurity else {})}
+    def output_variables(self, lead: tuple = ()) -> dict:
+        """The variables these options write for spectra with leading dimensions ``lead``:
+        :data:`OUTPUT_VARIABLES` and the requested extras (``temperature`` renamed
+        :data:`TEMPERATURE_USED` when it names a leading dimension)."""
+        out = {**OUTPUT_VARIABLES, **(BAND_VARIABLES if self.uncertainty is not None else {}),
+               **(IMPURITY_VARIABLES if self.impurity else {})}
+        if "temperature" in lead:
+            out = {TEMPERATURE_USED if k == "temperature" else k: v for k, v in out.items()}
+        return out
 
     def to_json(self) -> str:
         d = asdict(self)

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 
 import numpy as np
 import xarray as xr
 
 from rrim.inversion.engine import Engine
 from rrim.inversion.flags import FLAGS
+from rrim.io.netcdf import copied_coords, stored_coord
 from rrim.io.provenance import provenance_attrs
 from rrim.io.reading import read_source
-from rrim.io.schema import ArchiveOptions
-from rrim.jobs.invert import invert_rows
+from rrim.io.schema import GRIDS, ArchiveOptions
+from rrim.jobs.invert import invert_rows, skipped_warning
 from rrim.models.loading import LoadedModel
+
+log = logging.getLogger(__name__)
 
 _FIT_DIM = "omega_model"  # the refit's ω axis inside apply_ufunc (the input's ω axis has another size)
 
@@ -34,8 +38,8 @@ def _invert_block(rows, temperatures, *, src, opts, engine=None, model: LoadedMo
             return _invert_block(rows, temperatures, src=src, opts=opts, engine=own)
     lead = rows.shape[:-1]
     out = invert_rows(rows.reshape(-1, rows.shape[-1]).astype(np.float64), temperatures.reshape(-1), src, engine, opts)
-    return tuple(np.asarray(out[name]).reshape(*lead, *out[name].shape[1:]).astype(dtype)
-                 for name, (dtype, _, _) in opts.output_variables().items())
+    return tuple(np.asarray(out[name]).reshape(lead + out[name].shape[1:]).astype(dtype)
+                 for name, (dtype, _, _) in opts.output_variables(src.lead).items())
 
 
 def invert_dataset(ds: xr.Dataset, engine: Engine, opts: ArchiveOptions = ArchiveOptions()) -> xr.Dataset:
@@ -44,10 +48,11 @@ def invert_dataset(ds: xr.Dataset, engine: Engine, opts: ArchiveOptions = Archiv
     the leading coordinates, and the provenance attributes (without an input hash). Raises
     :class:`rrim.io.paths.ArchiveError` for bad input."""
     model, dim = engine.model, opts.dim
-    variables = opts.output_variables()
     src = read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), model, opts)
-    data = src.data
-    temps = xr.DataArray(src.temperature, dims=src.lead, coords={d: data[d] for d in src.lead if d in data.coords})
+    variables = opts.output_variables(src.lead)
+    coords = dict(copied_coords(src, opts))
+    data = src.data.drop_vars([k for k in src.data.coords if k != dim])  # coordinates: those an output copies, below
+    temps = xr.DataArray(src.temperature, dims=src.lead)
     block = dict(src=dataclasses.replace(src, data=None), opts=opts)
     if data.chunks is not None:
         temps = temps.chunk({d: data.chunksizes[d] for d in src.lead})
@@ -65,18 +70,19 @@ def invert_dataset(ds: xr.Dataset, engine: Engine, opts: ArchiveOptions = Archiv
         dask_gufunc_kwargs={"output_sizes": {"Omega": len(model.info.Omega), _FIT_DIM: len(model.info.omega)}},
         keep_attrs=False,
     )
-    # non-index coordinates are dropped before merging (comparing dask coordinates would compute
-    # them; the input's temperature coordinate would clash with the `temperature` output) and re-added
-    out = xr.Dataset({name: r.reset_coords(drop=True) for name, r in zip(variables, results)})
-    out = out.assign_coords({k: c for k, c in data.coords.items()
-                             if k not in out.coords and k not in out.data_vars and dim not in c.dims})
-    out = out.rename({_FIT_DIM: "omega"}).assign_coords(
-        Omega=("Omega", model.info.Omega.values, {"units": "meV", "long_name": "boson energy Ω"}),
-        omega=("omega", model.info.omega.values, {"units": "meV", "long_name": "optical energy ω (model grid)"}))
+    out = xr.Dataset(dict(zip(variables, results))).rename({_FIT_DIM: "omega"})
+    out = out.assign_coords(Omega=("Omega", model.info.Omega.values, GRIDS["Omega"]),
+                            omega=("omega", model.info.omega.values, GRIDS["omega"]),
+                            **{name: (c.dims, *stored_coord(c)) for name, c in coords.items()})
     for name, (_, _, attrs) in variables.items():
         out[name].attrs = dict(attrs)
     out.attrs = provenance_attrs(src, model, opts, "n/a (in-memory dataset)", engine.provider,
                                  str(ds.attrs.get("history", "")), {})
     out.attrs.pop("flag_counts")
     out.attrs["flag_meanings"] = json.dumps(FLAGS)
+    if data.chunks is None:
+        counts = {k: int(np.count_nonzero(out["flags"].values & bit)) for k, bit in FLAGS.items()}
+        warning = skipped_warning(str(src.path), counts, src.n_spectra, src)
+        if warning:
+            log.warning("%s", warning)
     return out

@@ -23,13 +23,13 @@ import numpy as np
 
 from rrim import files
 from rrim.inversion.engine import Engine
-from rrim.inversion.flags import FLAGS
+from rrim.inversion.flags import FLAG_COVERAGE, FLAG_NONFINITE, FLAGS
 from rrim.inversion.uncertainty import calibration_digest
 from rrim.io.netcdf import copied_coords, copy_coords, create_variables
 from rrim.io.paths import ArchiveError, check_encodable, check_output_path, file_sha256
 from rrim.io.provenance import provenance_attrs
-from rrim.io.reading import Source, open_dataset, read_source
-from rrim.io.schema import ArchiveOptions
+from rrim.io.reading import MAX_UNOBSERVED_FRACTION, Source, open_dataset, read_source
+from rrim.io.schema import TEMPERATURE_USED, ArchiveOptions
 from rrim.models.loading import LoadedModel
 from rrim.physics.quantities import coupling_lambda, omega_log
 
@@ -58,9 +58,15 @@ class ArchiveSummary:
     model_seconds: float
     preview: dict | None = field(default=None, repr=False)
 
+    @property
+    def skipped(self) -> int:
+        """Spectra not inverted: non-finite, or outside the model's trained coverage."""
+        return skipped_count(self.flag_counts)
+
     def to_dict(self) -> dict:
         d = {k: v for k, v in asdict(self).items() if k != "preview"}
         d["spectra_per_second"] = self.n_spectra / self.seconds if self.seconds > 0 else None
+        d["skipped"] = self.skipped
         return d
 
 
@@ -79,13 +85,13 @@ def _slabs(shape: tuple, target: int):
 def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine: Engine, opts: ArchiveOptions) -> dict:
     """Invert spectra ``rows`` (m, n_in) as stored in ``src`` (file units, input ω axis) at ``temperatures`` (m,) K.
 
-    Returns the variables of ``opts.output_variables()`` as arrays with m rows, ``y`` (the
-    measured spectra on the model's ω grid, meV) and ``model_seconds``.
+    Spectra are inverted in groups of one temperature and one set of observed ω points
+    (:meth:`Source.on_grid`); those outside the model's trained coverage are skipped (flag
+    ``coverage_untrained``, NaN outputs). Returns the variables of ``opts.output_variables()`` as
+    arrays with m rows, ``y`` (the measured spectra on the model's ω grid, meV) and ``model_seconds``.
     """
-    finite_in = np.isfinite(rows).all(axis=1)
-    with np.errstate(invalid="ignore"):
-        y = src.interpolate(rows)
-    y[~finite_in] = np.nan
+    y, observed = src.on_grid(rows)
+    trained = src.trained(rows, observed)
     model = engine.model
     m, Omega = rows.shape[0], model.info.Omega
     fields = {"glue": "glue", "scattering_rate_fit": "fit", "residual": "residual", "flags": "flags",
@@ -95,24 +101,49 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
     if opts.impurity:
         fields["impurity_rate"] = "impurity"
     sizes = {"Omega": len(Omega), "omega": len(model.info.omega)}
-    variables = opts.output_variables()
-    out = {name: np.empty((m, *(sizes[c] for c in variables[name][1])), dtype=np.uint8 if name == "flags" else np.float64)
-           for name in fields}
+    variables = opts.output_variables(src.lead)
+    out = {name: np.full((m, *(sizes[c] for c in variables[name][1])), np.nan) for name in fields}
+    empty = np.isnan(rows).all(axis=1)  # nothing measured at all: non-finite rather than a coverage matter
+    out["flags"] = np.where(trained, 0, np.where(empty, FLAG_NONFINITE, FLAG_COVERAGE)).astype(np.uint8)
     out["model_seconds"] = 0.0
-    for T in np.unique(temperatures):
-        sel = temperatures == T
-        r = engine.invert(y[sel], temperature=float(T), smoothing_meV=opts.smoothing_meV, valid_omega=src.valid,
-                          coverage=opts.uncertainty, impurity=opts.impurity)
-        out["model_seconds"] += r.model_seconds
-        for name, attr in fields.items():
-            out[name][sel] = getattr(r, attr)
+    patterns, which = np.unique(observed, axis=0, return_inverse=True)
+    which = which.reshape(-1)
+    for k, mask in enumerate(patterns):
+        for T in np.unique(temperatures[(which == k) & trained]):
+            sel = (which == k) & trained & (temperatures == T)
+            r = engine.invert(y[sel], temperature=float(T), smoothing_meV=opts.smoothing_meV, valid_omega=mask,
+                              coverage=opts.uncertainty, impurity=opts.impurity)
+            out["model_seconds"] += r.model_seconds
+            for name, attr in fields.items():
+                out[name][sel] = getattr(r, attr)
     out["flags"] |= np.uint8(src.grid_flags)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["lambda"] = coupling_lambda(out["glue"], Omega)
         out["omega_log"] = omega_log(np.nan_to_num(out["glue"]), Omega)
-    out["temperature"] = np.asarray(temperatures, dtype=np.float64)
+    out[TEMPERATURE_USED if "temperature" in src.lead else "temperature"] = np.asarray(temperatures, dtype=np.float64)
     out["y"] = y
     return out
+
+
+def skipped_warning(name: str, counts: dict, n_spectra: int, src: Source) -> str | None:
+    """The warning for the spectra a job skipped (``counts``: flag name → spectra), or None if none were."""
+    why = []
+    if counts.get("coverage_untrained"):
+        start, end = src.coverage
+        why.append(f"{counts['coverage_untrained']} because their measured ω coverage (NaN channels taken out) is "
+                   f"outside what the model was trained for (data from ≤ {start:g} meV to ≥ {end:g} meV, at most "
+                   f"{MAX_UNOBSERVED_FRACTION:.0%} of its ω grid unobserved in between)")
+    if counts.get("nonfinite_input"):
+        why.append(f"{counts['nonfinite_input']} because they hold NaN or inf values"
+                   + ("" if src.coverage else " (this model reads every ω point: NaN channels cannot be left out)"))
+    if not why:
+        return None
+    return f"{name}: {skipped_count(counts)} of {n_spectra} spectra skipped: " + "; ".join(why)
+
+
+def skipped_count(counts: dict) -> int:
+    """Spectra not inverted (NaN outputs), from flag counts (a spectrum carries at most one of these flags)."""
+    return counts.get("nonfinite_input", 0) + counts.get("coverage_untrained", 0)
 
 
 def invert_archive(input_path, output_path, engine: Engine, opts: ArchiveOptions = ArchiveOptions(), *,
@@ -156,7 +187,7 @@ def invert_archive(input_path, output_path, engine: Engine, opts: ArchiveOptions
         model_seconds, done = 0.0, 0
         try:
             with netCDF4.Dataset(tmp, "w", format="NETCDF4") as nc:
-                create_variables(nc, src, model, opts)
+                create_variables(nc, src, model, opts, coords)
                 copy_coords(nc, coords)
                 per_slab = max(1, min(int(chunk_spectra), SLAB_VALUES // max(1, src.omega_meV.size)))
 
@@ -200,6 +231,9 @@ def invert_archive(input_path, output_path, engine: Engine, opts: ArchiveOptions
                 finally:
                     worker.shutdown(wait=False, cancel_futures=True)
                 _check_unchanged(input_path, before, model, calibration_sha)
+                warning = skipped_warning(str(input_path), counts, src.n_spectra, src)
+                if warning:
+                    log.warning("%s", warning)
                 nc.setncatts(provenance_attrs(src, model, opts, input_sha, engine.provider,
                                               str(ds.attrs.get("history", "")), counts, calibration_sha))
             files.replace_durably(tmp, out)

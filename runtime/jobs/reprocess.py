@@ -43,7 +43,8 @@ def reprocess_one(path, out, engine: Engine, opts: ArchiveOptions, *, input_sha2
     remove_stale_temporaries(out)
     s = invert_archive(path, out, engine, opts, input_sha256=input_sha256, input_identity=input_identity,
                        progress=progress)
-    return {"output": str(out), "n_spectra": s.n_spectra, "flag_counts": s.flag_counts, "seconds": round(s.seconds, 3)}
+    return {"output": str(out), "n_spectra": s.n_spectra, "spectra_skipped": s.skipped, "flag_counts": s.flag_counts,
+            "seconds": round(s.seconds, 3)}
 
 
 def remove_stale_temporaries(out) -> list[Path]:
