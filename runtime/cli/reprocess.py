@@ -65,9 +65,9 @@ def reprocess_command(archive_dir, output_dir, pattern, force, min_age, dry_run,
     Idempotent: a file whose output records the same input sha256, model sha256 and options is
     skipped; an input whose size, mtime, ctime and inode are those recorded at its last hashing is
     not read again. A failing file is reported and the others go on. Exit 1 when a file failed for
-    the first time; a file whose same bytes failed the same way before (with the same model and
-    options) is retried and reported under "still_failing" without failing the run again
-    (docs/OPERATIONS.md). One run per output folder at a time (a lock file in it). A file reached
+    the first time; a file whose same bytes failed the same way before for a reason of the input
+    (same error, model and options) is retried and reported under "still_failing" without failing the
+    run again (docs/OPERATIONS.md). One run per output folder at a time (a lock file in it). A file reached
     through a link that leads out of ARCHIVE_DIR is not read (reported as failed).
     """
     import filelock
