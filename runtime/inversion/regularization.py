@@ -38,8 +38,9 @@ POLISH_ITERATIONS = 40
 #: noise after POLISH_ITERATIONS go on, in chunks of POLISH_CHUNK, until it is below POLISH_STOP × the
 #: noise or after this many iterations in all. Shapes unlike the training glue need them: on the
 #: realistic set at σ = 1e-4 (phonon lines, an Eliashberg-like spectrum, a plateau) 40 iterations left
-#: the misfit at 8.1, 5.6 and 3.1× the noise, 1000 at 1.4, 1.0 and 1.0×, the glue error unchanged or
-#: lower (benchmarks/polish_iterations.py). Training-like spectra rarely start (their misfit is ~1.0–1.1×).
+#: the misfit at 8.1, 5.6 and 3.1× the true noise, this rule at 1.6, 1.25 and 1.3× (it stops at 1.1× the
+#: *estimated* noise, which sharp shapes inflate), the glue error unchanged or lower
+#: (benchmarks/POLISH_ITERATIONS.md). Training-like spectra rarely go on (their misfit is ~1.0–1.1×).
 POLISH_MAX_ITERATIONS = 1000
 POLISH_START = 1.5
 POLISH_STOP = 1.1
