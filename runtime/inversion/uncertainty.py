@@ -14,7 +14,7 @@
   a model-independent non-negative fit (:func:`consistency_fit`, projected preconditioned Landweber),
   in units of the noise with the noiseless misfit β (95th percentile) as a floor. High means no
   glue ≥ 0 explains the spectrum well; flagged ``out_of_distribution`` above the calibrated
-  threshold of its relative-noise bin (the 99th percentile on held-out in-distribution spectra).
+  threshold of its relative-noise bin (the 99th percentile on held-out in-distribution spectra, at least 2).
   The runtime computes the consistency fit only where the rRIM's own score is above the threshold
   (below it, the score reported is the rRIM's: the minimum could only be lower, the flag the same).
 
