@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -120,6 +120,10 @@ class Source:
     omega_model: np.ndarray | None = None  # the model's ω grid, meV
     coverage: tuple | None = None
     tol: float = 0.0
+    omega_stored: np.ndarray | None = None  # the input ω axis as stored (its own units)
+    omega_attrs: dict = field(default_factory=dict)  # the input ω coordinate's attributes
+    y_units: str = "meV"  # the spectra's units as the file names them
+    attrs: dict = field(default_factory=dict)  # the input's global attributes
 
     @property
     def n_spectra(self) -> int:
@@ -133,6 +137,10 @@ class Source:
     def temperatures(self, key) -> np.ndarray:
         """Temperatures (K) of the spectra ``key`` selects, one per spectrum."""
         return self.temperature[key].reshape(-1)
+
+    def variables(self, opts: ArchiveOptions) -> dict:
+        """The output variables of ``opts`` for this input (:meth:`ArchiveOptions.output_variables`)."""
+        return opts.output_variables(self.lead, self.y_units)
 
     def interpolate(self, y: np.ndarray) -> np.ndarray:
         """Rows on the input ω axis (m, n_in), in the file's unit → rows on the model's ω grid (m, n_ω), meV."""
@@ -343,7 +351,7 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> Source:
     if opts.dim not in ds.coords:
         raise ArchiveError(f"{path}: dimension {opts.dim!r} of variable {opts.var!r} has no coordinate (ω values with units)")
     lead = tuple(d for d in da.dims if d != opts.dim)
-    clash = {"Omega", "omega"} & set(lead)
+    clash = {"Omega", "omega", "omega_input"} & set(lead)
     if clash:
         raise ArchiveError(f"{path}: variable {opts.var!r} has leading dimension(s) {sorted(clash)}, names the output reserves for its grids")
     shape = tuple(da.sizes[d] for d in lead)
@@ -369,4 +377,6 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> Source:
     lo, hi, t, valid, flags, served, tol = _interpolation(path, opts.dim, w_in, model_w, opts.crop, eps, measured)
     temps = _temperature(ds, da, path, opts, lead, shape)
     return Source(path, da.transpose(*lead, opts.dim), lead, shape, w_in, y_factor, lo, hi, t, valid, flags, temps,
-                  model_w, tuple(measured) if served else None, tol)
+                  model_w, tuple(measured) if served else None, tol, np.asarray(coord.values),
+                  {k: v for k, v in coord.attrs.items() if not str(k).startswith("_")}, str(da.attrs["units"]),
+                  dict(ds.attrs))

@@ -31,6 +31,7 @@ from rrim.io.provenance import provenance_attrs
 from rrim.io.reading import MAX_UNOBSERVED_FRACTION, Source, open_dataset, read_source
 from rrim.io.schema import TEMPERATURE_USED, ArchiveOptions
 from rrim.models.loading import LoadedModel
+from rrim.physics.operator import ForwardOperator
 from rrim.physics.quantities import coupling_lambda, omega_log
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,10 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
         fields.update(glue_lower="glue_lower", glue_upper="glue_upper")
     if opts.impurity:
         fields["impurity_rate"] = "impurity"
-    sizes = {"Omega": len(Omega), "omega": len(model.info.omega)}
-    variables = opts.output_variables(src.lead)
-    out = {name: np.full((m, *(sizes[c] for c in variables[name][1])), np.nan) for name in fields}
+    sizes = {"Omega": len(Omega), "omega": len(model.info.omega), "omega_input": src.omega_meV.size}
+    variables = src.variables(opts)
+    out = {name: np.full((m, *(sizes[c] for c in variables[name][1])), np.nan)
+           for name in (*fields, "scattering_rate_fit_input")}
     empty = np.isnan(rows).all(axis=1)  # nothing measured at all: non-finite rather than a coverage matter
     out["flags"] = np.where(trained, 0, np.where(empty, FLAG_NONFINITE, FLAG_COVERAGE)).astype(np.uint8)
     out["model_seconds"] = 0.0
@@ -116,6 +118,7 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
             out["model_seconds"] += r.model_seconds
             for name, attr in fields.items():
                 out[name][sel] = getattr(r, attr)
+            out["scattering_rate_fit_input"][sel] = _input_refit(r, src, engine)
     out["flags"] |= np.uint8(src.grid_flags)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["lambda"] = coupling_lambda(out["glue"], Omega)
@@ -123,6 +126,20 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
     out[TEMPERATURE_USED if "temperature" in src.lead else "temperature"] = np.asarray(temperatures, dtype=np.float64)
     out["y"] = y
     return out
+
+
+def _input_refit(r, src: Source, engine: Engine) -> np.ndarray:
+    """The refit A·x̂ (+ the impurity rate) of result ``r`` on the input's ω axis (as stored, ω > 0; NaN
+    elsewhere), in the input's units: A from the engine's physics at ``r.temperature`` on that axis."""
+    op = engine.physics(r.temperature)[0]
+    w = src.omega_meV
+    positive = w > 0
+    fit = np.full((len(r.glue), w.size), np.nan)
+    if np.count_nonzero(positive) >= 2:
+        a = ForwardOperator(w[positive], op.Omega, op.temperature, op.kernel, op.scale).matrix
+        c = 0.0 if r.impurity is None else r.impurity[:, None]
+        fit[:, positive] = r.glue @ a.T + c
+    return fit / src.y_factor
 
 
 def skipped_warning(name: str, counts: dict, n_spectra: int, src: Source) -> str | None:
