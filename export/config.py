@@ -75,6 +75,10 @@ class DataConfig:
     the spectra from glue on a grid that many times finer than the model's Ω grid (no inverse
     crime); ``coverage`` 'partial' measures each batch on a mask of
     :func:`rrim.physics.glue_families.coverage_masks` ('full': every ω point).
+
+    For the other models (the paper's rRIM, CNN, FCN: one seeded dataset): ``fresh_noise`` draws the
+    training spectra's noise afresh for every batch on the clean spectra, σ drawn from ``sigma`` (as the
+    adaptive rRIM gets it); validation and test keep their one draw.
     """
 
     n: int = 1000
@@ -84,6 +88,7 @@ class DataConfig:
     prior: str = "gaussian_mixture"
     fine_factor: int = 1
     coverage: str = "full"
+    fresh_noise: bool = False
 
     def __post_init__(self):
         sigmas = self.sigma if isinstance(self.sigma, tuple) else (self.sigma,)

@@ -173,7 +173,7 @@ class Problem:
         return self._realistic[n_per_file]
 
     def training_set(self, n: int, sigma: float, seed: int) -> SyntheticDataset:
-        """The baselines' training data at (n, σ, seed): the rRIM's glue functions and split, fixed noise at σ."""
+        """The baselines' training data at (n, σ, seed): the rRIM's glue functions and split, clean spectra and one noise draw at σ (the baselines' configurations redraw the training noise per batch: ``data.fresh_noise``)."""
         from rrim.export.adaptive_data import data_splits
 
         x, clean = self.glue(n, seed)

@@ -245,7 +245,7 @@ reuses the finished pieces and trainings in its work folder).
   configurations each (validation MSE of the best epoch; the rRIM got no search):
 {search_lines}
   The chosen configuration is trained per (N, σ, seed) on the rRIM's glue functions of that (N, seed)
-  with spectra at σ (fixed noise draw), with the rRIM's schedule (plateau ×0.5 after 4 epochs,
+  with spectra at σ (noise drawn afresh for every training batch, as for the rRIM; validation: one draw), with the rRIM's schedule (plateau ×0.5 after 4 epochs,
   stop after 12 without improvement or below lr 1e-5, at most 400 epochs), best-validation weights.
 - **ridge** y → x on the same pairs (λ on their validation split).
 - **Tikhonov (tuned)**: the weight with the lowest MSE on {budget.n_tune} separate spectra of the prior at

@@ -179,6 +179,7 @@ def export_onnx(model: nn.Module, operator: ForwardOperator, path, *, form: str 
     dynamic = {k: {0: "batch"} for k in (*PER_ROW, OUTPUT_X) if k in names or k == OUTPUT_X}
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter's notice (see module doc)
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # grid sizes (the coarse path's matrices) are constants
         torch.onnx.export(module, args, str(path), dynamo=False, opset_version=OPSET, input_names=names,
                           output_names=[OUTPUT_X], do_constant_folding=True, dynamic_axes=dynamic)
     proto = onnx.load(str(path))

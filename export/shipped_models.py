@@ -227,6 +227,12 @@ def write_index(models_dir: Path, entry: dict) -> Path:
     return path
 
 
+def history_paths(checkpoint: Path) -> tuple[Path, Path]:
+    """Where a training's epoch history may sit: beside it in its run folder, or as NAME.history.json
+    beside a kept checkpoint NAME.pt."""
+    return checkpoint.with_name("history.json"), checkpoint.with_suffix(".history.json")
+
+
 def build(name: str, models_dir: Path, checkpoint=None, command: str = "", checkpoints_dir: Path | None = None) -> dict:
     """Train or resume (or take ``checkpoint``), export, evaluate, and write model, golden, card and index
     into ``models_dir``; keep the finished training as ``checkpoints_dir/NAME.pt`` when given."""
@@ -240,13 +246,15 @@ def build(name: str, models_dir: Path, checkpoint=None, command: str = "", check
     _, saved, extra = load_checkpoint(checkpoint)
     if saved != config:
         raise ValueError(f"{checkpoint}: trained with another configuration than export/configs/{recipe.config}")
-    history = Path(checkpoint).with_name("history.json")
-    extra["epochs"] = len(json.loads(history.read_text())) if history.exists() else None
+    history = next((h for h in history_paths(Path(checkpoint)) if h.exists()), None)
+    extra["epochs"] = len(json.loads(history.read_text())) if history else None
     if checkpoints_dir is not None:
         Path(checkpoints_dir).mkdir(parents=True, exist_ok=True)
         kept = Path(checkpoints_dir) / f"{name}.pt"
         if Path(checkpoint).resolve() != kept.resolve():
             shutil.copyfile(checkpoint, kept)
+            if history:
+                shutil.copyfile(history, history_paths(kept)[1])
     T = config.operator.training_temperatures()
     path = Path(models_dir) / f"{name}.onnx"
     summary = export_checkpoint(checkpoint, path, form="input", name=name, model_version=MODEL_VERSION,

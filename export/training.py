@@ -113,8 +113,12 @@ def physics_bank(config: Config, operator: ForwardOperator) -> list[tuple[torch.
 
 def noisy_spectra(x: torch.Tensor, A: torch.Tensor, sigmas: tuple[float, ...], rng: np.random.Generator) -> torch.Tensor:
     """Scaled spectra A x + σ·max|A x|·ε (rows of ``x`` (B, n_Ω)), one σ of ``sigmas`` drawn per row."""
-    y = x @ A.T
-    level = torch.as_tensor(np.asarray(sigmas)[rng.integers(len(sigmas), size=len(x))], dtype=torch.float32)
+    return with_noise(x @ A.T, sigmas, rng)
+
+
+def with_noise(y: torch.Tensor, sigmas: tuple[float, ...], rng: np.random.Generator) -> torch.Tensor:
+    """Spectra y (B, n_ω) + σ·max|y|·ε, one σ of ``sigmas`` drawn per row."""
+    level = torch.as_tensor(np.asarray(sigmas)[rng.integers(len(sigmas), size=len(y))], dtype=torch.float32)
     eps = torch.as_tensor(rng.standard_normal(tuple(y.shape)), dtype=torch.float32)
     return y + (level * y.abs().amax(dim=1))[:, None] * eps
 
@@ -133,7 +137,8 @@ def temperature_groups(x: torch.Tensor, bank, sigmas, rng: np.random.Generator) 
 
 class FixedData:
     """Batches for the paper's rRIM (fixed h) and the FCN/CNN: the seeded dataset of
-    :func:`make_data`; with several training temperatures, spectra are made per batch at a drawn one."""
+    :func:`make_data`; with several training temperatures, spectra are made per batch at a drawn one;
+    with ``data.fresh_noise`` the training batches get new noise on the dataset's clean spectra."""
 
     def __init__(self, config: Config, operator: ForwardOperator, data: SyntheticDataset | None = None):
         self.config = config
@@ -141,6 +146,7 @@ class FixedData:
         self.splits = data.splits
         self.x = torch.as_tensor(data.x, dtype=torch.float32)
         self.y = torch.as_tensor(data.y / operator.scale, dtype=torch.float32)
+        self.y_clean = torch.as_tensor(data.y_clean / operator.scale, dtype=torch.float32)
         self.bank = physics_bank(config, operator)
 
     def batch(self, rows: np.ndarray, rng: np.random.Generator) -> tuple:
@@ -149,6 +155,8 @@ class FixedData:
         if len(self.bank) > 1:
             A, P = self.bank[rng.integers(len(self.bank))]
             return noisy_spectra(self.x[rows], A, self.config.data.sigmas, rng), self.x[rows], (A, P)
+        if self.config.data.fresh_noise:
+            return with_noise(self.y_clean[rows], self.config.data.sigmas, rng), self.x[rows], self.bank[0]
         return self.y[rows], self.x[rows], self.bank[0]
 
     def groups(self, split: str, rng: np.random.Generator) -> list[tuple]:

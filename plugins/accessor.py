@@ -3,15 +3,24 @@
 A thin layer over the runtime: ``ds.rrim.invert()`` is :func:`rrim.jobs.dataset.invert_dataset`
 with an engine of its own, so it returns the variables, names and attributes that ``rrim invert``
 writes. On dask-backed data it stays lazy: :func:`xarray.apply_ufunc` with ``dask="parallelized"``
-inverts each chunk of spectra in one batch, with an engine of its own per chunk (only the model's
-path and sha256 travel; the onnxruntime session stays built in the worker process).
+inverts each chunk of spectra in one batch, with an engine of its own per chunk (the verified model
+travels; each worker process reads the model file once, for its cached onnxruntime session).
+
+Lazy results are computed again by every computation that needs them: ``out.glue.values`` and then
+``out.lambda.values`` run the network twice. Call ``out = out.persist()`` (or ``.load()``) once
+before taking several variables, plotting or writing.
 """
 from __future__ import annotations
+
+import json
+import re
 
 import numpy as np
 import xarray as xr
 
 from rrim.inversion.engine import DEFAULT_BATCH_SIZE, Engine
+from rrim.io.paths import ArchiveError
+from rrim.io.provenance import multi_file_attrs, source_files
 from rrim.io.reading import read_source
 from rrim.io.schema import ArchiveOptions
 from rrim.jobs.dataset import invert_dataset
@@ -20,6 +29,24 @@ from rrim.models.loading import DEFAULT_MODEL, load_model
 from rrim.physics.operator import ForwardOperator
 
 _MODEL_OMEGA = "omega_model"  # forward()'s ω axis inside apply_ufunc (renamed to omega after)
+#: The command line's options in the runtime's messages → the accessor's keywords.
+_KEYWORDS = {"--temperature-var": "temperature_name=", "--temperature K": "temperature=<kelvin>",
+             "--temperature": "temperature=", "--var": "var=",
+             "--dim": "dim=", "--crop": "crop=True", "--smoothing": "smoothing_meV=", "--uncertainty": "uncertainty=",
+             "--impurity": "impurity=True", "--sha256": "sha256=", "--model": "model=", "--provider": "provider="}
+_FLAG = re.compile("|".join(re.escape(k) + r"(?![\w-])" for k in sorted(_KEYWORDS, key=len, reverse=True)))
+
+
+def _python_message(e: ArchiveError) -> ArchiveError:
+    """The same error, its command-line options named as this accessor's keywords (``--var`` → ``var=``)."""
+    return type(e)(_FLAG.sub(lambda m: _KEYWORDS[m.group(0)], str(e)))
+
+
+def _with_keywords(call):
+    try:
+        return call()
+    except ArchiveError as e:
+        raise _python_message(e) from None
 
 
 class _RrimAccessor:
@@ -38,12 +65,20 @@ class _RrimAccessor:
         ``temperature`` (K) overrides the dataset's; ``model`` is an installed name or a path;
         ``uncertainty`` (0.68 or 0.9) adds the calibrated band ``glue_lower``/``glue_upper``;
         ``impurity`` estimates and removes the impurity rate (``impurity_rate``).
-        Lazy on dask-backed input. Raises :class:`rrim.io.paths.ArchiveError` for bad input.
+        Lazy on dask-backed input: each computation of the result runs the network again, so call
+        ``.persist()`` on it before taking more than one variable. Raises
+        :class:`rrim.io.paths.ArchiveError` for bad input (naming these keywords). On a dataset opened with
+        ``xr.open_mfdataset`` the provenance (``input_file``, ``title``, ``history``) names every file.
         """
         opts = ArchiveOptions(var=var, dim=dim, temperature_name=temperature_name, temperature=temperature,
                               crop=crop, smoothing_meV=smoothing_meV, uncertainty=uncertainty, impurity=impurity)
+        ds = self._dataset(var)
         with Engine(load_model(model, sha256=sha256), provider, batch_size=batch_size) as engine:
-            return invert_dataset(self._dataset(var), engine, opts)
+            out = _with_keywords(lambda: invert_dataset(ds, engine, opts))
+        files = source_files(ds)
+        if len(files) > 1:
+            out.attrs = multi_file_attrs(out.attrs, files)
+        return out
 
     def forward(self, var: str = "glue", model=DEFAULT_MODEL, temperature: float | None = None) -> xr.DataArray:
         """Scattering rate (meV, on the model's ω grid) of the glue functions in ``var`` (core dim ``Omega``)
@@ -59,20 +94,22 @@ class _RrimAccessor:
         return rate.rename("scattering_rate")
 
 
-    def plot(self, path, spectra=None, var: str = "scattering_rate", dim: str = "omega", model=DEFAULT_MODEL,
+    def plot(self, path, spectra=None, var: str = "scattering_rate", dim: str = "omega", model=None,
              provider: str = "auto", truth: str | None = None, title: str = "", data=None, **options):
         """A PNG (or any matplotlib format) with one row per spectrum: glue (with the band where there is
         one, and ``truth``, a variable of true glue, if given) | measured 1/τ on the model's grid with
-        the refit | fit − measured. Returns the path. Drawn by :func:`rrim.io.plotting.plot_inversions`;
-        needs ``rrim[plot]``.
+        the refit | fit − measured. Rows are labelled by their coordinate values. Returns the path.
+        Drawn by :func:`rrim.io.plotting.plot_inversions`; needs ``rrim[plot]``.
 
         On input data (``var`` on ``dim``) the selected spectra are inverted first, eagerly, with
-        ``model``/``provider`` and :meth:`invert`'s ``options`` (e.g. ``uncertainty=0.9``). On what
-        :meth:`invert` returned (``glue``, ``scattering_rate_fit``, ``residual``) they are drawn as
-        they are; the measured spectra come from ``data`` (the input Dataset, same leading dimensions)
-        or from ``var`` on ``dim`` in this dataset if it holds them (``model`` must be the one that
-        inverted them), else the measured curve and fit − measured are left empty (the residual
-        stays in the title). ``spectra``: flat indices over the leading dimensions (default: the first 4).
+        ``model`` (default ``rrim-default``), ``provider`` and :meth:`invert`'s ``options`` (e.g.
+        ``uncertainty=0.9``). On what :meth:`invert` returned (``glue``, ``scattering_rate_fit``,
+        ``residual``) they are drawn as they are; the measured spectra come from ``data`` (the input
+        Dataset, same leading dimensions) or from ``var`` on ``dim`` in this dataset if it holds them,
+        interpolated as the recorded model and ``crop`` option did (``model=`` and ``crop=`` override
+        them), else the measured curve and fit − measured are left empty (the residual stays in the
+        title). ``spectra``: flat indices over the leading dimensions (default: the first 4). On lazy
+        outputs call ``.persist()`` first, or each drawn variable runs the network again.
         """
         from rrim.io.plotting import plot_inversions
 
@@ -88,43 +125,78 @@ class _RrimAccessor:
                 raise ValueError(f"plot: the dataset has 'glue' but lacks {', '.join(map(repr, missing))}; "
                                  "plot input data or what ds.rrim.invert() returns")
             omega, Omega = ds.omega.values, ds.Omega.values
-            y = _measured(data if data is not None else ds if var in ds else None, {d: ds.sizes[d] for d in lead}, idx,
-                          omega, var, dim, model, options)
+            source = data if data is not None else ds if var in ds else None
+            y = None
+            if source is not None:
+                loaded = load_model(model) if model is not None else _recorded_model(ds)
+                crop = options.get("crop", json.loads(ds.attrs.get("options", "{}")).get("crop", False))
+                y = _with_keywords(lambda: _measured(source, {d: ds.sizes[d] for d in lead}, idx, omega, var, dim,
+                                                     loaded, crop))
             if y is None:
                 y = np.full_like(get["scattering_rate_fit"], np.nan, dtype=np.float64)  # no data: nothing drawn
+            labels = _labels(ds, lead, [ds.sizes[d] for d in lead], idx)
         else:
             if var not in ds:
                 raise ValueError(f"plot: the dataset has neither the input variable {var!r} nor a 'glue' output")
-            loaded = load_model(model)
+            loaded = load_model(DEFAULT_MODEL if model is None else model)
             opts = ArchiveOptions(var=var, dim=dim, **{k: options[k] for k in ("temperature", "temperature_name", "crop",
                                                                                 "smoothing_meV", "uncertainty", "impurity")
                                                          if k in options})
-            src = read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), loaded, opts)
+            src = _with_keywords(lambda: read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), loaded, opts))
             idx = _indices(spectra, src.n_spectra)
             rows = _source_rows(src, idx, list(src.lead), dim)
             with Engine(loaded, provider) as engine:
                 get = invert_rows(rows, np.asarray(src.temperature).reshape(-1)[idx], src, engine, opts)
             omega, Omega, y = loaded.info.omega.values, loaded.info.Omega.values, get["y"]
+            labels = _labels(ds, list(src.lead), list(src.shape), idx)
         band = (get["glue_lower"], get["glue_upper"]) if "glue_lower" in get else None
         true = None if truth is None else np.asarray(ds[truth].stack(_spectrum=[d for d in ds[truth].dims if d != "Omega"])
                                                      .transpose("_spectrum", ...).values)[idx]
         return plot_inversions(path, omega, Omega, y, get["glue"], get["scattering_rate_fit"], get["residual"],
-                               labels=[f"spectrum {i}" for i in idx], truth=true, title=title, band=band)
+                               labels=labels, truth=true, title=title, band=band)
 
 
-def _measured(data, sizes: dict, idx: list, omega: np.ndarray, var: str, dim: str, model, options: dict):
+def _recorded_model(ds: xr.Dataset):
+    """The model the outputs ``ds`` record (``model_name``, pinned to ``model_sha256``), else the default."""
+    from rrim.models.modelfile import ModelFileError
+
+    name, sha = ds.attrs.get("model_name"), ds.attrs.get("model_sha256")
+    if not name:
+        return load_model(DEFAULT_MODEL)
+    try:
+        return load_model(name, sha256=sha)
+    except ModelFileError as e:
+        raise ValueError(f"plot: these outputs record model {name!r} (sha256 {str(sha)[:12]}…), which cannot be "
+                         f"loaded by that name here ({e}); pass model= with its .onnx path") from None
+
+
+def _labels(ds: xr.Dataset, lead: list, shape: list, idx: list) -> list[str]:
+    """'dim=value, …' of each flat index in ``idx`` over the leading dimensions (the index where a
+    dimension has no coordinate)."""
+    def value(d, i):
+        if d not in ds.coords:
+            return str(i)
+        v = ds[d].values[i]
+        if isinstance(v, np.datetime64):
+            return np.datetime_as_string(v, unit="s")
+        return f"{v:g}" if isinstance(v, (float, np.floating)) else str(v)
+
+    labels = []
+    for i in idx:
+        pos = np.unravel_index(i, shape) if lead else ()
+        labels.append(", ".join(f"{d}={value(d, int(j))}" for d, j in zip(lead, pos)) or "spectrum")
+    return labels
+
+
+def _measured(data, sizes: dict, idx: list, omega: np.ndarray, var: str, dim: str, loaded, crop: bool):
     """The spectra ``idx`` (flat over the outputs' leading ``sizes``) of ``var`` in ``data``, on the outputs'
-    ω grid in meV, or None without ``data``."""
-    if data is None:
-        return None
+    ω grid in meV, interpolated as model ``loaded`` with ``crop`` does."""
     lead = list(sizes)
     data = data if isinstance(data, xr.Dataset) else data.to_dataset(name=data.name or var)
-    loaded = load_model(model)
     if len(loaded.info.omega) != len(omega) or not np.allclose(loaded.info.omega.values, omega):
         raise ValueError(f"plot: model {loaded.name!r} has another ω grid than these outputs; pass the model that "
                          "inverted them (model=...)")
-    opts = ArchiveOptions(var=var, dim=dim, crop=options.get("crop", False),
-                          temperature=0.0)  # only the ω interpolation is used, never the temperature
+    opts = ArchiveOptions(var=var, dim=dim, crop=crop, temperature=0.0)  # only the ω interpolation is used
     src = read_source(data, data.encoding.get("source", "<in-memory dataset>"), loaded, opts)
     if dict(zip(src.lead, src.shape)) != sizes:
         raise ValueError(f"plot: {var!r} in data has leading dimensions {dict(zip(src.lead, src.shape))}, "

@@ -7,6 +7,8 @@ session stays built in the worker process, :mod:`rrim.models.sessions`). The cal
 """
 from __future__ import annotations
 
+import logging
+
 from rrim.inversion.engine import Engine
 from rrim.io.schema import ArchiveOptions
 from rrim.jobs.reprocess import reprocess_one
@@ -37,8 +39,10 @@ def reprocess_on_dask(jobs, model: LoadedModel, opts: ArchiveOptions, *, schedul
 
     from rrim.models.sessions import available_cpus
 
+    # no dashboard; the scheduler's HTTP endpoint (always started) on a free loopback port, never a fixed :8787
     cluster = None if scheduler else LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True,
-                                                  dashboard_address=None)
+                                                  dashboard_address="127.0.0.1:0", scheduler_kwargs={"dashboard": False},
+                                                  silence_logs=logging.getLogger("distributed").getEffectiveLevel())
     threads = None if scheduler else max(1, available_cpus() // max(1, n_workers or 1))
     try:
         with Client(scheduler or cluster) as client:

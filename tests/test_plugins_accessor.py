@@ -66,6 +66,50 @@ def test_open_mfdataset_over_several_files(tmp_path, example):
         got = multi.rrim.invert(provider="cpu")
         assert hasattr(got.glue.data, "dask")
         np.testing.assert_allclose(got.glue.values, example.rrim.invert(provider="cpu").glue.values, rtol=1e-6, atol=1e-7)
+        assert got.attrs["input_file"] == "part0.nc, part1.nc" and "from 2 files" in got.attrs["title"]
+        assert "invert 2 files (part0.nc, part1.nc)" in got.attrs["history"].splitlines()[0]
+
+
+def test_errors_name_keywords_not_command_line_options(example):
+    from rrim.io.paths import ArchiveError
+
+    with pytest.raises(ArchiveError, match=r"\(use var=\)") as e:
+        example.rrim.invert(var="rate", provider="cpu")
+    assert "--" not in str(e.value)
+    with pytest.raises(ArchiveError, match="pass temperature=<kelvin>") as e:
+        example.drop_vars("temperature").rrim.invert(provider="cpu")
+    assert "--" not in str(e.value)
+
+
+def test_chunks_never_load_or_hash_the_model_again(monkeypatch, example):
+    from rrim.models import loading, sessions
+
+    lazy = example.chunk({"sample": 1}).rrim.invert(provider="cpu")  # 4 chunks
+    hashed = []
+    for module in (loading, sessions):
+        monkeypatch.setattr(module, "sha256_bytes", lambda data, f=module.sha256_bytes: hashed.append(len(data)) or f(data))
+    monkeypatch.setattr(loading, "load_model", lambda *a, **k: pytest.fail("a chunk loaded the model"))
+    glue = lazy.glue.compute(scheduler="synchronous")
+    model_bytes = (loading.MODELS_DIR / "rrim-default.onnx").stat().st_size
+    assert glue.shape == (4, 6, 200) and model_bytes not in hashed  # (the calibration, a few kB, is read per chunk)
+
+
+def test_plot_of_outputs_reuses_the_recorded_model_and_crop(monkeypatch, tmp_path, example):
+    from rrim.io import plotting
+    from rrim.plugins import accessor
+
+    calls, loaded, crops = [], [], []
+    monkeypatch.setattr(plotting, "plot_inversions", lambda path, *args, **kw: calls.append(args) or path)
+    cropped = example.isel(omega=slice(0, 200))  # up to 320 meV of the model's 400
+    out = cropped.rrim.invert(provider="cpu", crop=True, model="rrim-lean")
+    real_load, real_read = accessor.load_model, accessor.read_source
+    monkeypatch.setattr(accessor, "load_model", lambda *a, **k: loaded.append((a, k)) or real_load(*a, **k))
+    monkeypatch.setattr(accessor, "read_source", lambda ds, p, m, opts: crops.append(opts.crop) or real_read(ds, p, m, opts))
+    out.rrim.plot(tmp_path / "p.png", spectra=[0], data=cropped)
+    assert loaded == [(("rrim-lean",), {"sha256": out.attrs["model_sha256"]})] and crops == [True]
+    assert np.isfinite(calls[0][2]).any()  # the measured spectrum
+    out.rrim.plot(tmp_path / "p.png", spectra=[0], data=cropped, model="rrim-default", crop=False)
+    assert loaded[-1] == (("rrim-default",), {}) and crops[-1] is False
 
 
 def test_forward_reproduces_noiseless_spectra(example):
@@ -126,7 +170,8 @@ def test_plot_of_outputs_draws_the_measured_spectra_from_the_input(monkeypatch, 
         np.testing.assert_array_equal(args[0], omega)
         np.testing.assert_allclose(args[3], glue, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(args[5], residual, rtol=1e-6)
-        assert kw_out["labels"] == kw["labels"] == ["spectrum 1", "spectrum 7"]
+        t1 = np.datetime_as_string(example.time.values[1], unit="s")  # spectra 1 and 7 of 4 samples × 6 times
+        assert kw_out["labels"] == kw["labels"] == [f"sample=S1, time={t1}", f"sample=S2, time={t1}"]
     np.testing.assert_allclose(calls[1][0][2], y, rtol=1e-12)
     assert np.isnan(calls[2][0][2]).all()
     with pytest.raises(ValueError, match="leading dimensions"):

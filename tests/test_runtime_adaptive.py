@@ -106,6 +106,27 @@ def test_polish_brings_the_clipped_steps_misfit_down_to_the_noise(default_operat
     assert polished < clipped and polished < 1.5
 
 
+@pytest.mark.parametrize("n, k", [(200, 8), (200, 3), (17, 5), (8, 8)])
+def test_coarse_path_matrices_equal_pooling_and_linear_interpolation(n, k):
+    """The coarse path's constant matrices reproduce AvgPool1d(ceil_mode) and linear interpolation,
+    including a short last block and the clamped ends."""
+    from rrim.export.nets import pool_matrix, upsample_matrix
+
+    h = torch.randn(2, 3, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n + k))
+    pooled = torch.nn.AvgPool1d(k, ceil_mode=True)(h)
+    assert torch.allclose(h @ torch.from_numpy(pool_matrix(n, k)), pooled, atol=1e-12)
+    back = torch.nn.functional.interpolate(pooled, size=n, mode="linear")
+    assert torch.allclose(pooled @ torch.from_numpy(upsample_matrix(pooled.shape[-1], n)), back, atol=1e-12)
+
+
+def test_coarse_path_is_exported_as_products(exported):
+    """No AveragePool or Resize node in the graph (onnxruntime runs MatMul faster)."""
+    import onnx
+
+    ops = {node.op_type for path in exported.values() for node in onnx.load(str(path)).graph.node}
+    assert "MatMul" in ops and not ops & {"AveragePool", "Resize"}
+
+
 def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_operator, adaptive_net):
     """Golden parity through onnxruntime; rrim.invert (graph + float64 correction) equals PyTorch's
     final estimate; the input form fed the full-grid basis equals the baked form."""
@@ -189,3 +210,32 @@ def test_regularization_metadata_with_a_bad_polish_count_is_refused(bad):
     meta["regularization"] = json.dumps({**reg, "polish_iterations": bad})
     with pytest.raises(ModelFileError, match="m.onnx: metadata 'regularization' .* 0–1000 polish_iterations"):
         ModelInfo.from_metadata(meta, "m.onnx")
+
+
+@pytest.mark.parametrize("bounds", [{"h_min": 0}, {"h_min": 1e-3, "h_max": 1e-4}, {"h_max": "1"}, {"h_max": float("inf")}])
+def test_regularization_metadata_with_bad_weight_bounds_is_refused(bounds):
+    from rrim.models.loading import load_model
+    from rrim.models.modelfile import ModelFileError, ModelInfo
+
+    meta = load_model("rrim-default").info.to_metadata()
+    meta["regularization"] = json.dumps({**json.loads(meta["regularization"]), **bounds})
+    with pytest.raises(ModelFileError, match="m.onnx: metadata 'regularization' .* 0 < h_min ≤ h_max"):
+        ModelInfo.from_metadata(meta, "m.onnx")
+
+
+def test_the_weight_fed_is_clipped_to_the_model_s_own_bounds(default_operator):
+    """A model trained with h in [1e-3, 1e-2] is fed h clipped there, whatever GCV chose."""
+    import copy
+
+    from rrim.inversion.feeds import AdaptiveInputs, model_feeds
+    from rrim.models.loading import load_model
+    from rrim.models.modelfile import INPUT_H
+    from rrim.physics.glue_families import realistic_glue
+
+    model = copy.deepcopy(load_model("rrim-default"))
+    model.info.regularization.update(h_min=1e-3, h_max=1e-2)
+    y = default_operator.forward(realistic_glue(default_operator.Omega, 3, np.random.default_rng(0))) / default_operator.scale
+    a = AdaptiveInputs.of(default_operator, y)
+    assert (a.h < 1e-3).any()  # noiseless spectra: GCV picks a tiny weight
+    h = model_feeds(model, default_operator, None, None, y, adaptive=a)[INPUT_H]
+    assert np.allclose(h[:, 0], np.clip(a.h, 1e-3, 1e-2).astype(np.float32))

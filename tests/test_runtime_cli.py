@@ -328,8 +328,19 @@ def test_inspect_models_and_selfcheck(tmp_path, models):
     assert res.exit_code == 0 and s["kind"] == "archive" and s["variables"]["scattering_rate"]["units"] == "cm-1"
     res, s = run("inspect", models["input"])
     assert res.exit_code == 0 and s["kind"] == "model" and s["form"] == "input" and s["omega_meV"] == [2.0, 400.0, 200]
-    res, s = run("models")
+    res, s = run("models", "--json")
     assert res.exit_code == 0 and "models" in s
+    res, _ = run("models")
+    assert res.exit_code == 0 and res.stdout.splitlines()[0].split()[:3] == ["NAME", "VERSION", "FORM"]
+    assert all(m["name"] in res.stdout for m in s["models"])
+    res, s = run("inspect", "rrim-default")
+    assert res.exit_code == 0 and s["kind"] == "model" and s["name"] == "rrim-default" and s["size_bytes"] > 0
+    res, s = run("inspect", "no-such-model")
+    assert res.exit_code == 2 and "no installed model of that name" in s["error"]
+    bad = tmp_path / "broken.nc"
+    bad.write_bytes(b"not netcdf at all")
+    res, s = run("inspect", bad)
+    assert res.exit_code == 2 and "not a readable NetCDF file" in s["error"]
     res, s = run("selfcheck")
     assert res.exit_code in (0, 1) and s["onnxruntime_providers"] and all("passed" in m for m in s["models"])
 

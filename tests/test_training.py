@@ -267,3 +267,24 @@ def test_warm_start_adds_a_coarse_path_that_starts_as_nothing(tmp_path, rng):
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="training.init_from: .*source.pt does not fit the model"):
         warm_start(build_model(dataclasses.replace(config.model, hidden=4), op), path)
+
+
+@pytest.mark.parametrize("fresh", [False, True])
+def test_fresh_noise_redraws_the_training_noise_per_batch(tmp_path, fresh):
+    """With data.fresh_noise the same rows get new noise at the dataset's σ each batch; without, the one draw."""
+    from rrim.export.training import training_data
+
+    config = tiny_config(tmp_path).replace(data={"fresh_noise": fresh, "sigma": 1e-2})
+    operator = config.operator.build()
+    data = training_data(config, operator)
+    rows = data.splits["train"][:64]
+    (y1, x1, _), (y2, x2, _) = (data.batch(rows, np.random.default_rng(k)) for k in (1, 2))
+    assert torch.equal(x1, x2)
+    if not fresh:
+        assert torch.equal(y1, y2) and torch.equal(y1, data.y[torch.as_tensor(rows)])
+        return
+    clean = data.y_clean[torch.as_tensor(rows)]
+    for y in (y1, y2):
+        level = ((y - clean).std(dim=1) / clean.abs().amax(dim=1)).mean().item()
+        assert level == pytest.approx(1e-2, rel=0.05)
+    assert not torch.equal(y1, y2)

@@ -44,10 +44,27 @@ def test_a_model_in_a_user_folder_hides_the_shipped_one_of_that_name(tmp_path, m
     models = installed_models()
     assert models["rrim-default"].path == path and set(shipped) <= set(models)
     assert load_model("rrim-default").path == path
-    res = CliRunner().invoke(main, ["models"])
-    listed = json.loads(res.output)
+    res = CliRunner().invoke(main, ["models", "--json"])
+    listed = json.loads(res.stdout)
     assert str(folder) == listed["model_folders"][0]
     assert {m["name"]: m["file"] for m in listed["models"]}["rrim-default"] == str(path)
+
+
+def test_a_model_dropped_into_the_user_folder_is_listed_and_found_by_name(tmp_path, monkeypatch, small_operator):
+    folder, path = _own_folder(tmp_path, small_operator, "mine")
+    (folder / "index.json").unlink()  # no index: the file alone, found by its name without a recorded sha256
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    user = tmp_path / "data" / "rrim" / "models"
+    shutil.copytree(folder, user)
+    res = CliRunner().invoke(main, ["models"])
+    assert res.exit_code == 0
+    row = next(line for line in res.stdout.splitlines() if line.startswith("mine "))
+    assert str(user) in row and " kB" in row
+    listed = {m["name"]: m for m in json.loads(CliRunner().invoke(main, ["models", "--json"]).stdout)["models"]}
+    assert listed["mine"]["file"] == str(user / "mine.onnx") and listed["mine"]["indexed"] is False
+    assert load_model("mine").path == (user / "mine.onnx").resolve()
+    res = CliRunner().invoke(main, ["inspect", "mine"])
+    assert res.exit_code == 0 and json.loads(res.stdout)["path"] == str((user / "mine.onnx").resolve())
 
 
 def test_the_xdg_default_folder_is_searched(tmp_path, monkeypatch, small_operator):
@@ -79,7 +96,7 @@ def test_calibrate_writes_where_it_is_told_never_into_the_package(tmp_path, monk
     res = CliRunner().invoke(main, args, catch_exceptions=False)
     assert res.exit_code == 0, res.output
     expected = {"output-dir": tmp_path / "cal", "model folder": folder, "shipped": tmp_path / "user"}[where]
-    assert json.loads(res.output)["calibration"] == str(expected / "mine.calibration.json")
+    assert json.loads(res.stdout)["calibration"] == str(expected / "mine.calibration.json")
     assert (expected / "mine.calibration.md").is_file()
     assert (folder / "mine.calibration.json").exists() == (where == "model folder")
 

@@ -54,15 +54,17 @@ def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np
     (default: every point); rows of the per-spectrum inputs match the spectra.
 
     A noise-adaptive model gets β = Uᵀy (float64, then cast) and h (m, 1) of ``adaptive`` (default:
-    :meth:`AdaptiveInputs.of`), and in the input form S and Vt of the measured points' basis."""
+    :meth:`AdaptiveInputs.of`) clipped to the model's ``h_min``/``h_max``, and in the input form S and
+    Vt of the measured points' basis."""
     if not model.info.adaptive:
         feeds = {INPUT_Y: y_scaled.astype(np.float32)}
         if model.form == "input":
             feeds.update({INPUT_A: a32, INPUT_P: p32})
         return feeds
     a = adaptive or AdaptiveInputs.of(op, y_scaled, mask)
+    reg = model.info.regularization
     feeds = {INPUT_BETA: a.beta.astype(np.float32),
-             INPUT_H: np.clip(a.h, H_MIN, H_MAX)[:, None].astype(np.float32)}
+             INPUT_H: np.clip(a.h, reg.get("h_min", H_MIN), reg.get("h_max", H_MAX))[:, None].astype(np.float32)}
     if model.form == "input":
         feeds.update({INPUT_S: a.svd.s.astype(np.float32), INPUT_VT: a.svd.Vt.astype(np.float32)})
     return feeds

@@ -80,3 +80,30 @@ def provenance_attrs(src: Source, model: LoadedModel, opts: ArchiveOptions, inpu
             continue
         carried[f"input_{key}" if key in own and f"input_{key}" not in src.attrs else key] = value
     return {**carried, **own}
+
+
+def source_files(ds) -> list[str]:
+    """The files an xarray Dataset was opened from: every file of an ``xr.open_mfdataset`` (found through
+    the closers xarray keeps for them, each store's file name), else its ``encoding["source"]``, else []."""
+    closer = getattr(ds, "_close", None)
+    closers = getattr(closer, "args", ())[:1]
+    names = [getattr(getattr(c, "__self__", None), "_filename", None) for c in (closers[0] if closers else ())]
+    if names and all(isinstance(n, str) for n in names):
+        return names
+    source = ds.encoding.get("source")
+    return [str(source)] if source else []
+
+
+def multi_file_attrs(attrs: dict, paths: list[str]) -> dict:
+    """``attrs`` of an output made from several files ``paths``: ``input_file`` names all of them
+    (comma-separated), the title and the latest history line say how many."""
+    from pathlib import Path
+
+    names = [display_name(Path(p).name) for p in paths]
+    first = names[0]
+    out = dict(attrs, input_file=", ".join(names),
+               title=f"Electron-boson glue functions from {len(names)} files ({first} …)")
+    lines = str(attrs.get("history", "")).split("\n")
+    lines[0] = lines[0].replace(f"invert {first} ", f"invert {len(names)} files ({', '.join(names)}) ", 1)
+    out["history"] = "\n".join(lines)
+    return out

@@ -3,7 +3,8 @@
 
 Validation (:func:`rrim.io.reading.read_source`) and inversion (:func:`rrim.jobs.invert.invert_rows`)
 are the file job's own. Eager data run through the given :class:`~rrim.inversion.engine.Engine`; each
-dask chunk runs with an engine of its own for the same model file (only its path and sha256 travel).
+dask chunk runs with an engine of its own for the same verified model (the :class:`LoadedModel` travels, so
+a worker process reads the file once, for its cached session, instead of loading the model per chunk).
 """
 from __future__ import annotations
 
@@ -21,19 +22,19 @@ from rrim.io.provenance import provenance_attrs
 from rrim.io.reading import read_source
 from rrim.io.schema import GRIDS, ArchiveOptions
 from rrim.jobs.invert import invert_rows, skipped_warning
-from rrim.models.loading import load_model
+from rrim.models.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 
 _FIT_DIM = "omega_model"  # the refit's ω axis inside apply_ufunc (the input's ω axis has another size)
 
 
-def _invert_block(rows, temperatures, *, src, opts, engine=None, model_path=None, sha256=None, provider="auto",
+def _invert_block(rows, temperatures, *, src, opts, engine=None, model: LoadedModel | None = None, provider="auto",
                   batch_size=None):
     """One block: rows (..., n_in) in file units, temperatures (...) K → the output arrays, with ``engine``
-    or, for a dask chunk, an engine of its own for the model at ``model_path`` (``sha256``)."""
+    or, for a dask chunk, an engine of its own for ``model`` (its session verifies the file's sha256)."""
     if engine is None:
-        with Engine(load_model(model_path, sha256=sha256), provider, tf32=opts.tf32, batch_size=batch_size) as own:
+        with Engine(model, provider, tf32=opts.tf32, batch_size=batch_size) as own:
             return _invert_block(rows, temperatures, src=src, opts=opts, engine=own)
     lead = rows.shape[:-1]
     out = invert_rows(rows.reshape(-1, rows.shape[-1]).astype(np.float64), temperatures.reshape(-1), src, engine, opts)
@@ -55,7 +56,7 @@ def invert_dataset(ds: xr.Dataset, engine: Engine, opts: ArchiveOptions = Archiv
     block = dict(src=dataclasses.replace(src, data=None), opts=opts)
     if data.chunks is not None:
         temps = temps.chunk({d: data.chunksizes[d] for d in src.lead})
-        block.update(model_path=str(model.path), sha256=model.sha256, provider=engine.session.requested,
+        block.update(model=model, provider=engine.session.requested,
                      batch_size=engine.batch_size)
     else:
         block.update(engine=engine)

@@ -43,7 +43,7 @@ class IndexEntry:
 
     name: str
     path: Path
-    sha256: str
+    sha256: str | None  # None: a file in a user folder that its index does not list (verified only by a pin)
     form: str
 
     @property
@@ -103,17 +103,24 @@ def model_folders() -> list[Path]:
 
 
 def installed_models(models_dir: Path | None = None) -> dict[str, IndexEntry]:
-    """Models listed in ``index.json`` of ``models_dir``, or when None of every folder of
-    :func:`model_folders` (a name in an earlier folder hides the same name in later ones); {} when none."""
+    """Models of ``models_dir``, or when None of every folder of :func:`model_folders` (a name in an
+    earlier folder hides the same name in later ones); {} when none.
+
+    A folder's models are those its ``index.json`` lists (with their sha256) and, in a user folder, any
+    other ``NAME.onnx`` in it, found by NAME without a recorded sha256 (like a path: a ``--sha256`` pin
+    is the only check of its bytes)."""
     if models_dir is None:
         found: dict[str, IndexEntry] = {}
         for folder in reversed(model_folders()):
             found.update(installed_models(folder))
         return found
     folder = Path(models_dir)
+    out = {}
+    if folder.resolve() != MODELS_DIR.resolve() and folder.is_dir():
+        out = {p.stem: IndexEntry(p.stem, p, None, "") for p in sorted(folder.glob("*.onnx")) if p.is_file()}
     index = folder / INDEX_FILE
     if not index.is_file():
-        return {}
+        return out
     try:
         raw = json.loads(read_regular(index, MAX_INDEX_BYTES))
     except (OSError, ValueError, RecursionError) as e:
@@ -121,7 +128,7 @@ def installed_models(models_dir: Path | None = None) -> dict[str, IndexEntry]:
     entries = raw.get("models", raw) if isinstance(raw, dict) else None
     if not isinstance(entries, dict):
         raise ModelFileError(f"{index}: model index must map names to entries")
-    out = {}
+    listed = set()
     for name, e in entries.items():
         file = e.get("file", e.get("path")) if isinstance(e, dict) else None
         if not file or "sha256" not in e:
@@ -129,7 +136,8 @@ def installed_models(models_dir: Path | None = None) -> dict[str, IndexEntry]:
         if Path(file).is_absolute() or ".." in Path(file).parts:
             raise ModelFileError(f"{index}: entry {name!r}: 'file' must name a file inside {folder}")
         out[name] = IndexEntry(name, folder / file, str(e["sha256"]).lower(), str(e.get("form", "")))
-    return out
+        listed.add((folder / file).name)
+    return {k: v for k, v in out.items() if v.sha256 is not None or v.path.name not in listed}
 
 
 def _grid_points(desc, name: str, source: str) -> int | None:
@@ -178,6 +186,8 @@ def _resolve(name_or_path, sha256: str | None) -> tuple[str | None, Path, str | 
     s = str(name_or_path)
     if s in models and not Path(s).suffix == ".onnx":
         entry = models[s]
+        if entry.sha256 is None:
+            return s, entry.path, sha256.lower() if sha256 else None
         if sha256 is not None and sha256.lower() != entry.sha256:
             raise ModelFileError(f"model {s!r}: the pinned sha256 {sha256} differs from the index's {entry.sha256}")
         return s, entry.path, entry.sha256
@@ -187,7 +197,7 @@ def _resolve(name_or_path, sha256: str | None) -> tuple[str | None, Path, str | 
         raise ModelFileError(f"model {s!r}: no such installed model ({known}) or file")
     resolved = path.resolve()
     for entry in models.values():  # a path to an installed file is verified against the index too
-        if entry.path.resolve() == resolved:
+        if entry.sha256 is not None and entry.path.resolve() == resolved:
             return entry.name, resolved, sha256.lower() if sha256 else entry.sha256
     return None, resolved, sha256.lower() if sha256 else None
 

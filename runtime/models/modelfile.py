@@ -74,6 +74,13 @@ def _count(mapping: dict, key: str, most: int) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= most
 
 
+def _bounds(mapping: dict) -> bool:
+    """Whether ``h_min``/``h_max`` (absent: 1e-12 and 1) are numbers with 0 < h_min ≤ h_max < ∞."""
+    lo, hi = mapping.get("h_min", 1e-12), mapping.get("h_max", 1.0)
+    numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
+    return numbers and 0 < lo <= hi < float("inf")
+
+
 class ModelFileError(ValueError):
     """A model file that cannot be used: not ONNX, tampered, incomplete or unexpected metadata."""
 
@@ -130,9 +137,10 @@ class ModelInfo:
             info.base_operator()
             reg = info.regularization
             if reg and not (isinstance(reg, dict) and reg.get("rule") == "gcv"
-                            and _count(reg, "correction_steps", 100) and _count(reg, "polish_iterations", 1000)):
+                            and _count(reg, "correction_steps", 100) and _count(reg, "polish_iterations", 1000)
+                            and _bounds(reg)):
                 raise ModelFileError(f"{source}: metadata 'regularization' is {reg!r}; this rrim knows rule 'gcv' "
-                                     "with 0–100 correction_steps and 0–1000 polish_iterations")
+                                     "with 0–100 correction_steps, 0–1000 polish_iterations and 0 < h_min ≤ h_max")
         except ModelFileError:
             raise
         except (KeyError, TypeError, ValueError) as e:
