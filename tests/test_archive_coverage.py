@@ -112,7 +112,7 @@ def test_models_without_the_mask_skip_nan_spectra_as_before(tmp_path, default_op
     y = np.tile(np.linspace(1.0, 50.0, 300), (3, 1))
     y[1, 17] = np.nan
     ds = xr.Dataset({"scattering_rate": (("sample", "omega"), y, {"units": "meV"})},
-                    coords={"omega": ("omega", w, {"units": "meV"})}, attrs={"temperature": 100.0})
+                    coords={"omega": ("omega", w, {"units": "meV"})}, attrs={"temperature_K": 100.0})
     out = _invert(ds, model)
     assert list(out.flags.values & FLAG_NONFINITE) == [0, FLAG_NONFINITE, 0]
 
@@ -125,20 +125,20 @@ def test_an_omega_axis_too_sparse_for_the_model_grid_is_refused(tmp_path, defaul
     for n in (2, 5, 80):  # 80 points: 5.04 meV apart
         w = np.linspace(2.0, 400.0, n)
         ds = xr.Dataset({"scattering_rate": (("sample", "omega"), np.ones((1, n)), {"units": "meV"})},
-                        coords={"omega": ("omega", w, {"units": "meV"})}, attrs={"temperature": 100.0})
+                        coords={"omega": ("omega", w, {"units": "meV"})}, attrs={"temperature_K": 100.0})
         with pytest.raises(ArchiveError, match=f"'omega' is too sparse for the model's ω grid: .* wider than "
                                                f"{GAP_STEPS:g} grid steps"):
             _invert(ds, model)
     w = np.linspace(2.0, 400.0, 101)  # 3.98 meV apart: every model point within 2 steps of its channels
     ds = xr.Dataset({"scattering_rate": (("sample", "omega"), np.linspace(1, 50, 101)[None], {"units": "meV"})},
-                    coords={"omega": ("omega", w, {"units": "meV"})}, attrs={"temperature": 100.0})
+                    coords={"omega": ("omega", w, {"units": "meV"})}, attrs={"temperature_K": 100.0})
     assert np.isfinite(_invert(ds, model).glue.values).all()
 
 
 def test_the_cli_refuses_a_sparse_axis_with_the_usage_code(tmp_path):
     w = np.array([2.0, 400.0])
     xr.Dataset({"scattering_rate": (("sample", "omega"), np.ones((1, 2)), {"units": "meV"})},
-               coords={"omega": ("omega", w, {"units": "meV"})}, attrs={"temperature": 100.0}).to_netcdf(tmp_path / "a.nc")
+               coords={"omega": ("omega", w, {"units": "meV"})}, attrs={"temperature_K": 100.0}).to_netcdf(tmp_path / "a.nc")
     res = CliRunner().invoke(main, ["invert", str(tmp_path / "a.nc"), "-o", str(tmp_path / "o.nc"), "--provider", "cpu"],
                              catch_exceptions=False)
     assert res.exit_code == EXIT_USAGE and "too sparse" in json.loads(res.stdout)["error"]

@@ -73,7 +73,10 @@ class ArchiveOptions:
     smoothing_meV: float | None = None
     uncertainty: float | None = None  # coverage of the band (0.68 or 0.9); None: no band
     impurity: bool = False
-    tf32: bool = False  # TF32 on CUDA: changes results at the 1e-3 level, so it is part of the identity
+    tf32: bool = False
+    omega_units: str | None = None  # override the file's units (pint spellings, rrim.physics.units)
+    rate_units: str | None = None
+    temperature_units: str | None = None  # TF32 on CUDA: changes results at the 1e-3 level, so it is part of the identity
 
     def output_variables(self, lead: tuple = (), rate_units: str = "meV") -> dict:
         """The variables these options write for spectra with leading dimensions ``lead`` stored in
@@ -95,4 +98,7 @@ class ArchiveOptions:
         d = asdict(self)
         if not d["tf32"]:  # recorded only when on: outputs made before it was recorded stay current
             del d["tf32"]
+        for key in ("omega_units", "rate_units", "temperature_units"):  # recorded only when given
+            if d[key] is None:
+                del d[key]
         return json.dumps({**d, "output_format": OUTPUT_FORMAT}, sort_keys=True)
