@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from rrim.inversion.flags import FLAGS
+from rrim.inversion.temperatures import GRID_RATIO
 
 
 OUTPUT_FORMAT = "3"  # 2: noise_estimate, ood_score, out_of_distribution flag, optional band and impurity;
@@ -33,7 +34,10 @@ OUTPUT_VARIABLES = {
                          "flag_meanings": " ".join(FLAGS)}),
     "lambda": ("f8", (), {"long_name": "electron-boson coupling λ = 2∫I²χ(Ω)/Ω dΩ", "units": "1"}),
     "omega_log": ("f8", (), {"long_name": "logarithmic average frequency ω_ln", "units": "meV"}),
-    "temperature": ("f8", (), {"long_name": "temperature used for the inversion", "units": "K"}),
+    "temperature": ("f8", (), {"long_name": "temperature of the spectrum", "units": "K",
+                               "comment": "as the input gives it; the physics was built at the nearest temperature of "
+                                          f"a geometric grid of ratio {GRID_RATIO} (at most 0.5 % away, "
+                                          "rrim.inversion.temperatures)"}),
     "noise_estimate": ("f8", (), {"long_name": "estimated noise σ̂ of the scattering rate (robust std of second differences/√6)",
                                   "units": "meV"}),
     "ood_score": ("f8", (), {"long_name": "out-of-distribution score: smaller refit residual (rRIM or non-negative "

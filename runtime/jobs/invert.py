@@ -24,6 +24,7 @@ import numpy as np
 from rrim import files
 from rrim.inversion.engine import Engine
 from rrim.inversion.flags import FLAG_COVERAGE, FLAG_NONFINITE, FLAGS
+from rrim.inversion.temperatures import physics_temperatures
 from rrim.inversion.uncertainty import calibration_digest
 from rrim.io.netcdf import copied_coords, copy_coords, create_variables
 from rrim.io.paths import ArchiveError, check_encodable, check_output_path, file_sha256
@@ -86,7 +87,8 @@ def _slabs(shape: tuple, target: int):
 def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine: Engine, opts: ArchiveOptions) -> dict:
     """Invert spectra ``rows`` (m, n_in) as stored in ``src`` (file units, input ω axis) at ``temperatures`` (m,) K.
 
-    Spectra are inverted in groups of one temperature and one set of observed ω points
+    Spectra are inverted in groups of one temperature (the physics at the nearest point of a temperature grid,
+    :func:`~rrim.inversion.temperatures.physics_temperatures`) and one set of observed ω points
     (:meth:`Source.on_grid`); those outside the model's trained coverage are skipped (flag
     ``coverage_untrained``, NaN outputs). Returns the variables of ``opts.output_variables()`` as
     arrays with m rows, ``y`` (the measured spectra on the model's ω grid, meV) and ``model_seconds``.
@@ -108,11 +110,12 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
     empty = np.isnan(rows).all(axis=1)  # nothing measured at all: non-finite rather than a coverage matter
     out["flags"] = np.where(trained, 0, np.where(empty, FLAG_NONFINITE, FLAG_COVERAGE)).astype(np.uint8)
     out["model_seconds"] = 0.0
+    used = physics_temperatures(temperatures)
     patterns, which = np.unique(observed, axis=0, return_inverse=True)
     which = which.reshape(-1)
     for k, mask in enumerate(patterns):
-        for T in np.unique(temperatures[(which == k) & trained]):
-            sel = (which == k) & trained & (temperatures == T)
+        for T in np.unique(used[(which == k) & trained]):
+            sel = (which == k) & trained & (used == T)
             r = engine.invert(y[sel], temperature=float(T), smoothing_meV=opts.smoothing_meV, valid_omega=mask,
                               coverage=opts.uncertainty, impurity=opts.impurity)
             out["model_seconds"] += r.model_seconds
