@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 
 import numpy as np
 import xarray as xr
 
 from rrim.inversion.engine import DEFAULT_BATCH_SIZE, Engine
+from rrim.inversion.uncertainty import calibration_digest
 from rrim.io.paths import ArchiveError
 from rrim.io.provenance import multi_file_attrs, source_files
 from rrim.io.reading import read_source
@@ -78,7 +80,11 @@ class _RrimAccessor:
                               crop=crop, smoothing_meV=smoothing_meV, uncertainty=uncertainty, impurity=impurity,
                               omega_units=omega_units, rate_units=rate_units, temperature_units=temperature_units)
         ds = self._dataset(var)
-        with Engine(load_model(model, sha256=sha256), provider, batch_size=batch_size) as engine:
+        loaded = load_model(model, sha256=sha256)
+        if calibration_digest(loaded) in ("none", "unreadable"):
+            warnings.warn(f"model {loaded.name!r} has no usable calibration: ood_score is NaN, the out_of_distribution "
+                          "flag is off and uncertainty= bands are unavailable (rrim calibrate makes one)", stacklevel=2)
+        with Engine(loaded, provider, batch_size=batch_size) as engine:
             out = _with_keywords(lambda: invert_dataset(ds, engine, opts))
         files = source_files(ds)
         if len(files) > 1:

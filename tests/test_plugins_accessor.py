@@ -215,3 +215,15 @@ def test_invert_dataset_is_the_accessors_core_without_the_plugin(example):
     xr.testing.assert_equal(core, example.rrim.invert(provider="cpu", impurity=True))
     assert core.attrs["execution_provider"] == "cpu" and "impurity_rate" in core
 
+
+
+def test_a_model_without_calibration_warns_that_ood_and_bands_are_off(tmp_path, example):
+    import shutil
+
+    from rrim.models.loading import MODELS_DIR
+
+    own = tmp_path / "own.onnx"
+    shutil.copy(MODELS_DIR / "rrim-lean.onnx", own)
+    with pytest.warns(UserWarning, match="no usable calibration"):
+        out = example.isel(sample=[0]).rrim.invert(model=own, provider="cpu")
+    assert np.isnan(out.ood_score.values).all()

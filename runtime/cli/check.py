@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rrim.cli.common import archive_options, emit, fail, options_from
+from rrim.cli.common import archive_options, check_side_outputs, emit, fail, options_from
 
 log = logging.getLogger("rrim")
 
@@ -27,6 +27,7 @@ def check_command(input_path, model_name, sha256, provider, tf32, batch_size, va
 
     path = Path(input_path)
     try:
+        check_side_outputs({"--report": report}, inputs={"input": path}, outputs={})
         opts = options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32)
         model = load_model(model_name, sha256=sha256)
         result = preflight(path, model, opts)

@@ -154,7 +154,7 @@ def _model_row(entry) -> dict:
 def _table(rows: list[dict]) -> str:
     def rng(r, key, unit):
         v = r.get(key)
-        return f"{v[0]:g}–{v[1]:g} {unit}" if v else "?"
+        return "?" if not v else f"{v[0]:g} {unit}" if v[0] == v[1] else f"{v[0]:g}–{v[1]:g} {unit}"
 
     head = ("NAME", "VERSION", "FORM", "T", "ω", "CALIBRATED", "SIZE", "FOLDER")
     lines = [head] + [(r["name"], r.get("model_version") or "?", r["form"] or "?", rng(r, "temperature_range_K", "K"),

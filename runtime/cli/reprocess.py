@@ -65,9 +65,9 @@ def reprocess_command(archive_dir, output_dir, pattern, force, min_age, dry_run,
     Idempotent: a file whose output records the same input sha256, model sha256 and options is
     skipped; an input whose size, mtime, ctime and inode are those recorded at its last hashing is
     not read again. A failing file is reported and the others go on. Exit 1 when a file failed for
-    the first time; a file whose same bytes failed the same way before (with the same model and
-    options) is retried and reported under "still_failing" without failing the run again
-    (docs/OPERATIONS.md). One run per output folder at a time (a lock file in it). A file reached
+    the first time; a file whose same bytes failed the same way before for a reason of the input
+    (same error, model and options) is retried and reported under "still_failing" without failing the
+    run again (docs/OPERATIONS.md). One run per output folder at a time (a lock file in it). A file reached
     through a link that leads out of ARCHIVE_DIR is not read (reported as failed).
     """
     import filelock
@@ -246,7 +246,8 @@ def reprocess_command(archive_dir, output_dir, pattern, force, min_age, dry_run,
     status = "interrupted" if interrupted else ("failed" if failed else "mostly_skipped" if mostly_skipped else "ok")
     code = EXIT_INTERRUPTED if interrupted else (EXIT_FAILED if failed else EXIT_MOSTLY_SKIPPED if mostly_skipped else EXIT_OK)
     totals = {"files": len(found), "processed": len(done), "skipped": len(skipped), "deferred": len(deferred),
-              "failed": len(failed), "still_failing": len(still_failing), "spectra": spectra, "hashed": state.hashed}
+              "failed": len(failed), "still_failing": len(still_failing), "mostly_skipped": len(mostly_skipped),
+              "spectra": spectra, "hashed": state.hashed}
     summary = {"status": status, "exit_code": code, "archive_dir": str(src_dir), "output_dir": str(out_dir),
                "pattern": pattern, "model": model.name, "model_sha256": model.sha256, "provider": engine.provider,
                "options": json.loads(opts.to_json()), "processed": done, "skipped": skipped, "deferred": deferred,
