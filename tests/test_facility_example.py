@@ -71,3 +71,13 @@ def test_the_any_temperature_model_inverts_the_sweep_unflagged(tmp_path):
         assert (o["flags"].values == 0).all()
         err = np.linalg.norm(o["glue"].values - ds["glue_true"].values, axis=1) / np.linalg.norm(ds["glue_true"].values, axis=1)
         assert np.median(err) < 0.15  # measured 0.089
+
+
+def test_the_accessor_gives_the_command_line_output(inverted):
+    from test_archive_layouts import _same
+
+    import rrim.plugins  # noqa: F401  (registers the accessor)
+
+    _, out = inverted
+    with xr.open_dataset(FACILITY) as ds, xr.open_dataset(out) as cli:
+        _same(cli, ds.rrim.invert(provider="cpu"), "facility example: cli vs accessor")

@@ -91,7 +91,8 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
     :func:`~rrim.inversion.temperatures.physics_temperatures`) and one set of observed ω points
     (:meth:`Source.on_grid`); those outside the model's trained coverage are skipped (flag
     ``coverage_untrained``, NaN outputs). Returns the variables of ``opts.output_variables()`` as
-    arrays with m rows, ``y`` (the measured spectra on the model's ω grid, meV) and ``model_seconds``.
+    arrays with m rows, ``y`` (the measured spectra on the model's ω grid, meV, NaN where unobserved) and
+    ``model_seconds``.
     """
     y, observed = src.on_grid(rows)
     trained = src.trained(rows, observed)
@@ -127,7 +128,7 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
         out["lambda"] = coupling_lambda(out["glue"], Omega)
         out["omega_log"] = omega_log(np.nan_to_num(out["glue"]), Omega)
     out[TEMPERATURE_USED if "temperature" in src.lead else "temperature"] = np.asarray(temperatures, dtype=np.float64)
-    out["y"] = y
+    out["y"] = np.where(observed, y, np.nan)  # for plots: unobserved points are not drawn as data
     return out
 
 
