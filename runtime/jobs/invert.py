@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SPECTRA = 4096
 #: At most this many input values are read per slab (32 MiB as float64), however long the input ω axis.
 SLAB_VALUES = 1 << 22
+#: Input ω points per block of the refit on the input's axis (A's block: 4096 × n_Ω float64).
+REFIT_BLOCK = 4096
 
 
 @dataclass
@@ -134,15 +136,18 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
 
 def _input_refit(r, src: Source, engine: Engine) -> np.ndarray:
     """The refit A·x̂ (+ the impurity rate) of result ``r`` on the input's ω axis (as stored, ω > 0; NaN
-    elsewhere), in the input's units: A from the engine's physics at ``r.temperature`` on that axis."""
+    elsewhere), in the input's units: A from the engine's physics at ``r.temperature`` on that axis, built
+    :data:`REFIT_BLOCK` input points at a time (memory stays bounded however long the axis)."""
     op = engine.physics(r.temperature)[0]
     w = src.omega_meV
-    positive = w > 0
     fit = np.full((len(r.glue), w.size), np.nan)
-    if np.count_nonzero(positive) >= 2:
-        a = ForwardOperator(w[positive], op.Omega, op.temperature, op.kernel, op.scale).matrix
-        c = 0.0 if r.impurity is None else r.impurity[:, None]
-        fit[:, positive] = r.glue @ a.T + c
+    positive = np.flatnonzero(w > 0)
+    if positive.size < 2:
+        return fit
+    c = 0.0 if r.impurity is None else r.impurity[:, None]
+    for cols in np.array_split(positive, -(-positive.size // REFIT_BLOCK)):  # blocks of ≥ 2 points
+        a = ForwardOperator(w[cols], op.Omega, op.temperature, op.kernel, op.scale).matrix
+        fit[:, cols] = r.glue @ a.T + c
     return fit / src.y_factor
 
 
