@@ -30,7 +30,7 @@ from rrim import __version__ as rrim_version
 from rrim.export.adaptive_data import adaptive_physics
 from rrim.export.nets import RRIM, AdaptiveRRIM
 from rrim.export.training import load_checkpoint, physics_tensors
-from rrim.inversion.regularization import H_MAX, H_MIN, POLISH_ITERATIONS
+from rrim.inversion.regularization import H_MAX, H_MIN, POLISH_ITERATIONS, POLISH_MAX_ITERATIONS
 from rrim.models.modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y,
                                    METADATA_KEYS, MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
 from rrim.models.sessions import cpu_name, sha256_bytes
@@ -107,10 +107,12 @@ class ParityReport:
 
 
 def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float, measured_range=None,
-               **info_fields) -> ModelInfo:
+               polish_max_iterations: int = POLISH_MAX_ITERATIONS, **info_fields) -> ModelInfo:
     """The model file's metadata; ``ValueError`` naming the first missing or empty field of :data:`INFO_FIELDS`.
     ``measured_range`` (start_max, end_min) meV: an adaptive model trained on partial ω coverage serves
-    spectra measured from at most start_max to at least end_min (in the input form it takes the mask)."""
+    spectra measured from at most start_max to at least end_min (in the input form it takes the mask).
+    ``polish_max_iterations``: how far the runtime's polish may go on towards the noise (0: exactly the
+    fixed iterations the PyTorch model's loss saw, for parity checks)."""
     if form not in FORMS:
         raise ValueError(f"form: expected one of {FORMS}, got {form!r}")
     unknown = sorted(set(info_fields) - set(INFO_FIELDS))
@@ -133,6 +135,7 @@ def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float,
         regularization=({"rule": "gcv", "h_min": H_MIN, "h_max": H_MAX, "mask": form == "input" and bool(measured_range),
                          "correction_steps": model.settings.correction_steps,
                          "polish_iterations": POLISH_ITERATIONS if model.settings.correction_steps else 0,
+                         "polish_max_iterations": polish_max_iterations if model.settings.correction_steps else 0,
                          **({"measured_range_meV": list(measured_range)} if measured_range else {})}
                         if isinstance(model, AdaptiveRRIM) else {}),
         metrics=dict(info_fields["metrics"]), rrim_version=rrim_version, torch_version=torch.__version__,
@@ -154,19 +157,21 @@ def representative_spectra(operator: ForwardOperator, n: int = 9, sigma: float =
 
 
 def export_onnx(model: nn.Module, operator: ForwardOperator, path, *, form: str = "baked", h: float = DEFAULT_H,
-                verify: bool = True, measured_range=None, **info_fields) -> Path:
+                verify: bool = True, measured_range=None, polish_max_iterations: int = POLISH_MAX_ITERATIONS,
+                **info_fields) -> Path:
     """Export ``model`` for ``operator`` (its grids, kernel, temperature, scale) to the ONNX file ``path``.
 
     ``info_fields``: every one of :data:`INFO_FIELDS` (``model_name``, ``model_version``,
     ``temperature_range_K`` [low, high] K, ``training``, ``metrics``, ``provenance`` dicts); the rest
-    of the metadata comes from ``model``, ``operator``, ``h`` and the environment. With ``verify``
+    of the metadata comes from ``model``, ``operator``, ``h``, ``polish_max_iterations`` (:func:`model_info`)
+    and the environment. With ``verify``
     (default) the file passes ``onnx.checker`` (full check) and :func:`verify_onnx`, and
     ``PATH.golden.npz`` is written beside it (``y``, ``x``, and for the input form ``A``, ``P``).
     Raises ``ValueError`` for incomplete metadata, a bad form or a failed parity check.
     """
     if not isinstance(model, (RRIM, AdaptiveRRIM)):
         raise ValueError(f"model: expected an rrim.export.nets.RRIM or AdaptiveRRIM, got {type(model).__name__}")
-    info = model_info(model, operator, form, h, measured_range, **info_fields)
+    info = model_info(model, operator, form, h, measured_range, polish_max_iterations, **info_fields)
     path = Path(path)
     if path.suffix != ".onnx":
         raise ValueError(f"path: expected a file name ending in .onnx, got {str(path)!r}")

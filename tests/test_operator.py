@@ -327,6 +327,13 @@ def test_description_errors(small_operator):
     assert desc["kernel"]["kind"] == "matrix" and desc["temperature_K"] is None
     with pytest.raises(ValueError, match="kernel.*not portable"):
         rrim.ForwardOperator.from_description(json.loads(json.dumps(desc)))
+    # an unregistered user function is described as such, never by a name that would rebuild another kernel
+    user = rrim.ForwardOperator(-small_operator.omega.values, small_operator.Omega,
+                                kernel=rrim.FunctionKernel("shulga", lambda w, W, t: np.exp(-np.abs(w - W))))
+    desc = json.loads(json.dumps(user.describe()))
+    assert desc["kernel"] == {"kind": "function", "name": "shulga", "description": "", "registered": False}
+    with pytest.raises(ValueError, match="kernel: the function kernel 'shulga' is not portable"):
+        rrim.ForwardOperator.from_description(desc)
     desc = small_operator.describe()
     del desc["scale_meV"]
     with pytest.raises(ValueError, match="scale_meV"):

@@ -32,7 +32,8 @@ def exported(tmp_path_factory, default_operator, adaptive_net):
                               model_name=f"tiny-adaptive-{form}", model_version="0",
                               temperature_range_K=(100.0, 100.0) if form == "baked" else (10.0, 300.0),
                               training={"data": "none (untrained)"}, metrics={"none": 0.0}, measured_range=(15.0, 200.0),
-                              provenance={"made_by": "tests/test_runtime_adaptive.py"})
+                              provenance={"made_by": "tests/test_runtime_adaptive.py"},
+                              polish_max_iterations=0)  # exactly PyTorch's fixed iterations: parity
             for form in ("baked", "input")}
 
 
@@ -104,6 +105,36 @@ def test_polish_brings_the_clipped_steps_misfit_down_to_the_noise(default_operat
 
     clipped, polished = misfit(4, 0), misfit(4, POLISH_ITERATIONS)
     assert polished < clipped and polished < 1.5
+
+
+def test_polish_goes_on_where_the_misfit_is_above_the_noise(default_operator):
+    """Sharp glue unlike the training prior (phonon-like lines) at σ = 1e-4: the rows still above
+    1.5× the noise after the fixed iterations go on, lowering their misfit; the others are untouched."""
+    from rrim.inversion.feeds import AdaptiveInputs
+    from rrim.inversion.regularization import POLISH_ITERATIONS, POLISH_MAX_ITERATIONS, correct
+    from rrim.physics.realistic_set import draw_family
+
+    op = default_operator
+    x = np.concatenate([draw_family("phonon_lines", op.Omega, 6, np.random.default_rng(3)),
+                        draw_family("mmp_mode", op.Omega, 6, np.random.default_rng(4))])
+    clean = op.forward(x) / op.scale
+    noise = 1e-4 * np.abs(clean).max(axis=1)
+    y = clean + noise[:, None] * np.random.default_rng(5).standard_normal(clean.shape)
+    a = AdaptiveInputs.of(op, y)
+    start2, stop2 = a.polish_targets(noise)
+    start = np.maximum(x + 0.02 * x.max() * np.random.default_rng(6).standard_normal(x.shape), 0.0)
+
+    def misfit2(est, rows=slice(None)):
+        return np.sum((est @ op.scaled_matrix.T - y[rows]) ** 2, axis=1)
+
+    fixed = correct(start, a.beta, a.svd, a.h, 4, POLISH_ITERATIONS)
+    more = correct(start, a.beta, a.svd, a.h, 4, POLISH_ITERATIONS, max_iterations=POLISH_MAX_ITERATIONS,
+                   targets=(start2, stop2), perp2=a.perp2)
+    went_on = misfit2(fixed) > start2
+    assert 3 <= went_on.sum() < len(x) and more.min() >= 0
+    assert np.array_equal(more[~went_on], fixed[~went_on])
+    before, after = (np.sqrt(misfit2(e[went_on], went_on) / stop2[went_on]) for e in (fixed, more))
+    assert np.all(after < before) and np.median(after) < 0.5 * np.median(before)
 
 
 @pytest.mark.parametrize("n, k", [(200, 8), (200, 3), (17, 5), (8, 8)])

@@ -139,11 +139,11 @@ def test_discrepancy_residual_meets_its_target(small_operator, glue, rng):
     est = Tikhonov(op, "discrepancy", noise=noise).fit(y)
     m = op.shape[0]
     residual2 = np.sum((op.forward(est.x_) - y) ** 2, axis=1)
-    np.testing.assert_allclose(residual2, m * pc.DISCREPANCY_TAU ** 2 * noise ** 2, rtol=0.02)
+    np.testing.assert_allclose(residual2, m * pc.discrepancy_tau2(m) * noise ** 2, rtol=0.02)
     np.testing.assert_array_equal(est.noise_, np.full(5, noise))
     # TSVD: the smallest rank meeting the same target
     tsvd = TruncatedSVD(op, rule="discrepancy", noise=noise).fit(y)
-    target = m * pc.DISCREPANCY_TAU ** 2 * noise ** 2
+    target = m * pc.discrepancy_tau2(m) * noise ** 2
     for row, k in zip(y, tsvd.rank_):
         res = [np.sum((op.forward(TruncatedSVD(op, rank=r, rule="fixed").fit(row).x_) - row) ** 2) for r in (k - 1, k)]
         assert res[1] <= target < res[0]
@@ -262,7 +262,7 @@ def test_bad_spectra_are_refused(small_operator, factory, bad, match):
     (lambda op: TruncatedSVD(op, rule="fixed"), "rank: rule 'fixed' needs a rank"),
     (lambda op: TruncatedSVD(op, rank=0, rule="fixed"), "rank: expected an integer"),
     (lambda op: TruncatedSVD(op, rank=5), "rank: only used with rule='fixed'"),
-    (lambda op: TruncatedSVD(op, rule="lcurve"), "rule: expected one of"),
+    (lambda op: TruncatedSVD(op, rule="corner"), "rule: expected one of"),
     (lambda op: MaxEnt(op, rule="bayes"), "rule: expected one of"),
     (lambda op: MaxEnt(op, default_model=-1.0), "default_model: must be finite and ≥ 0"),
     (lambda op: MaxEnt(op, default_model=0.0), "default_model: must be > 0 somewhere"),

@@ -186,17 +186,17 @@ class Engine:
             flags |= FLAG_TEMPERATURE
 
         rows = np.flatnonzero(finite)
+        mask = np.ones(n_w, bool) if valid_omega is None else np.asarray(valid_omega, bool)
         noise = np.full(n, np.nan)
-        noise[rows] = estimate_noise(y[rows])
+        noise[rows] = estimate_noise(y[np.ix_(rows, mask)])  # on the measured points only
         c = np.zeros(n)
         if impurity:
             c = np.full(n, np.nan)
             c[rows] = estimate_impurity(y[rows], op)
         y_model = y - c[:, None]
-        mask = np.ones(n_w, bool) if valid_omega is None else np.asarray(valid_omega, bool)
         run = _ModelRunner(self, op, a32, p32, smoothing_meV, mask)
         glue = np.full((n, n_W), np.nan)
-        glue[rows] = run(y_model[rows])
+        glue[rows] = run(y_model[rows], noise[rows])
 
         fit = glue @ op.matrix.T + c[:, None]
         with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
@@ -249,7 +249,9 @@ class _ModelRunner:
         self.mask = mask if mask_aware(engine.model) else None
         self.seconds = 0.0
 
-    def __call__(self, y: np.ndarray) -> np.ndarray:
+    def __call__(self, y: np.ndarray, noise: np.ndarray | None = None) -> np.ndarray:
+        """Glue for spectra ``y`` (m, n_ω) meV; ``noise`` (m,) meV: their estimated noise, which the
+        polish of a noise-adaptive model aims at (:func:`rrim.inversion.feeds.finish`)."""
         info = self.model.info
         op = self.physics[0]
         adaptive = AdaptiveInputs.of(op, y / info.scale, self.mask, self.engine.bases) if info.adaptive else None
@@ -257,5 +259,5 @@ class _ModelRunner:
         t0 = time.perf_counter()
         x = self.engine.run(feeds).astype(np.float64) if len(y) else np.empty((0, len(info.Omega)))
         self.seconds += time.perf_counter() - t0
-        x = finish(self.model, op, x, adaptive)
+        x = finish(self.model, op, x, adaptive, None if noise is None else noise / info.scale)
         return smooth(x, info.Omega, self.smoothing) if self.smoothing else x

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rrim.inversion.regularization import H_MAX, H_MIN, MaskedBases, choose_weights, correct
+from rrim.inversion.regularization import (H_MAX, H_MIN, POLISH_FLOOR, POLISH_START, POLISH_STOP, MaskedBases, choose_weights,
+                                           correct)
 from rrim.models.loading import LoadedModel
 from rrim.models.modelfile import INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y
 from rrim.physics.grids import trapezoid_weights
@@ -38,6 +39,8 @@ class AdaptiveInputs:
     svd: object
     beta: np.ndarray
     h: np.ndarray
+    data2: np.ndarray  # ‖yₘ‖² (m,) of the measured points
+    n_measured: int
 
     @classmethod
     def of(cls, op, y_scaled: np.ndarray, mask: np.ndarray | None = None, bases: MaskedBases | None = None) -> "AdaptiveInputs":
@@ -45,7 +48,20 @@ class AdaptiveInputs:
         singular bases per operator and mask (an engine's), else the basis is computed."""
         mask = np.ones(y_scaled.shape[1], bool) if mask is None else mask
         svd, y = (bases or MaskedBases(maxsize=1)).basis(op, mask), y_scaled * mask
-        return cls(svd, y @ svd.U, choose_weights(y, svd, mask, clip=False))
+        return cls(svd, y @ svd.U, choose_weights(y, svd, mask, clip=False), np.einsum("ij,ij->i", y, y),
+                   int(np.count_nonzero(mask)))
+
+    def polish_targets(self, noise_scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(start2, stop2) (m,) of :func:`rrim.inversion.regularization.polish`: the squared misfits
+        n_measured·(c·σ̂)² for c = :data:`POLISH_START`, :data:`POLISH_STOP`, σ̂ (m,) the noise in scaled
+        units, each at least the :data:`POLISH_FLOOR` part of ‖yₘ‖²."""
+        floor = POLISH_FLOOR ** 2 * self.data2
+        return tuple(np.maximum(self.n_measured * (c * noise_scaled) ** 2, floor) for c in (POLISH_START, POLISH_STOP))
+
+    @property
+    def perp2(self) -> np.ndarray:
+        """‖yₘ‖² − ‖β‖² (m,): the squared misfit no glue can remove (yₘ outside the basis)."""
+        return np.maximum(self.data2 - np.einsum("ij,ij->i", self.beta, self.beta), 0.0)
 
 
 def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np.ndarray | None = None,
@@ -70,14 +86,20 @@ def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np
     return feeds
 
 
-def finish(model: LoadedModel, op, x: np.ndarray, adaptive: AdaptiveInputs | None) -> np.ndarray:
+def finish(model: LoadedModel, op, x: np.ndarray, adaptive: AdaptiveInputs | None,
+           noise_scaled: np.ndarray | None = None) -> np.ndarray:
     """The model's estimate from its graph output ``x`` (m, n_Ω): for a noise-adaptive model, its
-    data-consistency steps and polish (:func:`rrim.inversion.regularization.correct`, float64)."""
+    data-consistency steps and polish (:func:`rrim.inversion.regularization.correct`, float64); with
+    the spectra's estimated noise ``noise_scaled`` (m,) (scaled units) and the model's
+    ``polish_max_iterations``, the polish goes on where the misfit is still above the noise."""
     reg = model.info.regularization
     steps = int(reg.get("correction_steps", 0))
     if not steps:
         return x
-    return correct(x, adaptive.beta, adaptive.svd, adaptive.h, steps, int(reg.get("polish_iterations", 0)))
+    most = int(reg.get("polish_max_iterations", 0))
+    targets = None if noise_scaled is None or not most else adaptive.polish_targets(noise_scaled)
+    return correct(x, adaptive.beta, adaptive.svd, adaptive.h, steps, int(reg.get("polish_iterations", 0)),
+                   max_iterations=most, targets=targets, perp2=adaptive.perp2)
 
 
 def smooth(x: np.ndarray, Omega, width_meV: float) -> np.ndarray:

@@ -8,7 +8,7 @@ A model file is one self-contained ONNX file, opset ≥ 18, float32 in and out, 
 - output ``x``: the glue function I²χ on the Ω grid, shape (batch, n_Ω), float32, ≥ 0.
 
 Noise-adaptive models (metadata ``regularization``, JSON ``{"rule": "gcv", "h_min": …, "h_max": …,
-"mask": …, "correction_steps": K, "polish_iterations": P}``) work in the singular basis A/s = U diag(S) Vt of the measured ω
+"mask": …, "correction_steps": K, "polish_iterations": P, "polish_max_iterations": Q}``) work in the singular basis A/s = U diag(S) Vt of the measured ω
 points (:func:`rrim.inversion.regularization.masked_svd`, r = min(n_ω, n_Ω), zero-padded): they take
 ``beta`` = Uᵀ(y/s) (batch, r), computed in float64 by the runtime, and ``h`` (batch, 1), the Tikhonov
 weight chosen per spectrum by :func:`rrim.inversion.regularization.choose_weights`; in the input form also
@@ -138,9 +138,10 @@ class ModelInfo:
             reg = info.regularization
             if reg and not (isinstance(reg, dict) and reg.get("rule") == "gcv"
                             and _count(reg, "correction_steps", 100) and _count(reg, "polish_iterations", 1000)
-                            and _bounds(reg)):
+                            and _count(reg, "polish_max_iterations", 10000) and _bounds(reg)):
                 raise ModelFileError(f"{source}: metadata 'regularization' is {reg!r}; this rrim knows rule 'gcv' "
-                                     "with 0–100 correction_steps, 0–1000 polish_iterations and 0 < h_min ≤ h_max")
+                                     "with 0–100 correction_steps, 0–1000 polish_iterations, 0–10000 "
+                                     "polish_max_iterations and 0 < h_min ≤ h_max")
         except ModelFileError:
             raise
         except (KeyError, TypeError, ValueError) as e:

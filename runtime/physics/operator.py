@@ -18,7 +18,7 @@ import numpy as np
 import scipy.linalg
 
 from rrim.physics.grids import Grid, default_boson_grid, default_omega_grid
-from rrim.physics.kernels import Kernel, MatrixKernel, get_kernel
+from rrim.physics.kernels import KERNELS, Kernel, get_kernel
 from rrim.physics.units import kelvin_to_mev
 
 #: Default scale s (meV) dividing y and A; recorded in every model.
@@ -197,11 +197,13 @@ class ForwardOperator:
     def describe(self) -> dict:
         """JSON-friendly definition (kernel, temperature K, grids, scale); see :meth:`from_description`.
 
-        Exact and portable for registered kernels (the kernel by name). A :class:`MatrixKernel`
-        is described by its shape and hash (``"kernel"`` is then a dict, temperature None): it
+        Exact and portable for registered kernels (the kernel by name). Any other kernel is
+        described by its own ``describe()`` (``"kernel"`` is then a dict: a :class:`MatrixKernel`'s
+        shape and hash, temperature None; an unregistered :class:`FunctionKernel`'s name): it
         identifies the operator but :meth:`from_description` cannot rebuild it.
         """
-        kernel = self.kernel.describe() if isinstance(self.kernel, MatrixKernel) else self.kernel.name
+        registered = KERNELS.get(getattr(self.kernel, "name", None)) is self.kernel
+        kernel = self.kernel.name if registered else self.kernel.describe()
         return {
             "kernel": kernel,
             "temperature_K": self.temperature,
@@ -217,9 +219,9 @@ class ForwardOperator:
         if missing:
             raise ValueError(f"description: operator description lacks {missing}")
         if isinstance(desc["kernel"], dict):
-            raise ValueError(f"kernel: a {desc['kernel'].get('kind', 'user')} kernel (sha256 "
-                             f"{desc['kernel'].get('sha256', '?')[:12]}…) is not portable; rebuild the operator "
-                             f"from its matrix with rrim.MatrixKernel")
+            k = desc["kernel"]
+            raise ValueError(f"kernel: the {k.get('kind', 'user')} kernel {k.get('name', '?')!r} is not portable "
+                             f"(not registered by name); rebuild the operator with the kernel object itself")
         return cls(omega=Grid.from_description(desc["omega"], name="omega"),
                    Omega=Grid.from_description(desc["Omega"], name="Omega"),
                    temperature=desc["temperature_K"] if temperature is None else temperature,

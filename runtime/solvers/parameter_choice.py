@@ -7,13 +7,15 @@ A Tikhonov weight μ (like h) minimizes ‖A x − y‖² + μ‖x‖²; its fil
 :class:`~rrim.solvers.base.System`, where the noise std is 1.)
 
 No rule is trusted blindly (:func:`choose_honestly`): a choice at an edge of its range, one whose
-residual lies far below the noise, or one regularizing far less than the discrepancy principle
-while fitting below the noise is flagged (``at_edge_``, ``warnings_``, a logged warning) and
-replaced by the discrepancy principle or GCV where those give an unflagged choice.
+residual lies far below the noise, one regularizing far less than the discrepancy principle while
+fitting below the noise, or far less than the L-curve's corner, is flagged (``at_edge_``,
+``warnings_``, a logged warning) and replaced by the discrepancy principle, GCV or the L-curve
+corner, the first that gives an unflagged choice.
 """
 from __future__ import annotations
 
 import numpy as np
+import scipy.special
 
 from rrim.solvers.base import Projection, Report, System, check_spectra, unflatten
 
@@ -29,22 +31,35 @@ NOISELESS = 1e-7
 WEIGHT_RANGE = (1e-16, 10.0)
 #: Grid points per decade of μ.
 WEIGHTS_PER_DECADE = 20
-#: Discrepancy principle: ‖A x − y‖ = τ·√m·σ with τ = 1.1 on the norm (τ² = 1.21). The margin
-#: must exceed the random scatter of the noise energy (√(2/m), 10 % at m = 200): with τ² = 1 + √(2/m)
-#: about 1 % of noisy spectra got μ ≈ 1e-14·s_max² (errors up to 10⁹× the best weight's, default
-#: operator, σ = 1e-3 and 1e-2); with τ = 1.1 none did (worst 15× the best, median 1.7–2.0×).
-DISCREPANCY_TAU = 1.1
+#: Discrepancy principle: ‖A x − y‖² = τ²·m·σ², with τ² chosen so that the noise energy of m
+#: white data, σ²·χ²_m, exceeds the target only with this probability: τ² = χ²_m quantile(1 − p)/m
+#: (1.42 at m = 200, 1.55 at m = 121, 1.79 at m = 64). A target below the noise energy the data
+#: actually carry is met only by fitting the coefficients that hold nothing but noise, at a
+#: near-zero weight: with τ = 1.1 (τ² = 1.21, a 2.1-standard-deviation margin) about one spectrum
+#: in 1000 got μ < 1e-10·s_max², with errors up to 7·10⁴× the best weight's (MSE 82 on the
+#: experiments' σ = 1e-2, seed 2 test set); with this margin none did, worst 7× (4000 synthetic and
+#: 2400 experiments spectra; ``benchmarks/solver_rules.py``, docs/SOLVER_RULES.md).
+DISCREPANCY_FALSE_ALARM = 1e-4
 #: A fit whose residual energy is below this fraction of the noise energy m·σ² (its residual
 #: norm below half the noise) fits the noise: no smoothing solution of an ill-posed problem
 #: uses three quarters of the data's degrees of freedom. Such choices are flagged.
 RESIDUAL_FLOOR = 0.25
-#: Where a rule's choice is flagged (edge of its range, or residual below :data:`RESIDUAL_FLOOR`),
-#: these rules are tried in order, the first unflagged choice replacing it: the discrepancy
-#: principle (needs a noise level: given, from ``errors``, or estimated) and safeguarded GCV.
-FALLBACK_RULES = ("discrepancy", "gcv")
+#: Where a rule's choice is flagged, these rules are tried in order, the first unflagged choice
+#: replacing it: the discrepancy principle (needs a noise level: given, from ``errors``, or
+#: estimated), safeguarded GCV, and last the L-curve's corner (needs no noise level and is the
+#: least misled by correlated noise, but the least accurate on white noise).
+FALLBACK_RULES = ("discrepancy", "gcv", "lcurve")
 #: A Tikhonov weight this many times below the discrepancy principle's (or a TSVD rank this many
 #: times above its rank), with a residual below the noise energy, is flagged as fitting the noise.
 WEAKER_FACTOR = 1e3
+#: A Tikhonov weight this many times below the L-curve corner's (for a TSVD rank k: s_k² this many
+#: times below s_c² of the corner's rank c) is flagged: it fits the noise. Where GCV and the
+#: discrepancy principle work, their weights lie above the corner's: on 4000 white-noise spectra of
+#: the default operator it flagged one GCV choice, on the test problems with their covariance
+#: stated none. On noise correlated over 3 points and not stated, Tikhonov GCV's median error fell
+#: from 3–22× the best weight's to 1.8–4.7× (worst 6·10⁴× → 16×) (``benchmarks/solver_rules.py``,
+#: docs/SOLVER_RULES.md).
+CORNER_FACTOR = 10.0
 
 
 def chi2_spread(m: int) -> float:
@@ -145,9 +160,14 @@ def gcv_choice(projection: Projection, filters: np.ndarray) -> np.ndarray:
     return g.shape[1] - 1 - np.argmax(ok[:, ::-1], axis=1)
 
 
+def discrepancy_tau2(m: int) -> float:
+    """τ² of the discrepancy principle for m data: the (1 − :data:`DISCREPANCY_FALSE_ALARM`) quantile of χ²_m, over m."""
+    return float(scipy.special.chdtri(m, DISCREPANCY_FALSE_ALARM) / m)
+
+
 def discrepancy_target(projection: Projection, noise: np.ndarray) -> np.ndarray:
-    """τ² m σ² (n,) with τ = :data:`DISCREPANCY_TAU`, for noise σ (n,) in scaled units and m data points."""
-    return projection.n_data * DISCREPANCY_TAU ** 2 * noise ** 2
+    """τ² m σ² (n,) (:func:`discrepancy_tau2`) for noise σ (n,) in scaled units and m data points."""
+    return projection.n_data * discrepancy_tau2(projection.n_data) * noise ** 2
 
 
 def discrepancy_weight(projection: Projection, weights: np.ndarray, noise: np.ndarray) -> np.ndarray:
@@ -156,7 +176,7 @@ def discrepancy_weight(projection: Projection, weights: np.ndarray, noise: np.nd
 
 
 def discrepancy_choice(projection: Projection, weights: np.ndarray, noise: np.ndarray):
-    """(μ (n,), at_edge (n,) bool) of the discrepancy principle (τ = :data:`DISCREPANCY_TAU`).
+    """(μ (n,), at_edge (n,) bool) of the discrepancy principle (τ² from :func:`discrepancy_tau2`).
 
     The residual grows with μ; the root is interpolated in (log μ, log ‖r‖²) between grid points
     and clipped to the grid's ends (``at_edge``) when the target lies outside.
@@ -227,21 +247,26 @@ def lcurve_corner(projection: Projection, weights: np.ndarray):
 
 
 def choose_honestly(rule: str, choosers: dict, residual2, noise, n_data: int, report: Report,
-                    weaker=None) -> np.ndarray:
+                    weaker: dict | None = None) -> np.ndarray:
     """A rule's choice per spectrum, flagged and replaced where it cannot be trusted.
 
     ``choosers[name]()`` → (values (n,), at_edge (n,)) for each available rule; ``residual2(values)``
-    → ‖A x − y‖² (n,) in the units of ``noise`` (n,) (None or NaN: not known, not estimable). A
-    choice is flagged when
+    → ‖A x − y‖² (n,) in the units of ``noise`` (n,) (None or NaN: not known, not estimable).
+    ``weaker[ref](values, reference)`` → (n,) bool: ``values`` regularize far less than rule ``ref``'s
+    choice ``reference`` (``ref`` one of "discrepancy", "lcurve"). A choice is flagged when
 
     - it sits at an edge of its range;
     - its residual is below :data:`RESIDUAL_FLOOR`·mσ² (it follows the noise);
-    - ``weaker(values, reference)`` says it regularizes far less than the discrepancy principle's
-      choice ``reference`` while its residual is below the noise energy mσ² (GCV's flat minimum).
+    - it regularizes far less than the discrepancy principle while its residual is below the noise
+      energy mσ² (GCV's flat minimum);
+    - it regularizes far less than the L-curve's corner (:data:`CORNER_FACTOR`; noise that is
+      correlated, or larger than stated or estimated, is fitted).
 
-    Flagged choices are replaced by the first unflagged choice of :data:`FALLBACK_RULES`, or
-    kept (still flagged) when none is. Flags and fallbacks go to ``report``.
+    A reference at an edge of its own range is not used. Flagged choices are replaced by the first
+    unflagged choice of :data:`FALLBACK_RULES`, or kept (still flagged) when none is. Flags and
+    fallbacks go to ``report``.
     """
+    weaker = weaker or {}
     cache = {}
 
     def run(name):
@@ -249,33 +274,38 @@ def choose_honestly(rule: str, choosers: dict, residual2, noise, n_data: int, re
             cache[name] = choosers[name]()
         return cache[name]
 
+    def below(name, ref, values):
+        if ref == name or ref not in weaker or ref not in choosers:
+            return np.zeros(len(values), dtype=bool)
+        ref_values, ref_edge = run(ref)
+        return ~ref_edge & weaker[ref](values, ref_values)
+
     def flags(name):
         values, edge = run(name)
-        if noise is None:
-            return values, edge, np.zeros_like(edge), np.zeros_like(edge)
-        r2 = residual2(values)
-        low = r2 < RESIDUAL_FLOOR * n_data * noise ** 2
-        weak = np.zeros_like(edge)
-        if weaker is not None and name != "discrepancy" and "discrepancy" in choosers:
-            ref, ref_edge = run("discrepancy")
-            weak = ~ref_edge & weaker(values, ref) & (r2 < n_data * noise ** 2)
-        return values, edge, low, weak
+        low = weak = np.zeros_like(edge)
+        if noise is not None:
+            r2 = residual2(values)
+            low = r2 < RESIDUAL_FLOOR * n_data * noise ** 2
+            weak = below(name, "discrepancy", values) & (r2 < n_data * noise ** 2)
+        return values, edge, low, weak, below(name, "lcurve", values)
 
-    values, edge, low, weak = flags(rule)
+    values, edge, low, weak, corner = flags(rule)
     values = np.array(values)
     report.at_edge |= edge
     report.add(edge, f"rule {rule!r}: the choice sits at an edge of its search range")
     report.add(low, f"rule {rule!r}: residual below {RESIDUAL_FLOOR:g}× the noise energy (the fit follows the noise)")
     report.add(weak & ~low, f"rule {rule!r}: far less regularization than the discrepancy principle with a "
                             f"residual below the noise (the fit follows the noise)")
-    bad = edge | low | weak
+    report.add(corner & ~low & ~weak, f"rule {rule!r}: far less regularization than the L-curve's corner (the fit "
+                                      f"follows noise that is correlated or larger than assumed)")
+    bad = edge | low | weak | corner
     for name in FALLBACK_RULES:
         if not bad.any():
             break
         if name == rule or name not in choosers:
             continue
-        alt, alt_edge, alt_low, alt_weak = flags(name)
-        ok = bad & ~alt_edge & ~alt_low & ~alt_weak
+        alt, *alt_flags = flags(name)
+        ok = bad & ~np.any(alt_flags, axis=0)
         values[ok] = alt[ok]
         report.add(ok, f"fell back to rule {name!r}")
         bad &= ~ok

@@ -27,8 +27,9 @@ class Tikhonov:
         How μ is chosen on a log grid (:func:`rrim.solvers.parameter_choice.weight_grid`):
         safeguarded generalized cross-validation (:func:`~rrim.solvers.parameter_choice.gcv_choice`),
         the L-curve's corner (:func:`~rrim.solvers.parameter_choice.lcurve_corner`), Morozov's
-        discrepancy principle (‖A x − y‖ = τ √m σ, τ = 1.1, interpolated between grid points), or
-        ``weight`` as given. A choice at an edge of the grid or with a residual far below the noise
+        discrepancy principle (‖A x − y‖² = τ² m σ², τ² above any likely noise energy of m data:
+        :func:`~rrim.solvers.parameter_choice.discrepancy_tau2`; interpolated between grid points),
+        or ``weight`` as given. A choice at an edge of the grid or with a residual far below the noise
         is flagged and replaced (:func:`~rrim.solvers.parameter_choice.choose_honestly`).
     weight : float, optional
         μ > 0 (scaled units; whitened units with ``errors``); required for, and only used by, rule ``"fixed"``.
@@ -93,7 +94,8 @@ class Tikhonov:
                 choosers["discrepancy"] = lambda: pc.discrepancy_choice(proj, grid, noise)
             weights = pc.choose_honestly(rule, choosers, lambda w: proj.residual2_rows(pc.tikhonov_filters(s, w)),
                                          noise, proj.n_data, report,
-                                         weaker=lambda w, ref: w * pc.WEAKER_FACTOR < ref)
+                                         weaker={"discrepancy": lambda w, ref: w * pc.WEAKER_FACTOR < ref,
+                                                 "lcurve": lambda w, ref: w * pc.CORNER_FACTOR < ref})
         x = proj.solution(pc.tikhonov_filters(s, weights))
         shape = np.shape(y)
         self.weight_ = unflatten(weights, shape)

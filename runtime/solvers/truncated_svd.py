@@ -1,4 +1,4 @@
-"""Truncated SVD: x = Σ_{i<k} (uᵢᵀ y / sᵢ) vᵢ in scaled units, rank k by GCV, discrepancy or fixed."""
+"""Truncated SVD: x = Σ_{i<k} (uᵢᵀ y / sᵢ) vᵢ in scaled units, rank k by GCV, L-curve, discrepancy or fixed."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,7 +6,7 @@ import numpy as np
 from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import Report, check_choice, check_operator, check_spectra, finish, prepare, unflatten
 
-TSVD_RULES = ("gcv", "discrepancy", "fixed")
+TSVD_RULES = ("gcv", "lcurve", "discrepancy", "fixed")
 
 
 def numerical_rank(s: np.ndarray, shape: tuple[int, int]) -> int:
@@ -22,9 +22,11 @@ class TruncatedSVD:
     operator : rrim.ForwardOperator
     rank : int, optional
         The rank k for rule ``"fixed"`` (required there, refused by the other rules).
-    rule : {"gcv", "discrepancy", "fixed"}
+    rule : {"gcv", "lcurve", "discrepancy", "fixed"}
         Safeguarded GCV over k = 1 … numerical rank (:func:`~rrim.solvers.parameter_choice.gcv_choice`),
-        the smallest k with ‖A x_k − y‖ ≤ τ √m σ (discrepancy principle, τ = 1.1), or ``rank``.
+        the rank at the Tikhonov L-curve's corner μ (the number of singular values with s² > μ, where
+        Tikhonov's filter factors pass ½), the smallest k with ‖A x_k − y‖² ≤ τ² m σ² (discrepancy
+        principle, τ² as for :class:`Tikhonov`), or ``rank``.
         Choices at k = 1 or at the numerical rank, or with a residual far below the noise, are
         flagged and replaced as for :class:`Tikhonov`.
     noise, errors, offset
@@ -73,12 +75,21 @@ class TruncatedSVD:
                 return np.where(fits.any(axis=1), candidates[np.argmax(fits, axis=1)], candidates[-1]), \
                     (~fits.any(axis=1)) | fits[:, 0]
 
+            def by_corner():
+                grid = pc.weight_grid(s)
+                idx, edge = pc.lcurve_corner(proj, grid)
+                k = np.sum(s[None, :] ** 2 > grid[idx][:, None], axis=1)
+                return np.clip(k, candidates[0], candidates[-1]), edge
+
             # gcv_choice wants increasing regularization: decreasing rank
-            choosers = {"gcv": lambda: edge_of(candidates[::-1][pc.gcv_choice(proj, filters[::-1])])}
+            choosers = {"gcv": lambda: edge_of(candidates[::-1][pc.gcv_choice(proj, filters[::-1])]),
+                        "lcurve": by_corner}
             if noise is not None:
                 choosers["discrepancy"] = by_discrepancy
             ranks = pc.choose_honestly(rule, choosers, lambda k: proj.residual2_rows(_filters(k, s.size)),
-                                       noise, proj.n_data, report, weaker=lambda k, ref: k > 2 * ref + 2)
+                                       noise, proj.n_data, report,
+                                       weaker={"discrepancy": lambda k, ref: k > 2 * ref + 2,
+                                               "lcurve": lambda k, ref: s[k - 1] ** 2 * pc.CORNER_FACTOR < s[ref - 1] ** 2})
         x = proj.solution(_filters(ranks, s.size))
         shape = np.shape(y)
         self.rank_ = unflatten(ranks, shape)
