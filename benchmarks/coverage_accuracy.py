@@ -30,7 +30,7 @@ def ftir_archive(n: int, seed: int, model):
     clean = ForwardOperator(w_cm / CM1_PER_MEV, Omega.values, temperature=100.0).forward(x)
     y = (clean + 1e-3 * clean.max(axis=1, keepdims=True) * rng.standard_normal(clean.shape)) * CM1_PER_MEV
     ds = xr.Dataset({"scattering_rate": (("sample", "omega"), y, {"units": "cm-1"})},
-                    coords={"omega": ("omega", w_cm, {"units": "cm-1"})}, attrs={"temperature": 100.0})
+                    coords={"omega": ("omega", w_cm, {"units": "cm-1"})}, attrs={"temperature_K": 100.0})
     return x, ds, w_cm
 
 

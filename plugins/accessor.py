@@ -35,7 +35,8 @@ _MODEL_OMEGA = "omega_model"  # forward()'s ω axis inside apply_ufunc (renamed 
 _KEYWORDS = {"--temperature-var": "temperature_name=", "--temperature K": "temperature=<kelvin>",
              "--temperature": "temperature=", "--var": "var=",
              "--dim": "dim=", "--crop": "crop=True", "--smoothing": "smoothing_meV=", "--uncertainty": "uncertainty=",
-             "--impurity": "impurity=True", "--sha256": "sha256=", "--model": "model=", "--provider": "provider="}
+             "--impurity": "impurity=True", "--sha256": "sha256=", "--model": "model=", "--provider": "provider=",
+             "--omega-units": "omega_units=", "--rate-units": "rate_units=", "--temperature-units": "temperature_units="}
 _FLAG = re.compile("|".join(re.escape(k) + r"(?![\w-])" for k in sorted(_KEYWORDS, key=len, reverse=True)))
 
 
@@ -61,10 +62,13 @@ class _RrimAccessor:
     def invert(self, var: str = "scattering_rate", dim: str = "omega", model=DEFAULT_MODEL, provider: str = "auto",
                temperature: float | None = None, temperature_name: str = "temperature", crop: bool = False,
                smoothing_meV: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE, sha256: str | None = None,
-               uncertainty: float | None = None, impurity: bool = False) -> xr.Dataset:
+               uncertainty: float | None = None, impurity: bool = False, omega_units: str | None = None,
+               rate_units: str | None = None, temperature_units: str | None = None) -> xr.Dataset:
         """Glue functions of the spectra in ``var`` (core dimension ``dim``), as ``rrim invert`` writes them.
 
-        ``temperature`` (K) overrides the dataset's; ``model`` is an installed name or a path;
+        ``temperature`` (K, or ``temperature_units``) overrides the dataset's; ``omega_units``,
+        ``rate_units``, ``temperature_units`` override the units the dataset names (the command line's
+        ``--omega-units``…; any spelling :mod:`rrim.physics.units` reads); ``model`` is an installed name or a path;
         ``uncertainty`` (0.68 or 0.9) adds the calibrated band ``glue_lower``/``glue_upper``;
         ``impurity`` estimates and removes the impurity rate (``impurity_rate``).
         Lazy on dask-backed input: each computation of the result runs the network again, so call
@@ -73,7 +77,8 @@ class _RrimAccessor:
         ``xr.open_mfdataset`` the provenance (``input_file``, ``title``, ``history``) names every file.
         """
         opts = ArchiveOptions(var=var, dim=dim, temperature_name=temperature_name, temperature=temperature,
-                              crop=crop, smoothing_meV=smoothing_meV, uncertainty=uncertainty, impurity=impurity)
+                              crop=crop, smoothing_meV=smoothing_meV, uncertainty=uncertainty, impurity=impurity,
+                              omega_units=omega_units, rate_units=rate_units, temperature_units=temperature_units)
         ds = self._dataset(var)
         loaded = load_model(model, sha256=sha256)
         if calibration_digest(loaded) in ("none", "unreadable"):
@@ -145,9 +150,9 @@ class _RrimAccessor:
             if var not in ds:
                 raise ValueError(f"plot: the dataset has neither the input variable {var!r} nor a 'glue' output")
             loaded = load_model(DEFAULT_MODEL if model is None else model)
-            opts = ArchiveOptions(var=var, dim=dim, **{k: options[k] for k in ("temperature", "temperature_name", "crop",
-                                                                                "smoothing_meV", "uncertainty", "impurity")
-                                                         if k in options})
+            opts = ArchiveOptions(var=var, dim=dim, **{k: options[k] for k in (
+                "temperature", "temperature_name", "crop", "smoothing_meV", "uncertainty", "impurity", "omega_units",
+                "rate_units", "temperature_units") if k in options})
             src = _with_keywords(lambda: read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), loaded, opts))
             idx = _indices(spectra, src.n_spectra)
             rows = _source_rows(src, idx, list(src.lead), dim)

@@ -208,7 +208,7 @@ def _all_fill(p, b):
         w[:] = b.omega
         w.units = "meV"
         f.createVariable(VAR, "f8", ("sample", DIM), fill_value=-9999.0).units = "meV"
-        f.temperature = 100.0
+        f.temperature_K = 100.0
 
 
 def _attr(**attrs):
@@ -261,7 +261,7 @@ def _duplicate_dims(p, b):
         v = f.createVariable(VAR, "f8", (DIM, DIM))
         v[:] = np.tile(b.y[0], (len(b.omega), 1))
         v.units = "meV"
-        f.temperature = 100.0
+        f.temperature_K = 100.0
 
 
 def _odd_coordinate(kind: str):
@@ -290,7 +290,7 @@ def _declared_spectra(n: int):
             w[:] = b.omega
             w.units = "meV"
             f.createVariable(VAR, "f4", ("sample", DIM), chunksizes=(1, len(b.omega))).units = "meV"
-            f.temperature = 100.0
+            f.temperature_K = 100.0
     return build
 
 
@@ -351,7 +351,8 @@ CATALOGUE: list[Case] = [
     _R("omega_in_meV_labelled_cm-1", "units", _kw(omega_attrs={"units": "cm-1"}), "'omega'", "spans"),
     _R("omega_astronomical_values", "values", _w(lambda w: w * 1e300), "'omega'", any_of=("spans", "NaN or inf")),
     _R("omega_strings", "dtypes", _w(lambda w: w.astype(str)), "coordinate 'omega'", "dtype", "real numbers"),
-    _R("omega_units_eV", "units", _kw(omega_attrs={"units": "eV"}), "'omega'", "unknown units 'eV'"),
+    _R("omega_units_eV", "units", _kw(omega_attrs={"units": "eV"}), "'omega'", "spans"),  # meV values read as eV
+    _R("omega_units_kelvin", "units", _kw(omega_attrs={"units": "K"}), "'omega'", "unknown units 'K'", "temperature"),
     _R("omega_units_empty", "units", _kw(omega_attrs={"units": ""}), "'omega'", "unknown units ''"),
     _R("omega_units_missing", "units", _kw(omega_attrs={}), "'omega'", "no 'units' attribute"),
     _R("omega_units_numeric", "attributes", _kw(omega_attrs={"units": 5}), "'omega'", "unknown units"),
@@ -359,7 +360,7 @@ CATALOGUE: list[Case] = [
     _R("omega_units_not_utf8", "encodings", _nonutf8_units, "omega", any_of=("unknown units", "not a readable")),
     # the variable's units and dtype
     _R("rate_units_missing", "units", _kw(y_attrs={}), VAR, "no 'units' attribute"),
-    _R("rate_units_THz", "units", _kw(y_attrs={"units": "THz"}), VAR, "unknown units 'THz'"),
+    _R("rate_units_nm", "units", _kw(y_attrs={"units": "nm"}), VAR, "unknown units 'nm'", "length"),
     _R("rate_strings", "dtypes", _kw(dtype="U8"), VAR, "real numbers"),
     _R("rate_complex", "dtypes", lambda p, b: write_nc(p, b, y=b.y.astype(np.complex128)), VAR, "real numbers"),
     # temperature
@@ -370,9 +371,11 @@ CATALOGUE: list[Case] = [
     _R("temperature_string_attribute", "temperature", _temperature_attr("hot"), "'temperature'",
        "not a temperature in K"),
     _R("temperature_string_variable", "temperature", _kw(temperature=np.array("100 K")), "variable 'temperature'",
-       "dtype", "numbers in K"),
-    _R("temperature_celsius", "temperature", _kw(temperature_attrs={"units": "degC"}), "'temperature'",
-       "must be in K"),
+       "dtype", "numbers with units"),
+    _R("temperature_in_meV", "temperature", _kw(temperature_attrs={"units": "meV"}), "'temperature'",
+       "not a temperature"),
+    _R("temperature_without_units", "temperature", _kw(temperature_attrs={}), "'temperature'", "no units",
+       "--temperature-units"),
     _R("temperature_array_mismatch", "temperature", _kw(temperature=np.full(5, 100.0), temperature_dims=("run",)),
        "'temperature'", "['run']"),
     _R("temperature_one_nan_per_spectrum", "temperature",

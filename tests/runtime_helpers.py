@@ -88,7 +88,7 @@ def write_archive(path: Path, y, omega, *, omega_units="cm-1", y_units="cm-1", d
     if temperature_as == "coord":
         ds = ds.assign_coords(temperature=((), temperature, {"units": "K"}))
     elif temperature_as == "attr":
-        ds.attrs["temperature"] = temperature
+        ds.attrs["temperature_K"] = temperature
     for k, v in (extra or {}).items():
         ds[k] = v
     ds.to_netcdf(path, engine=engine)

@@ -31,7 +31,7 @@ def _layouts(op) -> dict:
     t3 = ("temperature", [50.0, 100.0, 150.0], {"units": "K", "long_name": "set temperature"})
     return {
         "sample_attr_temperature": xr.Dataset(
-            {"scattering_rate": (("sample", "omega"), y[:4], rate)}, coords={"omega": w}, attrs={"temperature": 100.0}),
+            {"scattering_rate": (("sample", "omega"), y[:4], rate)}, coords={"omega": w}, attrs={"temperature_K": 100.0}),
         "temperature_dimension": xr.Dataset(
             {"scattering_rate": (("temperature", "omega"), y[:3], rate)}, coords={"omega": w, "temperature": t3}),
         "sample_by_temperature": xr.Dataset(
@@ -46,14 +46,14 @@ def _layouts(op) -> dict:
              "temperature": ("sample", [80.0, 90.0, 90.0], {"units": "K"})}, coords={"omega": w}),
         "omega_first": xr.Dataset(
             {"scattering_rate": (("omega", "sample"), y[:3].T, rate)}, coords={"omega": w},
-            attrs={"temperature": 100.0}),
+            attrs={"temperature_K": 100.0}),
         "single_spectrum": xr.Dataset(
             {"scattering_rate": (("omega",), y[0], rate)}, coords={"omega": w, "temperature": ((), 120.0, {"units": "K"})}),
         "two_leading_dims_with_labels": xr.Dataset(
             {"scattering_rate": (("run", "sample", "omega"), y[:6].reshape(3, 2, -1), rate)},
             coords={"omega": w, "run": ("run", np.array([3, 5, 8], dtype="i8")), "sample": ("sample", ["x", "y"]),
                     "position": (("run", "sample"), np.arange(6.0).reshape(3, 2), {"units": "mm"})},
-            attrs={"temperature": 100.0}),
+            attrs={"temperature_K": 100.0}),
     }
 
 

@@ -168,7 +168,7 @@ def test_check_reports_units_ranges_coverage_nan_and_temperatures(tmp_path):
     rate = ds.scattering_rate.values.copy()
     rate[0, :2, 5] = np.nan
     ds["scattering_rate"].values = rate
-    ds.isel(omega=slice(0, 200)).assign_coords(temperature=400.0).to_netcdf(tmp_path / "odd.nc")
+    ds.isel(omega=slice(0, 200)).assign_coords(temperature=((), 400.0, {"units": "K"})).to_netcdf(tmp_path / "odd.nc")
     res, s = run("check", tmp_path / "odd.nc")
     assert res.exit_code == 0 and s["nonfinite_spectra"] == 2 and s["nonfinite_values"] == 2
     assert 0.7 < s["model_omega_coverage"] < 0.9 and s["temperature_K"]["outside_model_range"] == 1

@@ -249,7 +249,7 @@ def test_cronjob_runs_unattended_and_unprivileged(name, tmp_path):
     assert spec["schedule"].split()[2:] == ["*", "*", "*"] and job["activeDeadlineSeconds"] < 24 * 3600
     (container,) = pod["containers"]
     (fail,) = [r for r in job["podFailurePolicy"]["rules"] if r["action"] == "FailJob"]
-    assert fail["onExitCodes"]["containerName"] == container["name"] and set(fail["onExitCodes"]["values"]) == {1, 2, 3, 4, 5}
+    assert fail["onExitCodes"]["containerName"] == container["name"] and set(fail["onExitCodes"]["values"]) == {1, 2, 3, 4, 5, 6}  # 6: most spectra skipped (a retry would find the outputs current)
     resources = container["resources"]
     assert all(resources["requests"][k] == resources["limits"][k] for k in ("cpu", "memory"))
     uid, gid = re.search(r"^USER (\d+):(\d+)$", (REPO / "containers" / "Containerfile").read_text(), re.M).groups()

@@ -220,7 +220,7 @@ def test_a_partial_archive_inverts_with_no_option_on_a_mask_aware_model(exported
     w_cm = np.linspace(60.0, 3000.0, 300)
     rows = np.stack([np.interp(w_cm / CM1_PER_MEV, op.omega.values, r) for r in y]) * CM1_PER_MEV
     ds = xr.Dataset({"scattering_rate": (("sample", "omega"), rows, {"units": "cm-1"})},
-                    coords={"omega": ("omega", w_cm, {"units": "cm-1"})}, attrs={"temperature": 100.0})
+                    coords={"omega": ("omega", w_cm, {"units": "cm-1"})}, attrs={"temperature_K": 100.0})
     ds.to_netcdf(tmp_path / "ftir.nc")
     invert_archive(tmp_path / "ftir.nc", tmp_path / "out.nc", Engine(m), ArchiveOptions())
     with xr.open_dataset(tmp_path / "out.nc") as out:

@@ -178,7 +178,7 @@ def _bad_archives(tmp, w, y):
         cases.append((write_archive(tmp / name, kw.pop("y", y), kw.pop("w", w), **kw), code, [name] + fragments))
 
     add("no_units.nc", 2, ["coordinate 'omega'", "no 'units'"], omega_units=None)
-    add("bad_units.nc", 2, ["coordinate 'omega'", "unknown units 'eV'"], omega_units="eV")
+    add("bad_units.nc", 2, ["coordinate 'omega'", "unknown units 'K'"], omega_units="K")
     add("no_y_units.nc", 2, ["variable 'scattering_rate'", "no 'units'"], y_units=None)
     add("no_temperature.nc", 2, ["variable 'scattering_rate'", "no temperature"], temperature_as=None)
     add("bad_temperature.nc", 2, ["temperature", "finite"], temperature=-5.0)
@@ -191,8 +191,8 @@ def _bad_archives(tmp, w, y):
     w4 = w.copy()
     w4[50] = np.nan
     add("nan_omega.nc", 2, ["coordinate 'omega'", "NaN or inf"], w=w4)
-    add("celsius.nc", 2, ["variable 'temperature'", "units 'degC'", "must be in K"],
-        extra={"temperature": ((), 20.0, {"units": "degC"})}, temperature_as=None)
+    add("unitless_temperature.nc", 2, ["variable 'temperature'", "no units", "--temperature-units"],
+        extra={"temperature": ((), 20.0, {})}, temperature_as=None)
     add("wrong_dim.nc", 2, ["variable 'scattering_rate'", "none named 'omega'"], dims=("sample", "energy"))
     add("wrong_var.nc", 2, ["no variable 'scattering_rate'", "reflectivity"], var="reflectivity")
     add("zero_spectra.nc", 2, ["variable 'scattering_rate'", "no spectra"], y=y[:0])

@@ -284,8 +284,15 @@ def archive_options(f):
                      help="Spectra per model call (default: the fastest of 16…256, measured once per model and machine)."),
         click.option("--var", default="scattering_rate", show_default=True, help="Variable holding 1/τ."),
         click.option("--dim", default="omega", show_default=True, help="Its ω dimension (with a units coordinate)."),
-        click.option("--temperature", type=click.FloatRange(min=0, max=1e6), default=None,
-                     help="Temperature in K (overrides the file's)."),
+        click.option("--temperature", type=float, default=None,
+                     help="Temperature (in K, or in --temperature-units), overriding the file's."),
+        click.option("--omega-units", default=None,
+                     help="Units of the ω coordinate, overriding the file's (any energy, wavenumber or frequency "
+                          "unit pint reads: meV, eV, cm-1, 1/cm, cm^-1, THz, s-1…)."),
+        click.option("--rate-units", default=None, help="Units of the scattering rates, overriding the file's (as --omega-units)."),
+        click.option("--temperature-units", default=None,
+                     help="Units of the temperatures (K, mK, degC…), overriding the file's; needed for a temperature "
+                          "stored without units."),
         click.option("--temperature-var", default="temperature", show_default=True,
                      help="Name of the temperature attribute, coordinate or variable."),
         click.option("--crop", is_flag=True, help="Accept an ω range different from the model's (spectra flagged)."),
@@ -305,12 +312,14 @@ def archive_options(f):
     return f
 
 
-def options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32):
+def options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32,
+                 omega_units, rate_units, temperature_units):
     from rrim.io.schema import ArchiveOptions
 
     return ArchiveOptions(var=var, dim=dim, temperature_name=temperature_var, temperature=temperature,
                           crop=crop, smoothing_meV=smoothing, uncertainty=None if uncertainty is None else float(uncertainty),
-                          impurity=impurity, tf32=tf32)
+                          impurity=impurity, tf32=tf32, omega_units=omega_units, rate_units=rate_units,
+                          temperature_units=temperature_units)
 
 
 def engine_for(model_name, sha256, provider, tf32, batch_size):

@@ -22,7 +22,8 @@ log = logging.getLogger("rrim")
 @click.option("--plot-spectra", type=click.IntRange(1, 12), default=3, show_default=True)
 @archive_options
 def invert_command(input_path, output, example, plot_path, plot_spectra, model_name, sha256, provider, tf32,
-                   batch_size, var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, report):
+                   batch_size, var, dim, temperature, omega_units, rate_units, temperature_units,
+                   temperature_var, crop, smoothing, uncertainty, impurity, report):
     """Invert the scattering rates of INPUT.nc into glue functions written to OUTPUT."""
     from rrim.jobs.invert import invert_archive
 
@@ -37,7 +38,8 @@ def invert_command(input_path, output, example, plot_path, plot_spectra, model_n
         fail(click.BadParameter("give either INPUT.nc or --example"), report)
     progress = Progress("inverting")
     try:
-        opts = options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32)
+        opts = options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32,
+                            omega_units, rate_units, temperature_units)
         with engine_for(model_name, sha256, provider, tf32, batch_size) as engine:
             summary = invert_archive(source, output, engine, opts, progress=progress,
                                      preview=plot_spectra if plot_path else 0)

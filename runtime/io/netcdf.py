@@ -9,7 +9,8 @@ import numpy as np
 
 from rrim.io.paths import ArchiveError, display_name
 from rrim.io.reading import Source
-from rrim.io.schema import BAND_VARIABLES, GRIDS, IMPURITY_VARIABLES, OUTPUT_VARIABLES, TEMPERATURE_USED, ArchiveOptions
+from rrim.io.schema import (BAND_VARIABLES, GRIDS, IMPURITY_VARIABLES, INPUT_GRID_ATTRS, OUTPUT_VARIABLES,
+                            TEMPERATURE_USED, ArchiveOptions)
 from rrim.models.loading import LoadedModel
 
 log = logging.getLogger(__name__)
@@ -19,6 +20,8 @@ log = logging.getLogger(__name__)
 OUTPUT_COMPLEVEL = 4
 #: Spectra per NetCDF chunk of the outputs (whole spectra only).
 OUTPUT_CHUNK_SPECTRA = 256
+#: At most this many values per chunk along the input's ω axis (scattering_rate_fit_input; 4 MiB as float32).
+INPUT_CHUNK_VALUES = 1 << 20
 #: HDF5 chunk cache per output variable (bytes).
 OUTPUT_CHUNK_CACHE_BYTES = 4 << 20
 
@@ -53,7 +56,7 @@ def copied_coords(src: Source, opts: ArchiveOptions):
     """(name, coordinate) of the leading coordinates an output copies; :class:`ArchiveError` for one whose
     dtype the output cannot hold (checked before the output is created). A ``temperature`` index coordinate
     stays; another ``temperature`` coordinate gives way to the output's own variable (what was used)."""
-    variables = opts.output_variables(src.lead)
+    variables = src.variables(opts)
     reserved = {*variables, *OUTPUT_VARIABLES, *BAND_VARIABLES, *IMPURITY_VARIABLES, TEMPERATURE_USED}
     for name, c in src.data.coords.items():
         if name == src.data.dims[-1] or not set(c.dims) <= set(src.lead) or name in ("Omega", "omega"):
@@ -93,6 +96,11 @@ def copy_coords(nc, coords) -> None:
         v.setncatts(attrs)
 
 
+def input_grid_attrs(src: Source) -> dict:
+    """Attributes of the output's ``omega_input`` coordinate: the input ω coordinate's, with a long name and axis."""
+    return {**INPUT_GRID_ATTRS, **src.omega_attrs, "axis": "X"}
+
+
 def create_variables(nc, src: Source, model: LoadedModel, opts: ArchiveOptions, coords=()) -> None:
     """Dimensions, grids and the (empty) output variables; each names the copied non-index ``coords``
     ((name, coordinate) pairs) on its dimensions in its ``coordinates`` attribute (CF)."""
@@ -102,14 +110,21 @@ def create_variables(nc, src: Source, model: LoadedModel, opts: ArchiveOptions, 
         nc.createDimension(d, n)
     nc.createDimension("Omega", len(info.Omega))
     nc.createDimension("omega", len(info.omega))
+    nc.createDimension("omega_input", src.omega_stored.size)
     for name, grid in (("Omega", info.Omega), ("omega", info.omega)):
         v = nc.createVariable(name, "f8", (name,))
         v[:] = grid.values
         v.setncatts(GRIDS[name])
-    chunk = _chunk_shape(src.shape, OUTPUT_CHUNK_SPECTRA)
-    for name, (dtype, core, attrs) in opts.output_variables(src.lead).items():
+    v = nc.createVariable("omega_input", src.omega_stored.dtype, ("omega_input",))
+    v[:] = src.omega_stored
+    v.setncatts(input_grid_attrs(src))
+    n_in = src.omega_stored.size
+    chunks = {False: _chunk_shape(src.shape, OUTPUT_CHUNK_SPECTRA),
+              True: _chunk_shape(src.shape, max(1, min(OUTPUT_CHUNK_SPECTRA, INPUT_CHUNK_VALUES // n_in)))}
+    core_sizes = {"Omega": len(info.Omega), "omega": len(info.omega), "omega_input": min(n_in, INPUT_CHUNK_VALUES)}
+    for name, (dtype, core, attrs) in src.variables(opts).items():
         dims = src.lead + core
-        sizes = chunk + tuple(len(info.Omega) if c == "Omega" else len(info.omega) for c in core)
+        sizes = chunks["omega_input" in core] + tuple(core_sizes[c] for c in core)
         kw = dict(zlib=True, complevel=OUTPUT_COMPLEVEL, shuffle=True, chunksizes=sizes) if dims else {}
         v = nc.createVariable(name, dtype, dims, fill_value=None if dtype == "u1" else np.nan, **kw)
         # chunks are written whole, once: a small cache keeps memory flat (the default grows to 16+ MiB per variable)

@@ -19,8 +19,10 @@ PROVENANCE_ATTRIBUTES = (
     "Conventions", "title", "summary", "history", "source", "date_created", "product_version",
     "rrim_version", "rrim_output_format", "model_name", "model_version", "model_sha256", "model_form",
     "execution_provider", "input_file", "input_sha256", "input_variable", "options", "temperature_K",
-    "omega_input_range_meV", "flag_counts", "calibration_sha256",
+    "omega_input_range_meV", "flag_counts", "calibration_sha256", "references",
 )
+#: The paper the method comes from (ACDD ``references``).
+REFERENCES = "doi:10.1038/s41598-024-59594-3"
 
 
 def read_provenance(path) -> dict | None:
@@ -38,13 +40,15 @@ def read_provenance(path) -> dict | None:
 
 def provenance_attrs(src: Source, model: LoadedModel, opts: ArchiveOptions, input_sha: str, provider: str,
                      prior_history: str, flag_counts: dict, calibration_sha256: str | None = None) -> dict:
-    """The CF/ACDD global attributes of an output: what was inverted, with which model, options and provider."""
+    """The CF/ACDD global attributes of an output: the input's global attributes (one that rrim also sets is
+    kept as ``input_<name>``; ``history`` continues), then rrim's: what was inverted, with which model,
+    options and provider."""
     now = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat().replace("+00:00", "Z")
     name = display_name(src.path.name)
     line = (f"{now}: rrim {__version__} invert {name} var={opts.var} "
             f"(model {model.name} sha256 {model.sha256[:12]}…, provider {provider})")
     temps = np.unique(src.temperature_values)
-    return {
+    own = {
         "Conventions": "CF-1.12, ACDD-1.3",
         "title": f"Electron-boson glue functions from {name}",
         "summary": ("Glue functions I²χ(Ω) inverted from optical scattering rates 1/τ(ω) with the rRIM "
@@ -68,7 +72,14 @@ def provenance_attrs(src: Source, model: LoadedModel, opts: ArchiveOptions, inpu
         "omega_input_range_meV": np.array([src.omega_meV.min(), src.omega_meV.max()]),
         "flag_counts": json.dumps(flag_counts),
         "calibration_sha256": calibration_digest(model) if calibration_sha256 is None else calibration_sha256,
+        "references": REFERENCES,
     }
+    carried = {}
+    for key, value in src.attrs.items():
+        if key == "history":
+            continue
+        carried[f"input_{key}" if key in own and f"input_{key}" not in src.attrs else key] = value
+    return {**carried, **own}
 
 
 def source_files(ds) -> list[str]:

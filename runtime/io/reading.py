@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +46,7 @@ from rrim.io.hdf5 import check_self_contained
 from rrim.io.paths import ArchiveError, check_encodable
 from rrim.io.schema import ArchiveOptions
 from rrim.models.loading import LoadedModel
-from rrim.physics.units import energy_factor
+from rrim.physics.units import ENERGY_EXAMPLES, TEMPERATURE_EXAMPLES, energy_factor, to_kelvin
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +60,6 @@ MAX_OMEGA_POINTS = 1 << 24
 #: Highest temperature accepted (K): far above any model's range (flagged there), below where the
 #: kernel's Bose and Fermi factors overflow.
 MAX_TEMPERATURE_K = 1e6
-TEMPERATURE_UNITS = ("K", "k", "kelvin", "Kelvin", "degK")
 #: A model ω point is observed when its bracketing input channels are at most this many local steps of
 #: the model's ω grid apart: interpolating across a wider gap would invent the structure inside it.
 GAP_STEPS = 2.0
@@ -120,6 +119,10 @@ class Source:
     omega_model: np.ndarray | None = None  # the model's ω grid, meV
     coverage: tuple | None = None
     tol: float = 0.0
+    omega_stored: np.ndarray | None = None  # the input ω axis as stored (its own units)
+    omega_attrs: dict = field(default_factory=dict)  # the input ω coordinate's attributes
+    y_units: str = "meV"  # the spectra's units as the file names them
+    attrs: dict = field(default_factory=dict)  # the input's global attributes
 
     @property
     def n_spectra(self) -> int:
@@ -133,6 +136,10 @@ class Source:
     def temperatures(self, key) -> np.ndarray:
         """Temperatures (K) of the spectra ``key`` selects, one per spectrum."""
         return self.temperature[key].reshape(-1)
+
+    def variables(self, opts: ArchiveOptions) -> dict:
+        """The output variables of ``opts`` for this input (:meth:`ArchiveOptions.output_variables`)."""
+        return opts.output_variables(self.lead, self.y_units)
 
     def interpolate(self, y: np.ndarray) -> np.ndarray:
         """Rows on the input ω axis (m, n_in), in the file's unit → rows on the model's ω grid (m, n_ω), meV."""
@@ -199,14 +206,18 @@ def trained_coverage(first, last, observed, omega_model, coverage, tol=0.0) -> n
             & (holes <= MAX_UNOBSERVED_FRACTION * omega_model.size))
 
 
-def _units(attrs: dict, path: Path, what: str) -> float:
-    unit = attrs.get("units")
+def _units(attrs: dict, path: Path, what: str, override: str | None, option: str) -> tuple[float, str]:
+    """(factor to meV, the unit's name) for ``what``: ``override`` (the ``option`` given) else its ``units``."""
+    unit = attrs.get("units") if override is None else override
+    source = f"{option} {override!r}" if override is not None else f"{what}'s units"
     if unit is None:
-        raise ArchiveError(f"{path}: {what} has no 'units' attribute; set it to 'meV' or 'cm-1'")
+        raise ArchiveError(f"{path}: {what} has no 'units' attribute; set it (e.g. 'meV', 'cm-1', 'THz') or pass {option}")
     try:
-        return energy_factor(str(unit), name=what)
-    except ValueError:
-        raise ArchiveError(f"{path}: {what} has unknown units {unit!r}; accepted: 'meV' or 'cm-1'") from None
+        return energy_factor(unit if isinstance(unit, str) else repr(unit), name=what), str(unit)
+    except ValueError as e:
+        reason = str(e).split("; accepted")[0].split(" (", 1)[-1].rstrip(")")
+        raise ArchiveError(f"{path}: {what} has unknown units {unit!r} ({source}: {reason}); accepted: any energy, "
+                           f"wavenumber or frequency unit, e.g. {ENERGY_EXAMPLES}, or pass {option}") from None
 
 
 def _bracket(w: np.ndarray, model_w: np.ndarray, tol: float):
@@ -288,17 +299,23 @@ def _too_sparse(path: Path, dim: str, w: np.ndarray, model_w: np.ndarray, observ
 
 
 def _temperature(ds, da, path: Path, opts: ArchiveOptions, lead: tuple, shape: tuple) -> np.ndarray:
-    """Temperatures in K, an array that broadcasts to the leading shape (never allocated at that size)."""
-    name = opts.temperature_name
+    """Temperatures in K, an array that broadcasts to the leading shape (never allocated at that size).
+
+    Units: ``opts.temperature_units`` if given, else the variable's ``units`` attribute; an attribute
+    named ``<name>_K`` is in K; a temperature without units is refused."""
+    name, given = opts.temperature_name, opts.temperature_units
+    hint = f"set its 'units' attribute (e.g. {TEMPERATURE_EXAMPLES}) or pass --temperature-units"
     if opts.temperature is not None:
-        t = np.asarray(float(opts.temperature))
-    elif name in ds.variables or name in da.coords:
+        return _checked_kelvin(np.asarray(float(opts.temperature)), "K" if given is None else given, path,
+                               "--temperature", "--temperature-units")
+    if name in ds.variables or name in da.coords:
         tv = da.coords[name] if name in da.coords else ds[name]
-        unit = tv.attrs.get("units")
-        if unit is not None and str(unit).strip() not in TEMPERATURE_UNITS:
-            raise ArchiveError(f"{path}: variable {name!r} has units {unit!r}; temperatures must be in K")
         if not _is_real(tv.dtype):
-            raise ArchiveError(f"{path}: variable {name!r} has dtype {tv.dtype}; temperatures must be numbers in K")
+            raise ArchiveError(f"{path}: variable {name!r} has dtype {tv.dtype}; temperatures must be numbers "
+                               f"with units (e.g. {TEMPERATURE_EXAMPLES})")
+        unit = tv.attrs.get("units") if given is None else given
+        if unit is None:
+            raise ArchiveError(f"{path}: variable {name!r} has no units; {hint}")
         extra = [d for d in tv.dims if d not in lead]
         if extra:
             raise ArchiveError(f"{path}: variable {name!r} has dimensions {extra} that the spectra of "
@@ -306,21 +323,36 @@ def _temperature(ds, da, path: Path, opts: ArchiveOptions, lead: tuple, shape: t
         order = [d for d in lead if d in tv.dims]
         t = np.asarray(tv.transpose(*order).values, dtype=np.float64)
         t = t.reshape([n if d in tv.dims else 1 for d, n in zip(lead, shape)])  # broadcasts to ``shape``
-    else:
-        raw = da.attrs.get(name, da.attrs.get(f"{name}_K", ds.attrs.get(name, ds.attrs.get(f"{name}_K"))))
+        return _checked_kelvin(t, unit, path, f"variable {name!r}", "--temperature-units" if given else f"{name!r}'s units")
+    for key, unit in ((name, given), (f"{name}_K", "K" if given is None else given)):
+        raw = da.attrs.get(key, ds.attrs.get(key))
         if raw is None:
-            raise ArchiveError(f"{path}: no temperature for variable {opts.var!r}: no variable, coordinate or "
-                               f"attribute {name!r} (or {name + '_K'!r}); pass --temperature K")
+            continue
         try:
             t = np.asarray(float(np.asarray(raw).item()))
         except (TypeError, ValueError):
-            raise ArchiveError(f"{path}: attribute {name!r} = {raw!r} is not a temperature in K") from None
-    if not np.all(np.isfinite(t)) or np.any(t < 0):
-        raise ArchiveError(f"{path}: temperature {name!r} must be finite and ≥ 0 K")
-    if np.any(t > MAX_TEMPERATURE_K):
-        raise ArchiveError(f"{path}: temperature {name!r} reaches {float(np.max(t)):.6g} K, above the "
+            raise ArchiveError(f"{path}: attribute {key!r} = {raw!r} is not a temperature in K") from None
+        if unit is None:
+            raise ArchiveError(f"{path}: attribute {key!r} = {raw!r} has no units; name it {name + '_K'!r} (kelvin) "
+                               "or pass --temperature-units")
+        return _checked_kelvin(t, unit, path, f"attribute {key!r}", "--temperature-units" if given else "its name")
+    raise ArchiveError(f"{path}: no temperature for variable {opts.var!r}: no variable, coordinate or "
+                       f"attribute {name!r} (or {name + '_K'!r}); pass --temperature K")
+
+
+def _checked_kelvin(t: np.ndarray, unit: str, path: Path, what: str, source: str) -> np.ndarray:
+    """Temperatures ``t`` in ``unit`` → K, checked finite, ≥ 0 K and ≤ :data:`MAX_TEMPERATURE_K`."""
+    try:
+        k = to_kelvin(t, unit if isinstance(unit, str) else repr(unit), name=what)
+    except ValueError as e:
+        raise ArchiveError(f"{path}: {what} has units {unit!r} ({source}), which are not a temperature; accepted: "
+                           f"e.g. {TEMPERATURE_EXAMPLES}") from None
+    if not np.all(np.isfinite(k)) or np.any(k < 0):
+        raise ArchiveError(f"{path}: temperature {what} must be finite and ≥ 0 K")
+    if np.any(k > MAX_TEMPERATURE_K):
+        raise ArchiveError(f"{path}: temperature {what} reaches {float(np.max(k)):.6g} K, above the "
                            f"{MAX_TEMPERATURE_K:g} K rrim accepts")
-    return t
+    return k
 
 
 def _is_real(dtype) -> bool:
@@ -343,7 +375,7 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> Source:
     if opts.dim not in ds.coords:
         raise ArchiveError(f"{path}: dimension {opts.dim!r} of variable {opts.var!r} has no coordinate (ω values with units)")
     lead = tuple(d for d in da.dims if d != opts.dim)
-    clash = {"Omega", "omega"} & set(lead)
+    clash = {"Omega", "omega", "omega_input"} & set(lead)
     if clash:
         raise ArchiveError(f"{path}: variable {opts.var!r} has leading dimension(s) {sorted(clash)}, names the output reserves for its grids")
     shape = tuple(da.sizes[d] for d in lead)
@@ -359,8 +391,8 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> Source:
                            f"1-D along {opts.dim!r} (one ω axis shared by all spectra)")
     if not _is_real(coord.dtype):
         raise ArchiveError(f"{path}: coordinate {opts.dim!r} has dtype {coord.dtype}; ω values must be real numbers")
-    w_factor = _units(ds[opts.dim].attrs, path, f"coordinate {opts.dim!r}")
-    y_factor = _units(da.attrs, path, f"variable {opts.var!r}")
+    w_factor, _ = _units(ds[opts.dim].attrs, path, f"coordinate {opts.dim!r}", opts.omega_units, "--omega-units")
+    y_factor, y_units = _units(da.attrs, path, f"variable {opts.var!r}", opts.rate_units, "--rate-units")
     w_in = np.asarray(ds[opts.dim].values, dtype=np.float64) * w_factor
     eps = float(np.finfo(coord.dtype).eps) if np.issubdtype(coord.dtype, np.floating) else 0.0
     reg = model.info.regularization
@@ -369,4 +401,7 @@ def read_source(ds, path, model: LoadedModel, opts: ArchiveOptions) -> Source:
     lo, hi, t, valid, flags, served, tol = _interpolation(path, opts.dim, w_in, model_w, opts.crop, eps, measured)
     temps = _temperature(ds, da, path, opts, lead, shape)
     return Source(path, da.transpose(*lead, opts.dim), lead, shape, w_in, y_factor, lo, hi, t, valid, flags, temps,
-                  model_w, tuple(measured) if served else None, tol)
+                  model_w, tuple(measured) if served else None, tol, np.asarray(coord.values),
+                  {k: v for k, v in coord.attrs.items() if not str(k).startswith("_")} | (
+                      {"units": opts.omega_units} if opts.omega_units else {}), y_units,
+                  dict(ds.attrs))

@@ -17,7 +17,7 @@ import xarray as xr
 
 from rrim.inversion.engine import Engine
 from rrim.inversion.flags import FLAGS
-from rrim.io.netcdf import copied_coords, stored_coord
+from rrim.io.netcdf import copied_coords, input_grid_attrs, stored_coord
 from rrim.io.provenance import provenance_attrs
 from rrim.io.reading import read_source
 from rrim.io.schema import GRIDS, ArchiveOptions
@@ -39,7 +39,7 @@ def _invert_block(rows, temperatures, *, src, opts, engine=None, model: LoadedMo
     lead = rows.shape[:-1]
     out = invert_rows(rows.reshape(-1, rows.shape[-1]).astype(np.float64), temperatures.reshape(-1), src, engine, opts)
     return tuple(np.asarray(out[name]).reshape(lead + out[name].shape[1:]).astype(dtype)
-                 for name, (dtype, _, _) in opts.output_variables(src.lead).items())
+                 for name, (dtype, _, _) in src.variables(opts).items())
 
 
 def invert_dataset(ds: xr.Dataset, engine: Engine, opts: ArchiveOptions = ArchiveOptions()) -> xr.Dataset:
@@ -49,7 +49,7 @@ def invert_dataset(ds: xr.Dataset, engine: Engine, opts: ArchiveOptions = Archiv
     :class:`rrim.io.paths.ArchiveError` for bad input."""
     model, dim = engine.model, opts.dim
     src = read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), model, opts)
-    variables = opts.output_variables(src.lead)
+    variables = src.variables(opts)
     coords = dict(copied_coords(src, opts))
     data = src.data.drop_vars([k for k in src.data.coords if k != dim])  # coordinates: those an output copies, below
     temps = xr.DataArray(src.temperature, dims=src.lead)
@@ -67,12 +67,14 @@ def invert_dataset(ds: xr.Dataset, engine: Engine, opts: ArchiveOptions = Archiv
         output_core_dims=[cores.get(name, list(core)) for name, (_, core, _) in variables.items()],
         output_dtypes=[np.dtype(v[0]) for v in variables.values()],
         dask="parallelized",
-        dask_gufunc_kwargs={"output_sizes": {"Omega": len(model.info.Omega), _FIT_DIM: len(model.info.omega)}},
+        dask_gufunc_kwargs={"output_sizes": {"Omega": len(model.info.Omega), _FIT_DIM: len(model.info.omega),
+                                             "omega_input": src.omega_stored.size}},
         keep_attrs=False,
     )
     out = xr.Dataset(dict(zip(variables, results))).rename({_FIT_DIM: "omega"})
     out = out.assign_coords(Omega=("Omega", model.info.Omega.values, GRIDS["Omega"]),
                             omega=("omega", model.info.omega.values, GRIDS["omega"]),
+                            omega_input=("omega_input", src.omega_stored, input_grid_attrs(src)),
                             **{name: (c.dims, *stored_coord(c)) for name, c in coords.items()})
     for name, (_, _, attrs) in variables.items():
         out[name].attrs = dict(attrs)

@@ -24,6 +24,7 @@ import numpy as np
 from rrim import files
 from rrim.inversion.engine import Engine
 from rrim.inversion.flags import FLAG_COVERAGE, FLAG_NONFINITE, FLAGS
+from rrim.inversion.temperatures import physics_temperatures
 from rrim.inversion.uncertainty import calibration_digest
 from rrim.io.netcdf import copied_coords, copy_coords, create_variables
 from rrim.io.paths import ArchiveError, check_encodable, check_output_path, file_sha256
@@ -31,6 +32,7 @@ from rrim.io.provenance import provenance_attrs
 from rrim.io.reading import MAX_UNOBSERVED_FRACTION, Source, open_dataset, read_source
 from rrim.io.schema import TEMPERATURE_USED, ArchiveOptions
 from rrim.models.loading import LoadedModel
+from rrim.physics.operator import ForwardOperator
 from rrim.physics.quantities import coupling_lambda, omega_log
 
 log = logging.getLogger(__name__)
@@ -40,6 +42,8 @@ log = logging.getLogger(__name__)
 DEFAULT_CHUNK_SPECTRA = 4096
 #: At most this many input values are read per slab (32 MiB as float64), however long the input ω axis.
 SLAB_VALUES = 1 << 22
+#: Input ω points per block of the refit on the input's axis (A's block: 4096 × n_Ω float64).
+REFIT_BLOCK = 4096
 
 
 @dataclass
@@ -85,10 +89,12 @@ def _slabs(shape: tuple, target: int):
 def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine: Engine, opts: ArchiveOptions) -> dict:
     """Invert spectra ``rows`` (m, n_in) as stored in ``src`` (file units, input ω axis) at ``temperatures`` (m,) K.
 
-    Spectra are inverted in groups of one temperature and one set of observed ω points
+    Spectra are inverted in groups of one temperature (the physics at the nearest point of a temperature grid,
+    :func:`~rrim.inversion.temperatures.physics_temperatures`) and one set of observed ω points
     (:meth:`Source.on_grid`); those outside the model's trained coverage are skipped (flag
     ``coverage_untrained``, NaN outputs). Returns the variables of ``opts.output_variables()`` as
-    arrays with m rows, ``y`` (the measured spectra on the model's ω grid, meV) and ``model_seconds``.
+    arrays with m rows, ``y`` (the measured spectra on the model's ω grid, meV, NaN where unobserved) and
+    ``model_seconds``.
     """
     y, observed = src.on_grid(rows)
     trained = src.trained(rows, observed)
@@ -100,29 +106,49 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
         fields.update(glue_lower="glue_lower", glue_upper="glue_upper")
     if opts.impurity:
         fields["impurity_rate"] = "impurity"
-    sizes = {"Omega": len(Omega), "omega": len(model.info.omega)}
-    variables = opts.output_variables(src.lead)
-    out = {name: np.full((m, *(sizes[c] for c in variables[name][1])), np.nan) for name in fields}
+    sizes = {"Omega": len(Omega), "omega": len(model.info.omega), "omega_input": src.omega_meV.size}
+    variables = src.variables(opts)
+    out = {name: np.full((m, *(sizes[c] for c in variables[name][1])), np.nan)
+           for name in (*fields, "scattering_rate_fit_input")}
     empty = np.isnan(rows).all(axis=1)  # nothing measured at all: non-finite rather than a coverage matter
     out["flags"] = np.where(trained, 0, np.where(empty, FLAG_NONFINITE, FLAG_COVERAGE)).astype(np.uint8)
     out["model_seconds"] = 0.0
+    used = physics_temperatures(temperatures)
     patterns, which = np.unique(observed, axis=0, return_inverse=True)
     which = which.reshape(-1)
     for k, mask in enumerate(patterns):
-        for T in np.unique(temperatures[(which == k) & trained]):
-            sel = (which == k) & trained & (temperatures == T)
+        for T in np.unique(used[(which == k) & trained]):
+            sel = (which == k) & trained & (used == T)
             r = engine.invert(y[sel], temperature=float(T), smoothing_meV=opts.smoothing_meV, valid_omega=mask,
                               coverage=opts.uncertainty, impurity=opts.impurity)
             out["model_seconds"] += r.model_seconds
             for name, attr in fields.items():
                 out[name][sel] = getattr(r, attr)
+            out["scattering_rate_fit_input"][sel] = _input_refit(r, src, engine)
     out["flags"] |= np.uint8(src.grid_flags)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["lambda"] = coupling_lambda(out["glue"], Omega)
         out["omega_log"] = omega_log(np.nan_to_num(out["glue"]), Omega)
     out[TEMPERATURE_USED if "temperature" in src.lead else "temperature"] = np.asarray(temperatures, dtype=np.float64)
-    out["y"] = y
+    out["y"] = np.where(observed, y, np.nan)  # for plots: unobserved points are not drawn as data
     return out
+
+
+def _input_refit(r, src: Source, engine: Engine) -> np.ndarray:
+    """The refit A·x̂ (+ the impurity rate) of result ``r`` on the input's ω axis (as stored, ω > 0; NaN
+    elsewhere), in the input's units: A from the engine's physics at ``r.temperature`` on that axis, built
+    :data:`REFIT_BLOCK` input points at a time (memory stays bounded however long the axis)."""
+    op = engine.physics(r.temperature)[0]
+    w = src.omega_meV
+    fit = np.full((len(r.glue), w.size), np.nan)
+    positive = np.flatnonzero(w > 0)
+    if positive.size < 2:
+        return fit
+    c = 0.0 if r.impurity is None else r.impurity[:, None]
+    for cols in np.array_split(positive, -(-positive.size // REFIT_BLOCK)):  # blocks of ≥ 2 points
+        a = ForwardOperator(w[cols], op.Omega, op.temperature, op.kernel, op.scale).matrix
+        fit[:, cols] = r.glue @ a.T + c
+    return fit / src.y_factor
 
 
 def skipped_warning(name: str, counts: dict, n_spectra: int, src: Source) -> str | None:
