@@ -12,9 +12,11 @@ before taking several variables, plotting or writing.
 """
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import warnings
+from dataclasses import fields
 
 import numpy as np
 import xarray as xr
@@ -24,19 +26,23 @@ from rrim.inversion.uncertainty import calibration_digest
 from rrim.io.paths import ArchiveError
 from rrim.io.provenance import multi_file_attrs, source_files
 from rrim.io.reading import read_source
-from rrim.io.schema import ArchiveOptions
+from rrim.io.schema import ArchiveOptions, option_type
 from rrim.jobs.dataset import invert_dataset
 from rrim.jobs.invert import invert_rows
 from rrim.models.loading import DEFAULT_MODEL, load_model
 from rrim.physics.operator import ForwardOperator
 
 _MODEL_OMEGA = "omega_model"  # forward()'s ω axis inside apply_ufunc (renamed to omega after)
-#: The command line's options in the runtime's messages → the accessor's keywords.
-_KEYWORDS = {"--temperature-var": "temperature_name=", "--temperature K": "temperature=<kelvin>",
-             "--temperature": "temperature=", "--var": "var=",
-             "--dim": "dim=", "--crop": "crop=True", "--smoothing": "smoothing_meV=", "--uncertainty": "uncertainty=",
-             "--impurity": "impurity=True", "--sha256": "sha256=", "--model": "model=", "--provider": "provider=",
-             "--omega-units": "omega_units=", "--rate-units": "rate_units=", "--temperature-units": "temperature_units="}
+#: The keywords that choose the model and how it runs (the command line's --model, --sha256, --provider, --batch-size).
+_ENGINE_KEYWORDS = ("model", "sha256", "provider", "batch_size")
+#: Former keywords, now named as the command line names them (accepted with a FutureWarning).
+_RENAMED = {"temperature_name": "temperature_var", "smoothing_meV": "smoothing"}
+#: The command line's options in the runtime's messages → the accessor's keywords (``--temperature-var`` →
+#: ``temperature_var=``, ``--crop`` → ``crop=True``).
+_KEYWORDS = {"--temperature K": "temperature=<kelvin>",
+             **{"--" + f.name.replace("_", "-"): f.name + ("=True" if option_type(f) is bool else "=")
+                for f in fields(ArchiveOptions)},
+             **{"--" + k.replace("_", "-"): k + "=" for k in _ENGINE_KEYWORDS}}
 _FLAG = re.compile("|".join(re.escape(k) + r"(?![\w-])" for k in sorted(_KEYWORDS, key=len, reverse=True)))
 
 
@@ -52,6 +58,41 @@ def _with_keywords(call):
         raise _python_message(e) from None
 
 
+def _options(method: str, options: dict) -> ArchiveOptions:
+    """The :class:`ArchiveOptions` of keywords ``options`` given to ``ds.rrim.<method>()``."""
+    options = dict(options)
+    for old, new in _RENAMED.items():
+        if old in options:
+            warnings.warn(f"ds.rrim.{method}(): {old}= is now {new}=, as on the command line", FutureWarning,
+                          stacklevel=3)
+            if new in options:
+                raise TypeError(f"ds.rrim.{method}(): give {new}= only (not also {old}=)")
+            options[new] = options.pop(old)
+    unknown = sorted(set(options) - {f.name for f in fields(ArchiveOptions)})
+    if unknown:
+        raise TypeError(f"ds.rrim.{method}(): unknown keyword(s) {', '.join(unknown)}; the options are "
+                        f"{', '.join(f.name for f in fields(ArchiveOptions))}")
+    return ArchiveOptions(**options)
+
+
+def _takes_options(method):
+    """``method(..., **options)`` with a signature and a docstring that list the :class:`ArchiveOptions` fields."""
+    sig = inspect.signature(method)
+    keywords = [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=f.default, annotation=f.type)
+                for f in fields(ArchiveOptions)]
+    method.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values()
+                                                   if p.kind is not p.VAR_KEYWORD] + keywords)
+    def line(f):
+        meta = f.metadata
+        what = meta.get("units") or (" or ".join(map(str, meta["choices"])) if "choices" in meta else None)
+        return (f"- ``{f.name}={f.default!r}``{f' ({what})' if what else ''}: "
+                + _FLAG.sub(lambda m: f"``{_KEYWORDS[m.group(0)]}``", meta["help"]))
+
+    method.__doc__ += ("\n        Options (those of ``rrim invert``, ``--temperature-var`` → ``temperature_var=``):\n\n        "
+                       + "\n        ".join(map(line, fields(ArchiveOptions))) + "\n")
+    return method
+
+
 class _RrimAccessor:
     def __init__(self, obj):
         self._obj = obj
@@ -59,32 +100,26 @@ class _RrimAccessor:
     def _dataset(self, var: str) -> xr.Dataset:
         return self._obj if isinstance(self._obj, xr.Dataset) else self._obj.to_dataset(name=var)
 
-    def invert(self, var: str = "scattering_rate", dim: str = "omega", model=DEFAULT_MODEL, provider: str = "auto",
-               temperature: float | None = None, temperature_name: str = "temperature", crop: bool = False,
-               smoothing_meV: float | None = None, batch_size: int = DEFAULT_BATCH_SIZE, sha256: str | None = None,
-               uncertainty: float | None = None, impurity: bool = False, omega_units: str | None = None,
-               rate_units: str | None = None, temperature_units: str | None = None) -> xr.Dataset:
+    @_takes_options
+    def invert(self, *, model=DEFAULT_MODEL, provider: str = "auto", batch_size: int = DEFAULT_BATCH_SIZE,
+               sha256: str | None = None, **options) -> xr.Dataset:
         """Glue functions of the spectra in ``var`` (core dimension ``dim``), as ``rrim invert`` writes them.
 
-        ``temperature`` (K, or ``temperature_units``) overrides the dataset's; ``omega_units``,
-        ``rate_units``, ``temperature_units`` override the units the dataset names (the command line's
-        ``--omega-units``…; any spelling :mod:`rrim.physics.units` reads); ``model`` is an installed name or a path;
-        ``uncertainty`` (0.68 or 0.9) adds the calibrated band ``glue_lower``/``glue_upper``;
-        ``impurity`` estimates and removes the impurity rate (``impurity_rate``).
+        ``model`` is an installed name or a path (``sha256`` pins its file), run on ``provider`` with
+        ``batch_size`` spectra per call. ``options`` are those of ``rrim invert`` (listed below, named as
+        there: ``--temperature-var`` is ``temperature_var=``).
         Lazy on dask-backed input: each computation of the result runs the network again, so call
         ``.persist()`` on it before taking more than one variable. Raises
         :class:`rrim.io.paths.ArchiveError` for bad input (naming these keywords). On a dataset opened with
         ``xr.open_mfdataset`` the provenance (``input_file``, ``title``, ``history``) names every file.
         """
-        opts = ArchiveOptions(var=var, dim=dim, temperature_name=temperature_name, temperature=temperature,
-                              crop=crop, smoothing_meV=smoothing_meV, uncertainty=uncertainty, impurity=impurity,
-                              omega_units=omega_units, rate_units=rate_units, temperature_units=temperature_units)
-        ds = self._dataset(var)
+        opts = _options("invert", options)
+        ds = self._dataset(opts.var)
         loaded = load_model(model, sha256=sha256)
         if calibration_digest(loaded) in ("none", "unreadable"):
             warnings.warn(f"model {loaded.name!r} has no usable calibration: ood_score is NaN, the out_of_distribution "
                           "flag is off and uncertainty= bands are unavailable (rrim calibrate makes one)", stacklevel=2)
-        with Engine(loaded, provider, batch_size=batch_size) as engine:
+        with Engine(loaded, provider, tf32=opts.tf32, batch_size=batch_size) as engine:
             out = _with_keywords(lambda: invert_dataset(ds, engine, opts))
         files = source_files(ds)
         if len(files) > 1:
@@ -105,15 +140,16 @@ class _RrimAccessor:
         return rate.rename("scattering_rate")
 
 
-    def plot(self, path, spectra=None, var: str = "scattering_rate", dim: str = "omega", model=None,
-             provider: str = "auto", truth: str | None = None, title: str = "", data=None, **options):
+    @_takes_options
+    def plot(self, path, spectra=None, *, model=None, provider: str = "auto", truth: str | None = None, title: str = "",
+             data=None, **options):
         """A PNG (or any matplotlib format) with one row per spectrum: glue (with the band where there is
         one, and ``truth``, a variable of true glue, if given) | measured 1/τ on the model's grid with
         the refit | fit − measured. Rows are labelled by their coordinate values. Returns the path.
         Drawn by :func:`rrim.io.plotting.plot_inversions`; needs ``rrim[plot]``.
 
         On input data (``var`` on ``dim``) the selected spectra are inverted first, eagerly, with
-        ``model`` (default ``rrim-default``), ``provider`` and :meth:`invert`'s ``options`` (e.g.
+        ``model`` (default ``rrim-default``), ``provider`` and the ``options`` (those of :meth:`invert`, e.g.
         ``uncertainty=0.9``). On what :meth:`invert` returned (``glue``, ``scattering_rate_fit``,
         ``residual``) they are drawn as they are; the measured spectra come from ``data`` (the input
         Dataset, same leading dimensions) or from ``var`` on ``dim`` in this dataset if it holds them,
@@ -124,6 +160,8 @@ class _RrimAccessor:
         """
         from rrim.io.plotting import plot_inversions
 
+        opts = _options("plot", options)
+        var, dim = opts.var, opts.dim
         ds = self._obj if isinstance(self._obj, xr.Dataset) else self._obj.to_dataset(name=self._obj.name or var)
         if "glue" in ds:
             lead = [d for d in ds.glue.dims if d != "Omega"]
@@ -140,7 +178,7 @@ class _RrimAccessor:
             y = None
             if source is not None:
                 loaded = load_model(model) if model is not None else _recorded_model(ds)
-                crop = options.get("crop", json.loads(ds.attrs.get("options", "{}")).get("crop", False))
+                crop = opts.crop if "crop" in options else json.loads(ds.attrs.get("options", "{}")).get("crop", False)
                 y = _with_keywords(lambda: _measured(source, {d: ds.sizes[d] for d in lead}, idx, omega, var, dim,
                                                      loaded, crop))
             if y is None:
@@ -150,13 +188,10 @@ class _RrimAccessor:
             if var not in ds:
                 raise ValueError(f"plot: the dataset has neither the input variable {var!r} nor a 'glue' output")
             loaded = load_model(DEFAULT_MODEL if model is None else model)
-            opts = ArchiveOptions(var=var, dim=dim, **{k: options[k] for k in (
-                "temperature", "temperature_name", "crop", "smoothing_meV", "uncertainty", "impurity", "omega_units",
-                "rate_units", "temperature_units") if k in options})
             src = _with_keywords(lambda: read_source(ds, ds.encoding.get("source", "<in-memory dataset>"), loaded, opts))
             idx = _indices(spectra, src.n_spectra)
             rows = _source_rows(src, idx, list(src.lead), dim)
-            with Engine(loaded, provider) as engine:
+            with Engine(loaded, provider, tf32=opts.tf32) as engine:
                 get = invert_rows(rows, np.asarray(src.temperature).reshape(-1)[idx], src, engine, opts)
             omega, Omega, y = loaded.info.omega.values, loaded.info.Omega.values, get["y"]
             labels = _labels(ds, list(src.lead), list(src.shape), idx)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from rrim.cli.common import archive_options, check_side_outputs, emit, fail, options_from
+from rrim.cli.common import archive_options, check_side_outputs, emit, fail
 
 log = logging.getLogger("rrim")
 
@@ -17,8 +17,7 @@ BLOCK_SPECTRA = 4096
 @click.command("check")
 @click.argument("input_path", metavar="INPUT.nc", type=click.Path(dir_okay=False))
 @archive_options
-def check_command(input_path, model_name, sha256, provider, tf32, batch_size, var, dim, temperature, omega_units,
-                  rate_units, temperature_units, temperature_var, crop, smoothing, uncertainty, impurity, report):
+def check_command(input_path, model_name, sha256, provider, batch_size, report, opts):
     """Check INPUT.nc against --model as `rrim invert` would, without inverting: the variable and its
     units, the ω range and how much of the model's it covers, the temperatures against the model's
     range, and the spectra holding NaN or infinite values. Exit 0 when it would invert, 2 when not
@@ -28,8 +27,6 @@ def check_command(input_path, model_name, sha256, provider, tf32, batch_size, va
     path = Path(input_path)
     try:
         check_side_outputs({"--report": report}, inputs={"input": path}, outputs={})
-        opts = options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32,
-                            omega_units, rate_units, temperature_units)
         model = load_model(model_name, sha256=sha256)
         result = preflight(path, model, opts)
     except (Exception, KeyboardInterrupt) as e:

@@ -1,18 +1,21 @@
 """What the ``rrim`` commands share: exit codes, the JSON summary, failing with the right code, signals,
-logging (timestamped text or JSON lines, -v/-q anywhere) and progress, and the archive options of
-``invert`` and ``reprocess``."""
+logging (timestamped text or JSON lines, -v/-q anywhere) and progress, and the options of ``invert``,
+``reprocess`` and ``check`` (made from :class:`rrim.io.schema.ArchiveOptions`)."""
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
 import signal
 import sys
 import time
+from dataclasses import fields
 from pathlib import Path
 
 import click
 
+from rrim.io.schema import ArchiveOptions, option_type
 from rrim.models.loading import DATA_DIR
 
 log = logging.getLogger("rrim")
@@ -266,60 +269,55 @@ class Heartbeat:
         log.info("%s: done in %.1f s", self.label, time.monotonic() - self.start)
 
 
+#: The options of invert, reprocess and check that choose the model and how it runs (an output records the
+#: model's sha256 and the provider that ran, not these).
+ENGINE_OPTIONS = ("model", "sha256", "provider", "batch-size")
 #: Options that mean the same to invert, reprocess and check: the environment sets them as RRIM_OPTION too.
-SHARED_OPTIONS = ("model", "sha256", "provider", "tf32", "batch-size", "var", "dim", "temperature", "temperature-var",
-                  "crop", "smoothing", "uncertainty", "impurity")
+SHARED_OPTIONS = ENGINE_OPTIONS + tuple(f.name.replace("_", "-") for f in fields(ArchiveOptions))
+
+
+def _as_float(ctx, param, value):
+    return None if value is None else float(value)
+
+
+def field_option(f):
+    """The click option of :class:`ArchiveOptions` field ``f``: ``--temperature-var`` for ``temperature_var``,
+    a flag for a bool, its type, choices, bound, default and help from the field."""
+    meta, kind = f.metadata, option_type(f)
+    decls = ("--" + f.name.replace("_", "-"), f.name)
+    if kind is bool:
+        return click.option(*decls, is_flag=True, default=f.default, help=meta["help"])
+    if "choices" in meta:  # strings on the command line (click < 8.2 compares choices as strings)
+        return click.option(*decls, type=click.Choice([f"{c:g}" for c in meta["choices"]]), default=f.default,
+                            callback=_as_float, help=meta["help"])
+    kind = click.FloatRange(min=meta["greater_than"], min_open=True) if "greater_than" in meta else kind
+    return click.option(*decls, type=kind, default=f.default, show_default=f.default is not None, help=meta["help"],
+                        metavar=meta["units"].upper() if "units" in meta else None)
 
 
 def archive_options(f):
-    """The options shared by ``invert`` and ``reprocess``."""
+    """The options of ``invert``, ``reprocess`` and ``check``: the model and how it runs
+    (:data:`ENGINE_OPTIONS`), one option per :class:`ArchiveOptions` field (:func:`field_option`) and
+    ``--report``. The command receives the fields as one argument, ``opts``."""
+    @functools.wraps(f)
+    def command(**kwargs):
+        return f(opts=ArchiveOptions(**{g.name: kwargs.pop(g.name) for g in fields(ArchiveOptions)}), **kwargs)
+
     opts = [
         click.option("--model", "model_name", default="rrim-default", show_default=True,
                      help="Installed model name or path to an .onnx file."),
         click.option("--sha256", default=None, help="Pin the model file's sha256 (refused if it differs)."),
         click.option("--provider", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True,
                      help="auto: CUDA if it really loads, else CPU; cuda: fail (exit 3) if CUDA cannot run."),
-        click.option("--tf32", is_flag=True, help="Allow TF32 on CUDA (off by default)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help="Spectra per model call (default: the fastest of 16…256, measured once per model and machine)."),
-        click.option("--var", default="scattering_rate", show_default=True, help="Variable holding 1/τ."),
-        click.option("--dim", default="omega", show_default=True, help="Its ω dimension (with a units coordinate)."),
-        click.option("--temperature", type=float, default=None,
-                     help="Temperature (in K, or in --temperature-units), overriding the file's."),
-        click.option("--omega-units", default=None,
-                     help="Units of the ω coordinate, overriding the file's (any energy, wavenumber or frequency "
-                          "unit pint reads: meV, eV, cm-1, 1/cm, cm^-1, THz, s-1…)."),
-        click.option("--rate-units", default=None, help="Units of the scattering rates, overriding the file's (as --omega-units)."),
-        click.option("--temperature-units", default=None,
-                     help="Units of the temperatures (K, mK, degC…), overriding the file's; needed for a temperature "
-                          "stored without units."),
-        click.option("--temperature-var", default="temperature", show_default=True,
-                     help="Name of the temperature attribute, coordinate or variable."),
-        click.option("--crop", is_flag=True, help="Accept an ω range different from the model's (spectra flagged)."),
-        click.option("--smoothing", type=click.FloatRange(min=0, min_open=True), default=None,
-                     help="Gaussian smoothing of the glue, σ in meV (off by default)."),
-        click.option("--uncertainty", type=click.Choice(["0.68", "0.9"]), default=None,
-                     help="Also write glue_lower/glue_upper, the band that covers the true glue at this calibrated "
-                          "pointwise coverage (16 noise-resampled inversions per spectrum; needs the model's calibration)."),
-        click.option("--impurity", is_flag=True,
-                     help="Estimate the impurity (constant) scattering rate per spectrum, remove it before inverting "
-                          "and write impurity_rate."),
+        *(field_option(g) for g in fields(ArchiveOptions)),
         click.option("--report", type=click.Path(dir_okay=False), default=None,
                      help="Write the JSON summary here instead of stdout."),
     ]
     for o in reversed(opts):
-        f = o(f)
-    return f
-
-
-def options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32,
-                 omega_units, rate_units, temperature_units):
-    from rrim.io.schema import ArchiveOptions
-
-    return ArchiveOptions(var=var, dim=dim, temperature_name=temperature_var, temperature=temperature,
-                          crop=crop, smoothing_meV=smoothing, uncertainty=None if uncertainty is None else float(uncertainty),
-                          impurity=impurity, tf32=tf32, omega_units=omega_units, rate_units=rate_units,
-                          temperature_units=temperature_units)
+        command = o(command)
+    return command
 
 
 def engine_for(model_name, sha256, provider, tf32, batch_size):

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from rrim.cli.common import (EXAMPLE_ARCHIVE, EXIT_MOSTLY_SKIPPED, Progress, archive_options, check_side_outputs, emit,
-                             engine_for, fail, options_from, sigterm_as_interrupt)
+                             engine_for, fail, sigterm_as_interrupt)
 
 log = logging.getLogger("rrim")
 
@@ -21,9 +21,8 @@ log = logging.getLogger("rrim")
               help="Also write a PNG of a few spectra (needs rrim[plot]).")
 @click.option("--plot-spectra", type=click.IntRange(1, 12), default=3, show_default=True)
 @archive_options
-def invert_command(input_path, output, example, plot_path, plot_spectra, model_name, sha256, provider, tf32,
-                   batch_size, var, dim, temperature, omega_units, rate_units, temperature_units,
-                   temperature_var, crop, smoothing, uncertainty, impurity, report):
+def invert_command(input_path, output, example, plot_path, plot_spectra, model_name, sha256, provider, batch_size,
+                   report, opts):
     """Invert the scattering rates of INPUT.nc into glue functions written to OUTPUT."""
     from rrim.jobs.invert import invert_archive
 
@@ -38,9 +37,7 @@ def invert_command(input_path, output, example, plot_path, plot_spectra, model_n
         fail(click.BadParameter("give either INPUT.nc or --example"), report)
     progress = Progress("inverting")
     try:
-        opts = options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32,
-                            omega_units, rate_units, temperature_units)
-        with engine_for(model_name, sha256, provider, tf32, batch_size) as engine:
+        with engine_for(model_name, sha256, provider, opts.tf32, batch_size) as engine:
             summary = invert_archive(source, output, engine, opts, progress=progress,
                                      preview=plot_spectra if plot_path else 0)
         progress.close()

@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from rrim.cli.common import (EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MOSTLY_SKIPPED, EXIT_OK, EXIT_USAGE,
-                             Progress, archive_options, check_side_outputs, emit, engine_for, exit_code, fail, options_from,
+                             Progress, archive_options, check_side_outputs, emit, engine_for, exit_code, fail,
                              sigterm_as_interrupt)
 
 log = logging.getLogger("rrim")
@@ -58,8 +58,7 @@ class _StopAfterFile:
 @click.option("--dask-workers", type=click.IntRange(min=1), help="Run the files on a local Dask cluster of N worker processes.")
 @archive_options
 def reprocess_command(archive_dir, output_dir, pattern, force, min_age, dry_run, lock_timeout, dask_scheduler,
-                      dask_workers, model_name, sha256, provider, tf32, batch_size, var, dim, temperature, omega_units,
-                      rate_units, temperature_units, temperature_var, crop, smoothing, uncertainty, impurity, report):
+                      dask_workers, model_name, sha256, provider, batch_size, report, opts):
     """Invert every archive in ARCHIVE_DIR matching --pattern into OUTPUT_DIR/NAME.glue.nc.
 
     Idempotent: a file whose output records the same input sha256, model sha256 and options is
@@ -95,9 +94,7 @@ def reprocess_command(archive_dir, output_dir, pattern, force, min_age, dry_run,
     except Exception as e:
         fail(e, None, archive_dir=str(src_dir), output_dir=str(out_dir))
     try:
-        opts = options_from(var, dim, temperature, temperature_var, crop, smoothing, uncertainty, impurity, tf32,
-                            omega_units, rate_units, temperature_units)
-        engine = engine_for(model_name, sha256, provider, tf32, batch_size)
+        engine = engine_for(model_name, sha256, provider, opts.tf32, batch_size)
         model = engine.model
         if not dry_run:
             if not out_dir.parent.is_dir():

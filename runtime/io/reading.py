@@ -303,7 +303,7 @@ def _temperature(ds, da, path: Path, opts: ArchiveOptions, lead: tuple, shape: t
 
     Units: ``opts.temperature_units`` if given, else the variable's ``units`` attribute; an attribute
     named ``<name>_K`` is in K; a temperature without units is refused."""
-    name, given = opts.temperature_name, opts.temperature_units
+    name, given = opts.temperature_var, opts.temperature_units
     hint = f"set its 'units' attribute (e.g. {TEMPERATURE_EXAMPLES}) or pass --temperature-units"
     if opts.temperature is not None:
         return _checked_kelvin(np.asarray(float(opts.temperature)), "K" if given is None else given, path,

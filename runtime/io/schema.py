@@ -4,17 +4,21 @@ are written)."""
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import Field, asdict, dataclass, field, fields
+from numbers import Real
+from typing import get_args, get_type_hints
 
 import numpy as np
 
 from rrim.inversion.flags import FLAGS
 from rrim.inversion.temperatures import GRID_RATIO
+from rrim.inversion.uncertainty import COVERAGES
 
 
 OUTPUT_FORMAT = "3"  # 2: noise_estimate, ood_score, out_of_distribution flag, optional band and impurity;
 # 3: coverage_untrained flag, scattering_rate_fit_input on the input's ω axis, inversion_temperature beside a
-# temperature dimension, CF coordinates/ancillary_variables/axis/standard_name, input global attributes carried
+# temperature dimension, CF coordinates/ancillary_variables/axis/standard_name, input global attributes carried;
+# every option recorded, named as the command line names it (temperature_var, smoothing)
 
 
 #: Output variables: name → (NetCDF dtype, core dimensions after the leading ones, attributes).
@@ -65,22 +69,59 @@ IMPURITY_VARIABLES = {"impurity_rate": ("f8", (), {
     "comment": "included in scattering_rate_fit; see rrim.impurity for how well it is identified"})}
 
 
+def _option(default, help: str, **meta):
+    """A field of :class:`ArchiveOptions` and what the command line and the accessor make of it: ``help``
+    (it names the other options as the command line spells them), and optionally ``units`` (of a number;
+    the command line's metavar), ``choices`` and ``greater_than`` (checked on construction)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
 @dataclass(frozen=True)
 class ArchiveOptions:
-    """What to read and how; ``to_json()`` is what idempotent reprocessing compares."""
+    """What to read and how: the one definition of the options of ``rrim invert``/``reprocess``/``check``
+    (``--temperature-var`` for ``temperature_var``), of ``ds.rrim.invert()`` and of the ``options`` an output
+    records; ``to_json()`` is what idempotent reprocessing compares. Values are checked (``TypeError`` or
+    ``ValueError`` naming the option); numbers are stored as floats."""
 
-    var: str = "scattering_rate"
-    dim: str = "omega"
-    temperature_name: str = "temperature"
-    temperature: float | None = None
-    crop: bool = False
-    smoothing_meV: float | None = None
-    uncertainty: float | None = None  # coverage of the band (0.68 or 0.9); None: no band
-    impurity: bool = False
-    tf32: bool = False
-    omega_units: str | None = None  # override the file's units (pint spellings, rrim.physics.units)
-    rate_units: str | None = None
-    temperature_units: str | None = None  # TF32 on CUDA: changes results at the 1e-3 level, so it is part of the identity
+    var: str = _option("scattering_rate", "Variable holding 1/τ.")
+    dim: str = _option("omega", "Its ω dimension (with a units coordinate).")
+    temperature: float | None = _option(None, "Temperature (in K, or in --temperature-units), overriding the file's.",
+                                        units="K")
+    omega_units: str | None = _option(None, "Units of the ω coordinate, overriding the file's (any energy, wavenumber or "
+                                            "frequency unit pint reads: meV, eV, cm-1, 1/cm, cm^-1, THz, s-1…).")
+    rate_units: str | None = _option(None, "Units of the scattering rates, overriding the file's (as --omega-units).")
+    temperature_units: str | None = _option(None, "Units of the temperatures (K, mK, degC…), overriding the file's; "
+                                                  "needed for a temperature stored without units.")
+    temperature_var: str = _option("temperature", "Name of the temperature attribute, coordinate or variable.")
+    crop: bool = _option(False, "Accept an ω range different from the model's (spectra flagged).")
+    smoothing: float | None = _option(None, "Gaussian smoothing of the glue, σ in meV (off by default).", units="meV",
+                                      greater_than=0.0)
+    uncertainty: float | None = _option(None, "Also write glue_lower/glue_upper, the band that covers the true glue at "
+                                              "this calibrated pointwise coverage (16 noise-resampled inversions per "
+                                              "spectrum; needs the model's calibration).", choices=COVERAGES)
+    impurity: bool = _option(False, "Estimate the impurity (constant) scattering rate per spectrum, remove it before "
+                                    "inverting and write impurity_rate.")
+    tf32: bool = _option(False, "Allow TF32 on CUDA (off by default; it changes results at the 1e-3 level, so it is "
+                                "part of an output's identity).")
+
+    def __post_init__(self):
+        for f in fields(self):
+            value, kind = getattr(self, f.name), option_type(f)
+            if value is None and f.default is None:
+                continue
+            if kind is bool and isinstance(value, (bool, np.bool_)):
+                value = bool(value)
+            elif kind is float and isinstance(value, Real) and not isinstance(value, (bool, np.bool_)):
+                value = float(value)
+            elif kind is not str or not isinstance(value, str):
+                raise TypeError(f"{f.name}: expected {kind.__name__}{' or None' if f.default is None else ''}, "
+                                f"got {value!r}")
+            choices, low = f.metadata.get("choices"), f.metadata.get("greater_than")
+            if choices is not None and value not in choices:
+                raise ValueError(f"{f.name}: expected one of {', '.join(map(str, choices))}, got {value!r}")
+            if low is not None and not value > low:
+                raise ValueError(f"{f.name}: expected a value > {low:g} {f.metadata.get('units', '')}, got {value!r}")
+            object.__setattr__(self, f.name, value)
 
     def output_variables(self, lead: tuple = (), rate_units: str = "meV") -> dict:
         """The variables these options write for spectra with leading dimensions ``lead`` stored in
@@ -99,10 +140,13 @@ class ArchiveOptions:
         return out
 
     def to_json(self) -> str:
-        d = asdict(self)
-        if not d["tf32"]:  # recorded only when on: outputs made before it was recorded stay current
-            del d["tf32"]
-        for key in ("omega_units", "rate_units", "temperature_units"):  # recorded only when given
-            if d[key] is None:
-                del d[key]
-        return json.dumps({**d, "output_format": OUTPUT_FORMAT}, sort_keys=True)
+        """Every option by its name, and ``output_format``: sorted JSON."""
+        return json.dumps({**asdict(self), "output_format": OUTPUT_FORMAT}, sort_keys=True)
+
+
+def option_type(f: Field) -> type:
+    """``bool``, ``float`` or ``str``: the type of :class:`ArchiveOptions` field ``f`` (None aside)."""
+    return next(t for t in get_args(_HINTS[f.name]) or (_HINTS[f.name],) if t is not type(None))
+
+
+_HINTS = get_type_hints(ArchiveOptions)

@@ -119,7 +119,7 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
     for k, mask in enumerate(patterns):
         for T in np.unique(used[(which == k) & trained]):
             sel = (which == k) & trained & (used == T)
-            r = engine.invert(y[sel], temperature=float(T), smoothing_meV=opts.smoothing_meV, valid_omega=mask,
+            r = engine.invert(y[sel], temperature=float(T), smoothing_meV=opts.smoothing, valid_omega=mask,
                               coverage=opts.uncertainty, impurity=opts.impurity)
             out["model_seconds"] += r.model_seconds
             for name, attr in fields.items():
