@@ -16,7 +16,8 @@ import xarray as xr
 from click.testing import CliRunner
 
 from rrim.cli import environment_table, main
-from rrim.cli.common import EXAMPLE_ARCHIVE, Progress
+from rrim.cli.common import EXAMPLE_ARCHIVE
+from rrim.cli.logs import Progress
 from rrim.jobs import invert, reprocess
 from rrim.models.loading import MODELS_DIR
 

@@ -31,7 +31,8 @@ import click
 
 from rrim import __version__
 from rrim.cli.check import check_command
-from rrim.cli.common import SHARED_OPTIONS, logging_options
+from rrim.cli.common import SHARED_OPTIONS
+from rrim.cli.logs import logging_options
 from rrim.cli.invert import invert_command
 from rrim.cli.models import (calibrate_command, inspect_command, models_command, selfcheck_command,
                              validate_model_command)

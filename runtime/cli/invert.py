@@ -7,8 +7,9 @@ from pathlib import Path
 
 import click
 
-from rrim.cli.common import (EXAMPLE_ARCHIVE, EXIT_MOSTLY_SKIPPED, Progress, archive_options, check_side_outputs, emit,
+from rrim.cli.common import (EXAMPLE_ARCHIVE, EXIT_MOSTLY_SKIPPED, archive_options, check_side_outputs, emit,
                              engine_for, fail, sigterm_as_interrupt)
+from rrim.cli.logs import Progress
 
 log = logging.getLogger("rrim")
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import click
 
 from rrim import __version__
-from rrim.cli.common import (EXIT_FAILED, EXIT_OK, Heartbeat, check_side_outputs, emit, fail,
-                             warn_if_uncalibrated)
+from rrim.cli.common import EXIT_FAILED, EXIT_OK, check_side_outputs, emit, fail, warn_if_uncalibrated
+from rrim.cli.logs import Heartbeat
 
 log = logging.getLogger("rrim")
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import click
 
 from rrim.cli.common import (EXIT_BUSY, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_MOSTLY_SKIPPED, EXIT_OK, EXIT_USAGE,
-                             Progress, archive_options, check_side_outputs, emit, engine_for, exit_code, fail,
+                             archive_options, check_side_outputs, emit, engine_for, exit_code, fail,
                              sigterm_as_interrupt)
+from rrim.cli.logs import Progress
 
 log = logging.getLogger("rrim")
 
