@@ -29,7 +29,8 @@ from torch import nn
 from rrim import __version__ as rrim_version
 from rrim.export.adaptive_data import adaptive_physics
 from rrim.export.nets import RRIM, AdaptiveRRIM
-from rrim.export.training import load_checkpoint, physics_tensors
+from rrim.export.fixed_data import physics_tensors
+from rrim.export.training import load_checkpoint
 from rrim.inversion.regularization import H_MAX, H_MIN, POLISH_ITERATIONS, POLISH_MAX_ITERATIONS
 from rrim.models.modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y,
                                    METADATA_KEYS, MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)

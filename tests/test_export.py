@@ -17,7 +17,8 @@ from rrim.export.config import Config, GridConfig, ModelConfig, OperatorConfig  
 from rrim.export.nets import RRIM, RRIMSettings  # noqa: E402
 from rrim.export.onnx_export import (INFO_FIELDS, PARITY_RTOL, export_onnx, golden_path, representative_spectra,
                                      verify_onnx)
-from rrim.export.training import physics_tensors, save_checkpoint  # noqa: E402
+from rrim.export.fixed_data import physics_tensors  # noqa: E402
+from rrim.export.training import save_checkpoint  # noqa: E402
 from rrim.models.modelfile import MIN_OPSET, ModelInfo  # noqa: E402
 
 H = 0.01

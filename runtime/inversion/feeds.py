@@ -54,14 +54,12 @@ class AdaptiveInputs:
     def polish_targets(self, noise_scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start2, stop2) (m,) of :func:`rrim.inversion.regularization.polish`: the squared misfits
         n_measured·(c·σ̂)² for c = :data:`POLISH_START`, :data:`POLISH_STOP`, σ̂ (m,) the noise in scaled
-        units, each at least the :data:`POLISH_FLOOR` part of ‖yₘ‖²."""
+        units, each at least the :data:`POLISH_FLOOR` part of ‖yₘ‖², less ‖yₘ‖² − ‖β‖² (the part of the
+        data outside the basis, which no glue removes): the polish compares them with the misfit inside it."""
+        outside = np.maximum(self.data2 - np.einsum("ij,ij->i", self.beta, self.beta), 0.0)
         floor = POLISH_FLOOR ** 2 * self.data2
-        return tuple(np.maximum(self.n_measured * (c * noise_scaled) ** 2, floor) for c in (POLISH_START, POLISH_STOP))
-
-    @property
-    def perp2(self) -> np.ndarray:
-        """‖yₘ‖² − ‖β‖² (m,): the squared misfit no glue can remove (yₘ outside the basis)."""
-        return np.maximum(self.data2 - np.einsum("ij,ij->i", self.beta, self.beta), 0.0)
+        return tuple(np.maximum(self.n_measured * (c * noise_scaled) ** 2, floor) - outside
+                     for c in (POLISH_START, POLISH_STOP))
 
 
 def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np.ndarray | None = None,
@@ -99,7 +97,7 @@ def finish(model: LoadedModel, op, x: np.ndarray, adaptive: AdaptiveInputs | Non
     most = int(reg.get("polish_max_iterations", 0))
     targets = None if noise_scaled is None or not most else adaptive.polish_targets(noise_scaled)
     return correct(x, adaptive.beta, adaptive.svd, adaptive.h, steps, int(reg.get("polish_iterations", 0)),
-                   max_iterations=most, targets=targets, perp2=adaptive.perp2)
+                   max_iterations=most, targets=targets)
 
 
 def smooth(x: np.ndarray, Omega, width_meV: float) -> np.ndarray:

@@ -47,6 +47,7 @@ POLISH_STOP = 1.1
 #: ... and above this RMS misfit relative to the RMS of the measured data (noiseless spectra: the
 #: estimated noise is then the curvature floor of the second differences; 40 iterations reach ~1e-5).
 POLISH_FLOOR = 1e-5
+#: Iterations between two checks of which rows still go on.
 POLISH_CHUNK = 20
 
 
@@ -130,14 +131,13 @@ def tikhonov_step(residual: np.ndarray, svd: SVD, h: np.ndarray) -> np.ndarray:
 
 
 def correct(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, steps: int,
-            polish_iterations: int = 0, *, max_iterations: int = 0, targets: tuple | None = None,
-            perp2: np.ndarray | None = None) -> np.ndarray:
+            polish_iterations: int = 0, *, max_iterations: int = 0, targets: tuple | None = None) -> np.ndarray:
     """``steps`` data-consistency steps x ← max(0, x + P_h(y − A x)) (float64) for glue x (n, n_Ω),
     β = Uᵀ(y/s) (n, r) of the scaled spectra, the basis of their measured points and weights h (n,):
     Tikhonov centred on x, iterated, in the basis (Uᵀ(y − A x) = β − s·(Vt x), since U is zero where
     unmeasured); each step lowers the misfit on the measured points, and the estimate keeps what the
     data cannot see from x. Then :func:`polish` (``polish_iterations``, and up to ``max_iterations``
-    for rows whose squared misfit is above ``targets``)."""
+    for rows whose misfit is above ``targets``)."""
     x = np.asarray(x, dtype=np.float64)
     s, Vt = svd.s, svd.Vt
     gain = s[None, :] / (s[None, :] ** 2 + np.asarray(h, dtype=np.float64)[:, None])
@@ -145,11 +145,11 @@ def correct(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, steps: int
         x = np.maximum(x + ((beta - (x @ Vt.T) * s) * gain) @ Vt, 0.0)
     if not polish_iterations:
         return x
-    return polish(x, beta, svd, h, polish_iterations, max_iterations=max_iterations, targets=targets, perp2=perp2)
+    return polish(x, beta, svd, h, polish_iterations, max_iterations=max_iterations, targets=targets)
 
 
 def polish(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, iterations: int, *, max_iterations: int = 0,
-           targets: tuple | None = None, perp2: np.ndarray | None = None) -> np.ndarray:
+           targets: tuple | None = None) -> np.ndarray:
     """Accelerated projected gradient (FISTA) on ½‖Aₘx − yₘ‖² + ½h‖x − x₀‖² over x ≥ 0 from x₀ = ``x``
     (n, n_Ω), with β = Uᵀy (n, r) and the basis of the measured points (Aₘ = U diag(s) Vt).
 
@@ -159,8 +159,9 @@ def polish(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, iterations:
     per iteration with the Gram matrix Vtᵀ diag(s²) Vt (n_Ω, n_Ω).
 
     Every row gets ``iterations``; with ``targets`` = (start2, stop2), each (n,), the rows whose squared
-    misfit ‖Aₘx − yₘ‖² (= ‖s·(Vt x) − β‖² + ``perp2``, the part of yₘ outside the basis) is then above
-    start2 go on, in chunks of :data:`POLISH_CHUNK`, until it is below stop2 or ``max_iterations`` in all."""
+    misfit inside the basis ‖s·(Vt x) − β‖² (‖Aₘx − yₘ‖² less the part of yₘ no glue reaches: see
+    :meth:`rrim.inversion.feeds.AdaptiveInputs.polish_targets`) is then above start2 go on, in chunks of
+    :data:`POLISH_CHUNK`, until it is below stop2 or ``max_iterations`` in all."""
     s, Vt = svd.s, svd.Vt
     h = np.asarray(h, dtype=np.float64)[:, None]
     step = 1.0 / (s[0] ** 2 + h)
@@ -173,7 +174,7 @@ def polish(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, iterations:
     start2, stop2 = targets
 
     def misfit2(x_, rows):
-        return np.sum(((x_ @ Vt.T) * s - beta[rows]) ** 2, axis=1) + perp2[rows]
+        return np.sum(((x_ @ Vt.T) * s - beta[rows]) ** 2, axis=1)
 
     active = np.flatnonzero(misfit2(x, slice(None)) > start2)
     while active.size and done < max_iterations:

@@ -116,6 +116,7 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
     used = physics_temperatures(temperatures)
     patterns, which = np.unique(observed, axis=0, return_inverse=True)
     which = which.reshape(-1)
+    input_blocks = {}  # temperature → A on the input's ω axis, in blocks: built once, whatever the NaN patterns
     for k, mask in enumerate(patterns):
         for T in np.unique(used[(which == k) & trained]):
             sel = (which == k) & trained & (used == T)
@@ -124,7 +125,7 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
             out["model_seconds"] += r.model_seconds
             for name, attr in fields.items():
                 out[name][sel] = getattr(r, attr)
-            out["scattering_rate_fit_input"][sel] = _input_refit(r, src, engine)
+            out["scattering_rate_fit_input"][sel] = _input_refit(r, src, engine, input_blocks)
     out["flags"] |= np.uint8(src.grid_flags)
     with np.errstate(invalid="ignore", divide="ignore"):
         out["lambda"] = coupling_lambda(out["glue"], Omega)
@@ -134,19 +135,22 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
     return out
 
 
-def _input_refit(r, src: Source, engine: Engine) -> np.ndarray:
+def _input_refit(r, src: Source, engine: Engine, blocks: dict) -> np.ndarray:
     """The refit A·x̂ (+ the impurity rate) of result ``r`` on the input's ω axis (as stored, ω > 0; NaN
-    elsewhere), in the input's units: A from the engine's physics at ``r.temperature`` on that axis, built
-    :data:`REFIT_BLOCK` input points at a time (memory stays bounded however long the axis)."""
-    op = engine.physics(r.temperature)[0]
+    elsewhere), in the input's units: A from the engine's physics at ``r.temperature`` on that axis, in
+    blocks of :data:`REFIT_BLOCK` input points (memory stays bounded however long the axis), kept in
+    ``blocks`` per temperature for the next group of spectra."""
     w = src.omega_meV
     fit = np.full((len(r.glue), w.size), np.nan)
     positive = np.flatnonzero(w > 0)
     if positive.size < 2:
         return fit
+    if r.temperature not in blocks:
+        op = engine.physics(r.temperature)[0]
+        blocks[r.temperature] = [(cols, ForwardOperator(w[cols], op.Omega, op.temperature, op.kernel, op.scale).matrix)
+                                 for cols in np.array_split(positive, -(-positive.size // REFIT_BLOCK))]  # ≥ 2 points each
     c = 0.0 if r.impurity is None else r.impurity[:, None]
-    for cols in np.array_split(positive, -(-positive.size // REFIT_BLOCK)):  # blocks of ≥ 2 points
-        a = ForwardOperator(w[cols], op.Omega, op.temperature, op.kernel, op.scale).matrix
+    for cols, a in blocks[r.temperature]:
         fit[:, cols] = r.glue @ a.T + c
     return fit / src.y_factor
 
