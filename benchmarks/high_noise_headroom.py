@@ -1,0 +1,94 @@
+"""How much better than Tikhonov can anything learned get at high noise? Writes docs/experiments/HIGH_NOISE.md.
+
+    nice .venv/bin/python benchmarks/high_noise_headroom.py [--n 20000] [--seeds 0 1 2]
+
+On the experiments' test spectra (:class:`rrim.export.experiments.Problem`, 200 per seed, the bar's
+σ = 1e-2 and 0.1) it puts side by side: tuned Tikhonov (the weight with the lowest MSE on 100 tuning
+spectra, as in the experiments), the experiments' chosen FCN (1024×2, lr 3e-4, the same schedule)
+and ridge y → x trained at that σ on ``--n`` glue functions of the same prior (data seed 7, a stream
+no test draws) instead of the experiments' 1000, and the shipped models through the runtime. Cells:
+MSE (mean over spectra and Ω) averaged over the seeds, and its ratio to tuned Tikhonov.
+The FCN trains at 1 torch thread; about 6 minutes per σ on this machine.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from rrim.export.experiments import PRESETS, TEST_SEED, TUNE_SEED, Problem, baseline_config, fit
+from rrim.export.ridge import Ridge
+from rrim.export.training import predict
+from rrim.inversion.engine import invert
+from rrim.models.loading import load_model
+from rrim.solvers import Tikhonov, tune_tikhonov_weight
+
+ROOT = Path(__file__).resolve().parents[1]
+SIGMAS = (1e-2, 1e-1)
+FCN = ("FCN", 1024, 2, 3e-4)
+MODELS = ("rrim-default", "rrim-lean")
+
+
+def machine() -> str:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from runtime_throughput import machine as describe
+
+    return describe()
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=20000, help="training glue functions of the FCN and ridge")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--report", type=Path, default=ROOT / "docs" / "experiments" / "HIGH_NOISE.md")
+    args = ap.parse_args(argv)
+    import torch
+
+    torch.set_num_threads(1)
+    start = time.perf_counter()
+    problem, budget = Problem(), PRESETS["session"]
+    models = {name: load_model(name) for name in MODELS}
+    rows: dict[str, dict[float, float]] = {}
+    notes = []
+    with tempfile.TemporaryDirectory() as work:
+        for sigma in SIGMAS:
+            data = problem.training_set(args.n, sigma, 7)
+            (xa, ya), (xv, yv) = data.subset("train"), data.subset("val")
+            ridge = Ridge().fit(ya, xa, yv, xv)
+            net, info = fit(baseline_config(FCN, args.n, sigma, 7, budget, Path(work)), problem.op, data)
+            notes.append(f"FCN at σ = {sigma:g}: {info['epochs']} epochs (best {info['best_epoch']}), stopped by {info['stopped_by']}")
+            found: dict[str, list] = {}
+            for seed in args.seeds:
+                xt, yt, _ = problem.noisy_set(budget.n_tune, TUNE_SEED, seed, sigma)
+                weight = tune_tikhonov_weight(problem.op, yt, xt)
+                x, y, _ = problem.noisy_set(budget.n_test, TEST_SEED, seed, sigma)
+                estimates = {"Tikhonov (tuned)": Tikhonov(problem.op, rule="fixed", weight=weight).fit(y).x_,
+                             f"FCN, N = {args.n}": np.maximum(predict(net, y, problem.op, 0.01), 0.0),
+                             f"ridge, N = {args.n}": ridge.predict(y),
+                             **{f"{n} (shipped)": invert(y, m, provider="cpu").glue for n, m in models.items()}}
+                for name, est in estimates.items():
+                    found.setdefault(name, []).append(float(np.mean((est - x) ** 2)))
+            for name, values in found.items():
+                rows.setdefault(name, {})[sigma] = float(np.mean(values))
+    cmd = "nice .venv/bin/python benchmarks/high_noise_headroom.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    ref = rows["Tikhonov (tuned)"]
+    lines = ["# High noise: what a learned estimator reaches", "",
+             f"Command: `{cmd.strip()}`; {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; "
+             f"{(time.perf_counter() - start) / 60:.0f} min; {machine()}.", "",
+             f"Test spectra of the experiments (200 per seed, seeds {', '.join(map(str, args.seeds))}; "
+             f"docs/experiments/RESULTS.md uses the same). Cells: MSE / ratio to tuned Tikhonov.", "",
+             "| method | " + " | ".join(f"σ = {s:g}" for s in SIGMAS) + " |", "|---|" + "---|" * len(SIGMAS)]
+    lines += [f"| {name} | " + " | ".join(f"{v[s]:.3g} / {v[s] / ref[s]:.2f}" for s in SIGMAS) + " |" for name, v in rows.items()]
+    lines += [""] + [f"- {n}" for n in notes]
+    args.report.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
