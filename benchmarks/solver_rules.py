@@ -8,7 +8,7 @@ Writes docs/SOLVER_RULES.md (command, date, machine, tables) and prints it. Sect
    to the best weight of the grid. Optionally (``--experiments``, needs the ``train`` extra) also on
    the experiments' own test sets, where τ = 1.1 gave MSE 82 at σ = 1e-2, seed 2.
 2. Correlated noise on the Regularization-Tools-style problems (shaw, phillips, gravity) and a
-   self-energy kernel at 6 K (tests/test_solvers_problems.py): per rule and per error model
+   self-energy kernel at 6 K (tests/solver_problems.py): per rule and per error model
    (covariance, per-point σ, nothing), the edge choices returned without a warning, the spectra
    flagged, and the error relative to the best Tikhonov weight.
 3. MaxEnt: Bryan's average against a brute-force reference; α search when the default model already
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from classical_solvers import machine  # noqa: E402
-from test_solvers_problems import PROBLEMS, correlated_noise, published_maxent_case  # noqa: E402
+from solver_problems import PROBLEMS, correlated_noise, published_maxent_case  # noqa: E402
 
 REPORT = ROOT / "docs" / "SOLVER_RULES.md"
 SIGMAS = (1e-4, 1e-3, 1e-2, 1e-1)

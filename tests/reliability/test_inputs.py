@@ -1,4 +1,4 @@
-"""Bad input at scale: the catalogue of tests/malformed_inputs.py through one ``rrim reprocess``
+"""Bad input at scale: the catalogue of tests/reliability/malformed_inputs.py through one ``rrim reprocess``
 job (with good files among them) and through the library, and hypothesis-generated archives.
 
 Contract: every file either inverts (bad spectra flagged per spectrum) or is refused with a

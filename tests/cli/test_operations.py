@@ -21,7 +21,7 @@ from rrim.cli.logs import Progress
 from rrim.jobs import invert, reprocess
 from rrim.models.loading import MODELS_DIR
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "OPERATIONS.md"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md"
 STAMP = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (DEBUG|INFO|WARNING|ERROR|CRITICAL) [\w.]+: ")
 FAST = ["--provider", "cpu", "--batch-size", "32"]
 

@@ -1,9 +1,9 @@
 """Run every reliability test (fast and slow) and write docs/RELIABILITY.md from what they tallied.
 
-    .venv/bin/python tests/reliability_report.py [--output docs/RELIABILITY.md]
+    .venv/bin/python tests/reliability/report.py [--output docs/RELIABILITY.md]
 
 The tests append one JSON line per fault series to the file named by $RRIM_RELIABILITY_TALLY
-(see tests/reliability_support.py); a test that fails tallies nothing, and the pytest summary
+(see tests/reliability/reliability_support.py); a test that fails tallies nothing, and the pytest summary
 line is written into the report beside the numbers.
 """
 from __future__ import annotations
@@ -20,12 +20,12 @@ import tempfile
 from collections import Counter
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))  # runtime_helpers, which reliability_support (beside this script) imports
 from reliability_support import TALLY_ENV  # noqa: E402
 
-COMMAND = ".venv/bin/python tests/reliability_report.py"
-TESTS = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests").glob("test_reliability_*.py"))
+COMMAND = ".venv/bin/python tests/reliability/report.py"
+TESTS = sorted(str(p.relative_to(REPO)) for p in (REPO / "tests" / "reliability").glob("test_*.py"))
 
 
 def run_tests(tally: Path) -> tuple[int, str]:
@@ -76,7 +76,7 @@ def table(rows: list[dict]) -> str:
         f"| concurrent jobs on one archive and output folder | 3 jobs at once, waiting or not | "
         f"{sum(r['jobs'] for r in conc)} jobs, {sum(r['inverted'] for r in conc)} inversions for "
         f"{sum(r['files'] for r in conc)} files | {sum(r['outputs_lost'] for r in conc)} |",
-        f"| malformed archives (catalogue, one job with good files) | tests/malformed_inputs.py | "
+        f"| malformed archives (catalogue, one job with good files) | tests/reliability/malformed_inputs.py | "
         f"{sum(r['files'] for r in bad)} files: {sum(r['refused'] for r in bad)} refused, "
         f"{sum(r['accepted_with_flags'] for r in bad)} accepted (flagged where bad) | "
         f"{sum(r['outputs_lost'] for r in bad)} |",
@@ -122,13 +122,13 @@ def hole_rows(rows: list[dict]) -> list[str]:
         refused, tolerated = sum(r.get("refused", 0) for r in mine), sum(r.get("tolerated", 0) for r in mine)
         counts = ", ".join([f"{refused} refused"] * bool(refused) + [f"{tolerated} tolerated"] * bool(tolerated)
                            ) or f"{len(mine)} checks held"
-        lines.append(f"| issue 15, {hole}: {what} | tests/test_reliability_redteam.py, {len(mine)} test(s) | {counts} | 0 |")
+        lines.append(f"| issue 15, {hole}: {what} | tests/reliability/test_redteam.py, {len(mine)} test(s) | {counts} | 0 |")
     return lines
 
 
 BODY = """# Reliability: faults, bad input and untrusted files
 
-Produced by `{command}` on {date} ({machine}); it runs every `tests/test_reliability_*.py`
+Produced by `{command}` on {date} ({machine}); it runs every `tests/reliability/test_*.py`
 test, fast and slow, and writes this file from the counts the tests record. pytest: {pytest}.
 
 {table}
@@ -141,7 +141,7 @@ failing pytest line above is not a clean bill.
 
 - **Atomic outputs.** Each output is written to `.NAME.glue.nc.*.rrim-tmp` in the output folder and
   renamed; a rerun removes what a killed run left (also for outputs that are current, i.e. a
-  killed `--force`). Inputs are opened read-only. (`test_reliability_crash.py`)
+  killed `--force`). Inputs are opened read-only. (`test_crash.py`)
 - **Signals.** `rrim reprocess`: the first SIGTERM or Ctrl-C lets the file being written finish and
   starts no other; a second stops at once (that file's temporary removed). Before the output
   folder's lock is held, and in `rrim invert`, a signal stops at once. Exit code 130 and a JSON
@@ -149,14 +149,14 @@ failing pytest line above is not a clean bill.
 - **Disk and permissions.** A write that fails (disk full, quota, `ulimit -f`, I/O error) is an
   error naming the output, the bytes written and the likely cause; the partial file is removed,
   earlier outputs stay, the other files go on (exit 1). A read-only or impossible output folder
-  is refused before anything is written (exit 2). (`test_reliability_disk.py`)
+  is refused before anything is written (exit 2). (`test_disk.py`)
 - **Concurrency.** One `reprocess` per output folder at a time (a lock file, also through a
   symlinked path); a second job waits (`--lock-timeout`) and then skips current outputs, or exits
-  5. (`test_reliability_concurrency.py`)
+  5. (`test_concurrency.py`)
 - **Bad input.** Every malformed file ends in one line naming the file (full path), the variable
   and the reason (exit code 2 for that file), never a traceback; spectra with NaN, inf or values
   beyond float32 are flagged `nonfinite_input`, the rest of the file is inverted. Large ω axes are
-  read in slabs of at most 2²² values. (`test_reliability_inputs.py`, `tests/malformed_inputs.py`)
+  read in slabs of at most 2²² values. (`test_inputs.py`, `tests/reliability/malformed_inputs.py`)
 - **Untrusted files.** Model bytes are checked against the index's or the user's sha256 before
   use and again whenever a session is built; models whose inputs, outputs, dtypes, batch axis,
   opset, operators, external data or metadata differ from the contract are refused (exit 4); no
@@ -165,7 +165,7 @@ failing pytest line above is not a clean bill.
   syntax tree). `reprocess` does not read files that links lead to outside ARCHIVE_DIR (reported
   as failed, exit code 2 for that file) and refuses `--pattern` with `..` or an absolute path; a
   link planted where an output goes is replaced, its target untouched.
-  (`test_reliability_untrusted.py`)
+  (`test_untrusted.py`)
 - **Self-contained files** (issue 15). A model whose tensors keep their data in external files
   (initializers, constants, sparse tensors, in subgraphs and functions too) is refused: the sha256
   pin covers every byte that runs. An HDF5-based archive with a variable in external raw storage,
@@ -189,7 +189,7 @@ failing pytest line above is not a clean bill.
 - **Durable and fully identified outputs.** Output, report, calibration and cache files are
   fsynced before the rename and their folder after it; the execution provider that runs and
   `--tf32` are part of what makes an output current, and `--tf32` reaches the inverting session.
-  (`test_reliability_redteam.py`; who may write what: [THREAT_MODEL.md](THREAT_MODEL.md))
+  (`test_redteam.py`; who may write what: [THREAT_MODEL.md](THREAT_MODEL.md))
 
 Not covered here: the 10⁶-spectra soak (throughput over time, peak memory) of issue 9 item 6.
 """

@@ -18,7 +18,7 @@ from rrim.models import modelfile
 from rrim.models.golden import GOLDEN_ALIASES, GOLDEN_RTOL
 from rrim.models.loading import INDEX_FILE, MAX_GRID_POINTS, MAX_MODEL_BYTES, installed_models, load_model
 
-DOC = Path(__file__).resolve().parents[1] / "docs" / "MODEL_FORMAT.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "MODEL_FORMAT.md"
 
 
 def _named() -> set[str]:

@@ -24,7 +24,7 @@ import rrim
 from rrim.cli import main
 from rrim.cli.common import EXAMPLE_ARCHIVE
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 SCHEDULES = REPO / "plugins" / "schedules"
 SERVICE_USER = "rrim-svc"
 DOC_LINK = "file:///opt/rrim/share/rrim/schedules/README.md"

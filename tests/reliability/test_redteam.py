@@ -19,7 +19,7 @@ from runtime_helpers import fixture_info, sha256_file, tikhonov_model_bytes
 from rrim.inversion.engine import Engine
 
 EXIT_USAGE, EXIT_MODEL = 2, 4
-MODELS = Path(__file__).resolve().parents[1] / "runtime" / "data" / "models"
+MODELS = Path(__file__).resolve().parents[2] / "runtime" / "data" / "models"
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ from runtime_helpers import write_model
 
 #: What coverage (not the model's quality judgement) sets.
 COVERAGE_FLAGS = FLAG_COVERAGE | FLAG_CROPPED | FLAG_EXTRAPOLATED | FLAG_NONFINITE
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks" / "coverage_accuracy.py"
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "coverage_accuracy.py"
 
 
 def _bench():

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 import rrim.plugins  # noqa: F401  (registers the accessor)
 from rrim.cli import main
-from runtime_helpers import noisy_spectra, write_model
+from runtime_helpers import assert_same_dataset, noisy_spectra, write_model
 
 import rrim
 
@@ -62,21 +62,6 @@ def model(tmp_path_factory, default_operator):
     return write_model(tmp_path_factory.mktemp("layout-model"), default_operator, "input")
 
 
-def _same(a: xr.Dataset, b: xr.Dataset, what: str) -> None:
-    assert set(a.data_vars) == set(b.data_vars), what
-    assert set(a.coords) == set(b.coords), what
-    assert set(a.indexes) == set(b.indexes), what
-    for name in [*a.data_vars, *a.coords]:
-        assert a[name].dims == b[name].dims, (what, name)
-        x, y = a[name].values, b[name].values
-        if x.dtype.kind in "fc":
-            np.testing.assert_array_equal(x, y, err_msg=f"{what}: {name}")
-        else:
-            assert (x == y).all(), (what, name)
-        strip = lambda d: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
-        assert strip(a[name].attrs) == strip(b[name].attrs), (what, name)
-
-
 @pytest.mark.parametrize("layout", list(_layouts(rrim.ForwardOperator())))
 def test_cli_reprocess_and_accessor_agree_on_every_layout(tmp_path, model, default_operator, layout):
     ds = _layouts(default_operator)[layout]
@@ -92,8 +77,8 @@ def test_cli_reprocess_and_accessor_agree_on_every_layout(tmp_path, model, defau
     with xr.open_dataset(folder / "a.nc") as inp:
         mem = inp.rrim.invert(model=str(model), provider="cpu", batch_size=16)
     with xr.open_dataset(tmp_path / "cli.nc") as cli, xr.open_dataset(tmp_path / "re" / "a.glue.nc") as re:
-        _same(cli, re, f"{layout}: cli vs reprocess")
-        _same(cli, mem, f"{layout}: cli vs accessor")
+        assert_same_dataset(cli, re, f"{layout}: cli vs reprocess")
+        assert_same_dataset(cli, mem, f"{layout}: cli vs accessor")
         lead = [d for d in ds["scattering_rate"].dims if d != "omega"]
         assert list(cli["glue"].dims) == lead + ["Omega"]
         for d in lead:  # every leading dimension with a coordinate keeps it as its index

@@ -19,7 +19,7 @@ try:
 except ImportError:  # Python 3.10
     tomllib = pytest.importorskip("tomli")
 
-CONTAINERS = Path(__file__).resolve().parent.parent / "containers"
+CONTAINERS = Path(__file__).resolve().parents[2] / "containers"
 PYPROJECT = CONTAINERS.parent / "pyproject.toml"
 ORT = {"cpu": "onnxruntime", "cuda": "onnxruntime-gpu"}
 

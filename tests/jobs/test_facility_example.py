@@ -15,8 +15,9 @@ from rrim.cli import main
 from rrim.inversion.flags import FLAG_TEMPERATURE
 from rrim.inversion.temperatures import physics_temperatures
 from rrim.models.loading import DATA_DIR
+from runtime_helpers import assert_same_dataset
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 FACILITY = DATA_DIR / "examples" / "facility_archive.nc"
 
 
@@ -74,10 +75,8 @@ def test_the_any_temperature_model_inverts_the_sweep_unflagged(tmp_path):
 
 
 def test_the_accessor_gives_the_command_line_output(inverted):
-    from test_archive_layouts import _same
-
     import rrim.plugins  # noqa: F401  (registers the accessor)
 
     _, out = inverted
     with xr.open_dataset(FACILITY) as ds, xr.open_dataset(out) as cli:
-        _same(cli, ds.rrim.invert(provider="cpu"), "facility example: cli vs accessor")
+        assert_same_dataset(cli, ds.rrim.invert(provider="cpu"), "facility example: cli vs accessor")

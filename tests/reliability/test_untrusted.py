@@ -16,7 +16,7 @@ import pytest
 from reliability_support import make_job, outputs, run_rrim, tally, temporaries, tree_hashes
 from runtime_helpers import fixture_info, sha256_file, tikhonov_model_bytes
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EXIT_USAGE, EXIT_MODEL = 2, 4
 
 

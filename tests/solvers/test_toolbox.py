@@ -18,9 +18,9 @@ from rrim.solvers import NNLS, IteratedTikhonov, MaxEnt, Tikhonov, TruncatedSVD,
 from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import Projection, System
 
-from test_solvers_problems import PROBLEMS, correlated_noise, published_maxent_case, shaw
+from solver_problems import PROBLEMS, correlated_noise, published_maxent_case, shaw
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 RULES = [lambda op, e: Tikhonov(op, "gcv", errors=e), lambda op, e: Tikhonov(op, "lcurve", errors=e),
          lambda op, e: Tikhonov(op, "discrepancy", errors=e), lambda op, e: TruncatedSVD(op, errors=e),
          lambda op, e: TruncatedSVD(op, rule="discrepancy", errors=e),

@@ -25,7 +25,7 @@ H = 0.01
 OPERATOR_CONFIG = OperatorConfig(omega=GridConfig(2.0, 400.0, 40), Omega=GridConfig(2.0, 400.0, 30))
 INFO = dict(model_name="tiny", model_version="0.0.1", temperature_range_K=[100.0, 100.0],
             training={"data": "none (freshly initialized)"}, metrics={"test_mse": 0.5},
-            provenance={"command": "tests/test_export.py"})
+            provenance={"command": "tests/export/test_onnx_export.py"})
 
 
 @pytest.fixture(scope="module")

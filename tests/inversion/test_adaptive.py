@@ -32,7 +32,7 @@ def exported(tmp_path_factory, default_operator, adaptive_net):
                               model_name=f"tiny-adaptive-{form}", model_version="0",
                               temperature_range_K=(100.0, 100.0) if form == "baked" else (10.0, 300.0),
                               training={"data": "none (untrained)"}, metrics={"none": 0.0}, measured_range=(15.0, 200.0),
-                              provenance={"made_by": "tests/test_runtime_adaptive.py"},
+                              provenance={"made_by": "tests/inversion/test_adaptive.py"},
                               polish_max_iterations=0)  # exactly PyTorch's fixed iterations: parity
             for form in ("baked", "input")}
 

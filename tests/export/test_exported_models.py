@@ -23,7 +23,7 @@ def exported(tmp_path_factory, default_operator):
     return {form: export_onnx(net, default_operator, d / f"tiny-{form}.onnx", form=form, model_name=f"tiny-{form}",
                               model_version="0", temperature_range_K=(100.0, 100.0) if form == "baked" else (10.0, 300.0),
                               training={"data": "none (untrained)"}, metrics={"none": 0.0},
-                              provenance={"made_by": "tests/test_runtime_exported.py"})
+                              provenance={"made_by": "tests/export/test_exported_models.py"})
             for form in ("baked", "input")}
 
 
