@@ -100,7 +100,7 @@ def evaluate(model, config: Config, temperatures, others=()) -> dict:
             y = clean + noise[:, None] * rng.standard_normal(clean.shape)
             yv = _noisy(clean_val, sigma, rng)
             r = invert(y, model, provider="cpu", temperature=T)
-            cell = {"rrim": _scores(r.glue, x, r.fit, y, noise),
+            cell = {"rrim": _scores(r.glue, x, r.scattering_rate_fit, y, noise),
                     "rrim_network_only": _scores(network_output(model, y, T), x),
                     "tikhonov_tuned": _scores(Tikhonov(op, rule="fixed", weight=tune_tikhonov_weight(op, yv, xv)).fit(y).x_, x),
                     "tikhonov_gcv": _scores(Tikhonov(op, rule="gcv").fit(y).x_, x),

@@ -2,14 +2,17 @@
 both forms agree, batching does not matter, non-finite spectra are flagged and skipped."""
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 
 import rrim
-from rrim.inversion.engine import invert
+from rrim.inversion.engine import InversionResult, invert
 from rrim.inversion.feeds import smooth
 from rrim.inversion.flags import (FLAG_NONFINITE, FLAG_POOR_FIT, FLAG_TEMPERATURE, POOR_FIT_FLOOR, flag_names,
                                   poor_fit_threshold)
+from rrim.io.schema import BAND_VARIABLES, IMPURITY_VARIABLES, OUTPUT_VARIABLES
 from rrim.models.loading import load_model
 from runtime_helpers import N_STEPS, noisy_spectra, write_model
 
@@ -35,12 +38,12 @@ def test_invert_matches_float64_reference_and_refits(models, default_operator):
     ref = projected_tikhonov(default_operator, y)
     # float32 model vs float64 reference: error relative to the output scale
     assert np.max(np.abs(r.glue - ref)) <= 1e-3 * np.max(np.abs(ref))
-    np.testing.assert_allclose(r.fit, r.glue @ default_operator.matrix.T)
-    expected = np.sqrt(np.mean((r.fit - y) ** 2, 1)) / np.sqrt(np.mean(y ** 2, 1))
+    np.testing.assert_allclose(r.scattering_rate_fit, r.glue @ default_operator.matrix.T)
+    expected = np.sqrt(np.mean((r.scattering_rate_fit - y) ** 2, 1)) / np.sqrt(np.mean(y ** 2, 1))
     np.testing.assert_allclose(r.residual, expected)
     assert r.provider == "cpu" and r.glue.dtype == np.float64 and set(np.unique(r.flags)) <= {0, FLAG_POOR_FIT}
     # the fixture's h = 0.01 is strong: the spectra it cannot fit to within the noise are flagged
-    limit = poor_fit_threshold(r.noise / np.sqrt(np.mean(y ** 2, 1)))
+    limit = poor_fit_threshold(r.noise_estimate / np.sqrt(np.mean(y ** 2, 1)))
     np.testing.assert_array_equal(r.flags & FLAG_POOR_FIT > 0, r.residual > limit)
     # recovery of the known glue (bar for the 15-step Tikhonov fixture, noise 1e-3)
     err = np.linalg.norm(r.glue - x_true, axis=1) / np.linalg.norm(x_true, axis=1)
@@ -104,3 +107,11 @@ def test_bad_shapes_are_refused(models):
         invert(np.zeros((3, 150)), models["baked"])
     with pytest.raises(ValueError, match="batch_size"):
         invert(np.zeros((3, 200)), models["baked"], batch_size=0)
+
+
+def test_result_fields_are_named_like_the_output_variables():
+    """The archive job copies the engine's per-spectrum results into the output variables by name."""
+    derived = {"lambda", "omega_log", "temperature", "scattering_rate_fit_input"}  # computed by the job from the glue
+    fields = {f.name for f in dataclasses.fields(InversionResult)}
+    written = (set(OUTPUT_VARIABLES) - derived) | set(BAND_VARIABLES) | set(IMPURITY_VARIABLES)
+    assert written <= fields, sorted(written - fields)

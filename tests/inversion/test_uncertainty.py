@@ -129,7 +129,7 @@ def test_impurity_option_removes_the_offset_before_inverting(tmp_path, default_o
     err = [np.median(np.linalg.norm(r.glue - x, axis=1) / np.linalg.norm(x, axis=1)) for r in (plain, fixed)]
     assert err[1] < 0.7 * err[0], err
     assert np.median(fixed.residual) <= np.median(plain.residual)
-    assert np.all(np.abs(fixed.impurity - 60.0) < 10.0)
+    assert np.all(np.abs(fixed.impurity_rate - 60.0) < 10.0)
 
 
 def test_cli_writes_band_impurity_and_redoes_outputs_after_recalibration(tmp_path, calibrated, default_operator, rng):
