@@ -1,4 +1,4 @@
-"""The accuracy experiments (rrim.export.experiments) end to end with the smoke budget: tables
+"""The accuracy experiments (rrim.export.recipes.experiments) end to end with the smoke budget: tables
 consistent with the raw numbers, the bar check reading what the tables print, seeds that differ,
 and a run interrupted then resumed equal to an uninterrupted one."""
 from __future__ import annotations
@@ -13,10 +13,10 @@ pytest.importorskip("torch")
 
 from click.testing import CliRunner  # noqa: E402
 
-from rrim.export import evaluation  # noqa: E402
-from rrim.export import experiments as ex  # noqa: E402
-from rrim.export import experiments_report as rep  # noqa: E402
-from rrim.export.experiments_command import BUDGETS, experiments_command  # noqa: E402
+from rrim.export.recipes import evaluation  # noqa: E402
+from rrim.export.recipes import experiments as ex  # noqa: E402
+from rrim.export.recipes import experiments_report as rep  # noqa: E402
+from rrim.export.recipes.experiments_command import BUDGETS, experiments_command  # noqa: E402
 
 
 def _run(out):

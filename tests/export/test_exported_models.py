@@ -14,8 +14,8 @@ pytestmark = pytest.mark.torch
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, default_operator):
-    from rrim.export.nets import RRIM, RRIMSettings
-    from rrim.export.onnx_export import export_onnx
+    from rrim.export.nets.recurrent import RRIM, RRIMSettings
+    from rrim.export.onnx.export import export_onnx
 
     torch.manual_seed(0)
     net = RRIM(RRIMSettings(hidden=4, n_steps=3))  # untrained: the contract, not the accuracy, is tested

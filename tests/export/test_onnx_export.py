@@ -14,11 +14,11 @@ from click.testing import CliRunner  # noqa: E402
 
 from rrim.cli import main as cli_main  # noqa: E402
 from rrim.export.config import Config, GridConfig, ModelConfig, OperatorConfig  # noqa: E402
-from rrim.export.nets import RRIM, RRIMSettings  # noqa: E402
-from rrim.export.onnx_export import (INFO_FIELDS, PARITY_RTOL, export_onnx, golden_path, representative_spectra,
-                                     verify_onnx)
-from rrim.export.fixed_data import physics_tensors  # noqa: E402
-from rrim.export.training import save_checkpoint  # noqa: E402
+from rrim.export.data.fixed import physics_tensors  # noqa: E402
+from rrim.export.nets.checkpoints import save_checkpoint  # noqa: E402
+from rrim.export.nets.recurrent import RRIM, RRIMSettings  # noqa: E402
+from rrim.export.onnx.export import (INFO_FIELDS, PARITY_RTOL, export_onnx, golden_path,  # noqa: E402
+                                     representative_spectra, verify_onnx)
 from rrim.models.modelfile import MIN_OPSET, ModelInfo  # noqa: E402
 
 H = 0.01

@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("torch")
 
-from rrim.export import shipped_models as sm  # noqa: E402
+from rrim.export.recipes import shipped_models as sm  # noqa: E402
 from rrim.export.config import load_config  # noqa: E402
 from rrim.inversion.engine import invert  # noqa: E402
 from rrim.inversion.flags import FLAG_TEMPERATURE
@@ -82,7 +82,7 @@ def test_any_temperature_recipe_flags_other_temperatures(tmp_path, monkeypatch):
 
 def test_training_resumes_from_its_state(tmp_path):
     """Two epochs at once equal one epoch, a stop, and a resumed second epoch."""
-    from rrim.export.training import train
+    from rrim.export.training.loop import train
 
     cfg = load_config(_tiny_configs(tmp_path) / sm.RECIPES["rrim-default"].config)
     whole = train(cfg.replace(training={"output_dir": str(tmp_path / "whole")}))

@@ -12,10 +12,10 @@ from click.testing import CliRunner  # noqa: E402
 
 from rrim.cli import main as cli_main  # noqa: E402
 from rrim.export.config import Config, GridConfig, config_from_dict, load_config  # noqa: E402
-from rrim.export.nets import RRIM, IdentityUpdate, RRIMSettings, preconditioned_gradient  # noqa: E402
-from rrim.export.fixed_data import make_data, physics_tensors  # noqa: E402
-from rrim.export.training import (build_model, evaluate, load_checkpoint, predict, save_checkpoint,  # noqa: E402
-                                  step_loss, train)
+from rrim.export.data.fixed import make_data, physics_tensors  # noqa: E402
+from rrim.export.nets.checkpoints import build_model, load_checkpoint, save_checkpoint  # noqa: E402
+from rrim.export.nets.recurrent import RRIM, IdentityUpdate, RRIMSettings, preconditioned_gradient  # noqa: E402
+from rrim.export.training.loop import evaluate, predict, step_loss, train  # noqa: E402
 
 H = 0.01
 
@@ -174,7 +174,7 @@ def test_shipped_configs_load():
     folder = Path(rrim.export.__file__).parent / "configs"
     configs = {p.stem: load_config(p) for p in folder.glob("*.toml")}
     assert configs["rrim_experiment"].model.regularization == "fixed"  # the paper's rRIM (its tables stay reproducible)
-    from rrim.export.shipped_models import RECIPES
+    from rrim.export.recipes.shipped_models import RECIPES
 
     for recipe in RECIPES.values():  # the shipped models
         c = configs[Path(recipe.config).stem]
@@ -212,7 +212,7 @@ def test_cli_train(tmp_path):
 def test_temperature_range_trains_one_model_over_drawn_temperatures(tmp_path):
     """A physics-as-input model over 10–300 K: A(T)/s and P(T) per drawn temperature (exactly the shared
     operator's), spectra made per batch, and it learns at temperatures at both ends of the range."""
-    from rrim.export.fixed_data import physics_bank, temperature_groups
+    from rrim.export.data.fixed import physics_bank, temperature_groups
 
     config = tiny_config(tmp_path).replace(operator={"temperature_range": [10.0, 300.0], "n_temperatures": 4})
     temps = config.operator.training_temperatures()
@@ -251,8 +251,9 @@ def test_warm_start_adds_a_coarse_path_that_starts_as_nothing(tmp_path, rng):
     a checkpoint of another shape is refused by name."""
     import dataclasses
 
-    from rrim.export.adaptive_data import adaptive_physics
-    from rrim.export.training import estimates, warm_start
+    from rrim.export.data.adaptive import adaptive_physics
+    from rrim.export.nets.checkpoints import warm_start
+    from rrim.export.training.loop import estimates
 
     config = config_from_dict({**tiny_config(tmp_path).to_dict(),
                                "model": {"kind": "rrim", "hidden": 3, "n_steps": 2, "regularization": "adaptive",
@@ -273,7 +274,7 @@ def test_warm_start_adds_a_coarse_path_that_starts_as_nothing(tmp_path, rng):
 @pytest.mark.parametrize("fresh", [False, True])
 def test_fresh_noise_redraws_the_training_noise_per_batch(tmp_path, fresh):
     """With data.fresh_noise the same rows get new noise at the dataset's σ each batch; without, the one draw."""
-    from rrim.export.fixed_data import training_data
+    from rrim.export.data.fixed import training_data
 
     config = tiny_config(tmp_path).replace(data={"fresh_noise": fresh, "sigma": 1e-2})
     operator = config.operator.build()

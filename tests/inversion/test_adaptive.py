@@ -15,7 +15,7 @@ pytestmark = pytest.mark.torch
 
 @pytest.fixture(scope="module")
 def adaptive_net():
-    from rrim.export.nets import AdaptiveRRIM, RRIMSettings
+    from rrim.export.nets.recurrent import AdaptiveRRIM, RRIMSettings
 
     torch.manual_seed(0)  # untrained: the contract and the physics, not the accuracy, are tested
     net = AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", correction_steps=2, context=3))
@@ -25,7 +25,7 @@ def adaptive_net():
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory, default_operator, adaptive_net):
-    from rrim.export.onnx_export import export_onnx
+    from rrim.export.onnx.export import export_onnx
 
     d = tmp_path_factory.mktemp("adaptive")
     return {form: export_onnx(adaptive_net, default_operator, d / f"tiny-adaptive-{form}.onnx", form=form,
@@ -142,7 +142,7 @@ def test_polish_goes_on_where_the_misfit_is_above_the_noise(default_operator):
 def test_coarse_path_matrices_equal_pooling_and_linear_interpolation(n, k):
     """The coarse path's constant matrices reproduce AvgPool1d(ceil_mode) and linear interpolation,
     including a short last block and the clamped ends."""
-    from rrim.export.nets import pool_matrix, upsample_matrix
+    from rrim.export.nets.recurrent import pool_matrix, upsample_matrix
 
     h = torch.randn(2, 3, n, dtype=torch.float64, generator=torch.Generator().manual_seed(n + k))
     pooled = torch.nn.AvgPool1d(k, ceil_mode=True)(h)
@@ -162,8 +162,8 @@ def test_coarse_path_is_exported_as_products(exported):
 def test_exported_adaptive_models_match_pytorch_and_runtime(exported, default_operator, adaptive_net):
     """Golden parity through onnxruntime; rrim.invert (graph + float64 correction) equals PyTorch's
     final estimate; the input form fed the full-grid basis equals the baked form."""
-    from rrim.export.adaptive_data import adaptive_physics
-    from rrim.export.training import estimates
+    from rrim.export.data.adaptive import adaptive_physics
+    from rrim.export.training.loop import estimates
     from rrim.inversion.engine import invert
     from rrim.models.golden import check_golden
     from rrim.models.loading import load_model

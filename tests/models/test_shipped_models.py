@@ -27,7 +27,7 @@ def test_sha256_matches_index_and_card():
     card = (MODELS / f"{NAME}.md").read_text()
     assert digest in card
     assert len(data) < 10 * 2 ** 20
-    for words in ("T = 100 K", "2…400 meV", "python -m rrim.export.shipped_models rrim-default", "Out-of-distribution",
+    for words in ("T = 100 K", "2…400 meV", "python -m rrim.export.recipes.shipped_models rrim-default", "Out-of-distribution",
                   "data-consistency", "tikhonov_tuned", "ridge"):
         assert words in card
 
@@ -38,7 +38,7 @@ def test_any_temperature_model_is_shipped_with_card_and_calibrations():
     data = (MODELS / entry["file"]).read_bytes()
     assert entry["form"] == "input" and entry["sha256"] == hashlib.sha256(data).hexdigest()
     card = (MODELS / "rrim-any-temperature.md").read_text()
-    assert entry["sha256"] in card and "python -m rrim.export.shipped_models rrim-any-temperature" in card
+    assert entry["sha256"] in card and "python -m rrim.export.recipes.shipped_models rrim-any-temperature" in card
     assert "| 300 K, σ=0.001 |" in card and "T = 10…300 K" in card
     # every coverage cell within tolerance; rrim-any-temperature 2.0.0 misses one of its 40 cells
     # (300 K, σ = 1e-4, q = 0.68: 0.627): noiseless and 1e-4 spectra share a noise bin at 300 K

@@ -103,7 +103,7 @@ def test_calibrate_writes_where_it_is_told_never_into_the_package(tmp_path, monk
 
 def test_build_commands_need_an_output_folder():
     pytest.importorskip("torch")
-    from rrim.export import shipped_models
+    from rrim.export.recipes import shipped_models
 
     with pytest.raises(SystemExit) as e:
         shipped_models.main(["rrim-lean"])

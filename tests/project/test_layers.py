@@ -1,4 +1,5 @@
-"""The runtime's layers import one way: each package only from itself and the layers below it."""
+"""The runtime's layers import one way: each package only from itself and the layers below it; likewise
+the subpackages of rrim.export."""
 from __future__ import annotations
 
 import ast
@@ -11,6 +12,9 @@ import rrim
 #: Bottom to top (docs/ARCHITECTURE.md, "Layers"); ``rrim`` itself is the forward model's public API.
 LAYERS = ("rrim.files", "rrim.physics", "rrim.solvers", "rrim.models", "rrim.inversion", "rrim.io", "rrim.jobs",
           "rrim.plugins", "rrim.cli")
+#: rrim.export bottom to top; packages of one rank do not import each other.
+EXPORT_LAYERS = (("rrim.export.config",), ("rrim.export.nets", "rrim.export.data"),
+                 ("rrim.export.training", "rrim.export.onnx"), ("rrim.export.recipes",), ("rrim.export.commands",))
 ROOT = Path(rrim.__file__).resolve().parent
 PLUGINS = ROOT.parent / "plugins"
 EXPORT = ROOT.parent / "export"
@@ -54,3 +58,20 @@ def test_no_relative_imports():
     relative = [f"{p}:{n.lineno}" for p in paths for n in ast.walk(ast.parse(p.read_text()))
                 if isinstance(n, ast.ImportFrom) and n.level > 0]
     assert not relative, relative
+
+
+def export_package(module: str) -> tuple[int, str] | None:
+    """(rank, package) of an rrim.export module in :data:`EXPORT_LAYERS`, None outside them."""
+    return next(((rank, name) for rank, names in enumerate(EXPORT_LAYERS) for name in names
+                 if module == name or module.startswith(name + ".")), None)
+
+
+@pytest.mark.parametrize("path", sorted(EXPORT.rglob("*.py")), ids=lambda p: str(p.relative_to(EXPORT)))
+def test_export_imports_flow_down(path):
+    name = "rrim.export." + ".".join(path.relative_to(EXPORT).with_suffix("").parts)
+    here = export_package(name.removesuffix(".__init__"))
+    if here is None:  # rrim/export/__init__.py
+        return
+    bad = [m for m in imports(path) if (there := export_package(m)) is not None and there[1] != here[1]
+           and there[0] >= here[0]]
+    assert not bad, f"{name} imports from its own rank or above: {bad}"

@@ -1,7 +1,7 @@
 """The accuracy experiments (issue 14, item 7), rerunnable and resumable:
 
     rrim experiments -o DIR [--budget smoke|session|full] [--work DIR] [--threads N]
-    python -m rrim.export.experiments -o DIR ...          (the same command)
+    python -m rrim.export.recipes.experiments -o DIR ...   (the same command)
 
 Writes ``RESULTS.md`` (tables, the bar check, command, budget, wall time, machine), ``results.json``
 (every raw number, per seed) and PNG figures into ``-o DIR`` (the repository keeps its copy in ``docs/experiments``).
@@ -20,7 +20,7 @@ Methods, all judged on the same spectra:
   ``bar_n``, σ = :data:`SEARCH_SIGMA`, seed 0, chosen by validation MSE; the chosen configuration is
   trained per (N, σ, seed) on the rRIM's glue functions of that (N, seed) with spectra at that σ,
   with the rRIM's plateau schedule, patience and epoch limit (``export/configs/{cnn,fcn}_baseline.toml``).
-- **ridge** y → x (:mod:`rrim.export.ridge`) on the same training pairs, λ on their validation split.
+- **ridge** y → x (:mod:`rrim.export.recipes.ridge`) on the same training pairs, λ on their validation split.
 - **Tikhonov** with the weight tuned on ``n_tune`` separate spectra of the prior (tuned), with GCV
   and with the discrepancy principle (true noise given; estimated at σ = 0); **NNLS** with its weight
   tuned likewise; **MEM** (χ² = N; only the first ``n_mem`` spectra: slow).
@@ -46,16 +46,15 @@ from pathlib import Path
 
 import numpy as np
 
-from rrim.export.config import Config, load_config
-from rrim.export.evaluation import (best_tikhonov_weight, classical_estimates, filled, measured_operator, noisy, rel_l2,
-                                    rrim_estimates, scores, tuned_weights)
+from rrim.export.config import CONFIGS, Config, load_config
+from rrim.export.recipes.evaluation import (best_tikhonov_weight, classical_estimates, filled, measured_operator, noisy,
+                                            rel_l2, rrim_estimates, scores, tuned_weights)
 from rrim.physics.glue_families import ood_shapes, refined_grid
 from rrim.physics.operator import ForwardOperator
 from rrim.physics.synthetic import NOISE_LEVELS, DatasetSettings, SyntheticDataset
 
 log = logging.getLogger("rrim.experiments")
 
-CONFIGS = Path(__file__).parent / "configs"
 #: rrim-default's recipe from scratch (stage 1 of 2.1.0; 2.1.0 itself warm-starts from it)
 RRIM_CONFIG = "rrim_default_2.0.0.toml"
 BASELINES = {"CNN": "cnn_baseline.toml", "FCN": "fcn_baseline.toml"}
@@ -145,8 +144,8 @@ class Problem:
 
     def glue(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(glue on the model's grid (n, n_Ω), clean spectra from the fine grid (n, n_ω) meV) of the
-        rRIM's data stream for (n, seed) (:func:`rrim.export.adaptive_data.draw_glue`)."""
-        from rrim.export.adaptive_data import draw_glue
+        rRIM's data stream for (n, seed) (:func:`rrim.export.data.adaptive.draw_glue`)."""
+        from rrim.export.data.adaptive import draw_glue
 
         if (n, seed) not in self._glue:
             x_fine = draw_glue(self.config.replace(data={"n": n, "seed": seed}), self.op)
@@ -174,7 +173,7 @@ class Problem:
 
     def training_set(self, n: int, sigma: float, seed: int) -> SyntheticDataset:
         """The baselines' training data at (n, σ, seed): the rRIM's glue functions and split, clean spectra and one noise draw at σ (the baselines' configurations redraw the training noise per batch: ``data.fresh_noise``)."""
-        from rrim.export.adaptive_data import data_splits
+        from rrim.export.data.adaptive import data_splits
 
         x, clean = self.glue(n, seed)
         rng = np.random.default_rng([NOISE_SEED, 2, seed, n, SIGMAS.index(sigma)])
@@ -211,7 +210,8 @@ def baseline_config(candidate: tuple, n: int, sigma: float, seed: int, budget: B
 def fit(config: Config, operator: ForwardOperator, data=None):
     """(model, notes) of ``config``'s finished training in its output folder; trains (or resumes
     from ``state.pt``) when there is none. Notes: epochs, best epoch, validation loss, seconds, why it stopped."""
-    from rrim.export.training import load_checkpoint, train
+    from rrim.export.nets.checkpoints import load_checkpoint
+    from rrim.export.training.loop import train
 
     path = Path(config.training.output_dir) / "model.pt"
     if not (path.exists() and load_checkpoint(path)[1] == config):
@@ -391,8 +391,8 @@ def search(problem: Problem, budget: Budget, work: Path, pieces: Pieces) -> dict
 
 def run_pieces(budget: Budget, work: Path) -> dict:
     """Every piece of the experiments (resumed from ``work``); the raw results."""
-    from rrim.export.ridge import Ridge
-    from rrim.export.training import predict
+    from rrim.export.recipes.ridge import Ridge
+    from rrim.export.training.loop import predict
 
     problem = Problem()
     pieces = Pieces(work, budget)
@@ -455,7 +455,7 @@ def run_pieces(budget: Budget, work: Path) -> dict:
 
 
 #: the repository's copy of the report; the smoke budget never writes there
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "experiments"
+DOCS = Path(__file__).resolve().parents[2] / "docs" / "experiments"
 
 
 def run(out: Path, *, budget: str = "session", work: Path | None = None, threads: int = 1,
@@ -463,7 +463,7 @@ def run(out: Path, *, budget: str = "session", work: Path | None = None, threads
     """Run (or resume) every experiment of ``budget`` (a name of :data:`PRESETS`) with checkpoints and
     finished pieces in ``work`` (default ``runs/experiments/BUDGET``), and write the report, the raw
     results and the figures into ``out`` (created); returns the report's path. ``command`` is recorded."""
-    from rrim.export.experiments_report import bar_check, figures, machine, report
+    from rrim.export.recipes.experiments_report import bar_check, figures, machine, report
 
     b = PRESETS[budget]
     out, work = Path(out), Path(work) if work is not None else Path("runs") / "experiments" / b.name
@@ -503,6 +503,6 @@ def run(out: Path, *, budget: str = "session", work: Path | None = None, threads
 
 
 if __name__ == "__main__":  # the same command as `rrim experiments`
-    from rrim.export.experiments_command import experiments_command
+    from rrim.export.recipes.experiments_command import experiments_command
 
-    experiments_command(prog_name="python -m rrim.export.experiments")
+    experiments_command(prog_name="python -m rrim.export.recipes.experiments")

@@ -40,11 +40,11 @@ def noisy(y: np.ndarray, sigma: float, rng) -> np.ndarray:
 def rrim_estimates(model, y_meV: np.ndarray, operator: ForwardOperator, mask=None) -> tuple[np.ndarray, np.ndarray]:
     """(final estimate, the network's own output before the data-consistency steps) of an adaptive
     rRIM (PyTorch) for spectra (n, n_ω) in meV measured on ``mask`` (n_ω,) (default: every point);
-    float64 (n, n_Ω). The same physics as the runtime (:func:`rrim.export.adaptive_data.adaptive_physics`)."""
+    float64 (n, n_Ω). The same physics as the runtime (:func:`rrim.export.data.adaptive.adaptive_physics`)."""
     import torch
 
-    from rrim.export.adaptive_data import adaptive_physics
-    from rrim.export.training import estimates
+    from rrim.export.data.adaptive import adaptive_physics
+    from rrim.export.training.loop import estimates
 
     beta, *physics = adaptive_physics(operator, np.asarray(y_meV, dtype=np.float64) / operator.scale, mask)
     model.eval()

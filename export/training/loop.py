@@ -1,5 +1,5 @@
-"""Training of the rRIM and the FCN/CNN baselines (the loop, its resumable state, checkpoints, prediction)
-on the data of :mod:`rrim.export.fixed_data` or :mod:`rrim.export.adaptive_data`.
+"""Training of the rRIM and the FCN/CNN baselines (the loop, its resumable state, prediction) on the data of
+:mod:`rrim.export.data.fixed` or :mod:`rrim.export.data.adaptive`; checkpoints: :mod:`rrim.export.nets.checkpoints`.
 
 Units: spectra y in meV enter scaled, y/s (s = ``operator.scale``); A is A/s and P = (AₛᵀAₛ + hI)⁻¹Aₛᵀ,
 both from :class:`rrim.ForwardOperator`, cast to float32. Glue functions x (batch, n_Ω) are dimensionless.
@@ -18,16 +18,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from rrim.export.adaptive_data import adaptive_physics
-from rrim.export.config import Config, ModelConfig, config_from_dict
-from rrim.export.fixed_data import physics_tensors, training_data
-from rrim.export.nets import CNN, FCN, RRIM, AdaptiveRRIM, RRIMSettings, build_rrim
+from rrim.export.config import Config
+from rrim.export.data.adaptive import adaptive_physics
+from rrim.export.data.fixed import physics_tensors, training_data
+from rrim.export.nets.baselines import CNN, FCN
+from rrim.export.nets.checkpoints import build_model, load_checkpoint, save_checkpoint, warm_start
+from rrim.export.nets.recurrent import RRIM, AdaptiveRRIM
 from rrim.physics.operator import ForwardOperator
 from rrim.physics.synthetic import SyntheticDataset
 
 log = logging.getLogger(__name__)
-
-CHECKPOINT_FORMAT = "rrim-checkpoint-1"
 
 
 @dataclass
@@ -44,18 +44,6 @@ class TrainResult:
     test_metrics: dict = field(default_factory=dict)
     seconds: float = 0.0
     finished: bool = True
-
-
-def build_model(model: ModelConfig, operator: ForwardOperator) -> nn.Module:
-    """The network of ``model.kind`` for ``operator``'s grids (float32, freshly initialized)."""
-    n_omega, n_Omega = operator.shape
-    if model.kind == "rrim":
-        return build_rrim(RRIMSettings(hidden=model.hidden, n_steps=model.n_steps, x0=model.x0,
-                                       nonnegative=model.nonnegative, regularization=model.regularization,
-                                       correction_steps=model.correction_steps, context=model.context))
-    if model.kind == "fcn":
-        return FCN(n_omega, n_Omega, width=model.width, depth=model.depth)
-    return CNN(n_omega, n_Omega, channels=model.channels, depth=model.depth)
 
 
 def estimates(model: nn.Module, y_scaled: torch.Tensor, *physics: torch.Tensor) -> list[torch.Tensor]:
@@ -233,18 +221,6 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
     return result
 
 
-def warm_start(model: nn.Module, path) -> None:
-    """Load the weights of checkpoint ``path`` into ``model``; only the coarse path may be missing."""
-    blob = torch.load(path, map_location="cpu", weights_only=True)
-    try:
-        missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
-    except RuntimeError as e:  # shapes differ
-        raise ValueError(f"training.init_from: {path} does not fit the model ({e})") from None
-    new = [k for k in missing if not k.startswith("update.coarse.")]
-    if new or unexpected:
-        raise ValueError(f"training.init_from: {path} does not fit the model (missing {new}, unexpected {unexpected})")
-
-
 def _save_state(path: Path, config, model, opt, sched, best_state, stale, result, order_rng, noise_rng) -> None:
     """Everything :func:`train` needs to resume, written atomically (temporary file, then rename)."""
     tmp = path.with_name(path.name + ".tmp")
@@ -272,31 +248,6 @@ def _progress(total: int):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="epoch", file=sys.stderr, leave=False)
-
-
-def save_checkpoint(path, model: nn.Module, config: Config, extra: dict | None = None) -> Path:
-    """Save weights (a dict of tensors) with the configuration and ``extra`` as JSON strings."""
-    path = Path(path)
-    torch.save({"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(),
-                "config": json.dumps(config.to_dict()), "extra": json.dumps(extra or {})}, path)
-    return path
-
-
-def load_checkpoint(path) -> tuple[nn.Module, Config, dict]:
-    """(model in eval mode, config, extra) from :func:`save_checkpoint` output; loads with
-    ``weights_only=True`` (no arbitrary pickles)."""
-    path = Path(path)
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise ValueError(f"{path}: checkpoint not found") from None
-    if not isinstance(blob, dict) or blob.get("format") != CHECKPOINT_FORMAT:
-        raise ValueError(f"{path}: not an rrim checkpoint (expected format {CHECKPOINT_FORMAT!r})")
-    config = config_from_dict(json.loads(blob["config"]))
-    model = build_model(config.model, config.operator.build())
-    model.load_state_dict(blob["state_dict"])
-    model.eval()
-    return model, config, json.loads(blob["extra"])
 
 
 def predict(model: nn.Module, y_meV, operator: ForwardOperator, h: float) -> np.ndarray:

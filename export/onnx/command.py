@@ -23,7 +23,7 @@ def export_command(checkpoint, output, form, name, model_version, temperature_ra
     Checks the file with onnx.checker and onnxruntime against PyTorch before it is kept, writes a
     golden .npz beside it, and prints a JSON summary (path, sha256, parity) to stdout.
     """
-    from rrim.export.onnx_export import export_checkpoint
+    from rrim.export.onnx.export import export_checkpoint
 
     try:
         summary = export_checkpoint(checkpoint, output, form=form, name=name, model_version=model_version,

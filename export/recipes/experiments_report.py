@@ -1,6 +1,6 @@
-"""The experiments' report (:mod:`rrim.export.experiments`): tables over N, σ, OOD shapes and the
+"""The experiments' report (:mod:`rrim.export.recipes.experiments`): tables over N, σ, OOD shapes and the
 realistic set as mean ± std over seeds, the bar check of issue 14's bars, the figures and RESULTS.md,
-all from the raw records of :func:`rrim.export.experiments.run_pieces`."""
+all from the raw records of :func:`rrim.export.recipes.experiments.run_pieces`."""
 from __future__ import annotations
 
 import json
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from rrim.export.config import load_config
-from rrim.export.experiments import (CONFIGS, LEARNED, RRIM, RRIM_CONFIG, RRIM_NET, SEARCH_SIGMA, SIGMAS, SWEEP_SIGMAS,
-                                     Budget, Problem)
+from rrim.export.config import CONFIGS, load_config
+from rrim.export.recipes.experiments import (LEARNED, RRIM, RRIM_CONFIG, RRIM_NET, SEARCH_SIGMA, SIGMAS, SWEEP_SIGMAS,
+                                             Budget, Problem)
 from rrim.physics.synthetic import NOISE_LEVELS
 
 log = logging.getLogger("rrim.experiments")
@@ -197,7 +197,7 @@ def figures(records, budget: Budget, curves: dict, out: Path) -> list[str]:
 
 
 def machine(threads: int) -> str:
-    from rrim.export.onnx_export import machine_description
+    from rrim.export.onnx.export import machine_description
 
     return (f"{machine_description()}, {threads} torch thread(s), shared with other jobs "
             f"(load average at the end {os.getloadavg()[0]:.1f})")

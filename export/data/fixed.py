@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from rrim.export.adaptive_data import AdaptiveData
+from rrim.export.data.adaptive import AdaptiveData
 from rrim.export.config import Config
 from rrim.physics.operator import ForwardOperator
 from rrim.physics.synthetic import DatasetSettings, SyntheticDataset, add_noise, make_dataset
@@ -104,7 +104,7 @@ class FixedData:
 
 
 def training_data(config: Config, operator: ForwardOperator, data: SyntheticDataset | None = None):
-    """:class:`rrim.export.adaptive_data.AdaptiveData` for the adaptive rRIM, else :class:`FixedData`."""
+    """:class:`rrim.export.data.adaptive.AdaptiveData` for the adaptive rRIM, else :class:`FixedData`."""
     if config.model.kind == "rrim" and config.model.regularization == "adaptive":
         if data is not None:
             raise ValueError("data: the adaptive rRIM draws its spectra per batch; pass no dataset")

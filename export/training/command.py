@@ -19,7 +19,7 @@ def train_command(config_path, output_dir):
     ``training.chunk_s`` reports "finished": false and writes no model.pt.
     """
     from rrim.export.config import load_config
-    from rrim.export.training import train
+    from rrim.export.training.loop import train
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     try:

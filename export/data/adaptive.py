@@ -6,7 +6,7 @@ y = A_fine x_fine + noise computed on a finer Ω grid than the model's (``data.f
 h chosen per spectrum from the noisy data by :func:`rrim.inversion.regularization.choose_weights`, exactly as
 the runtime chooses it. Tensors are float32: y/s (B, n_ω) zero where unmeasured, x (B, n_Ω) the glue
 on the model's grid, and the physics (S, Vt, h in float32 for the network; U, S, Vt, A/s, h as chosen
-and y in float64 for the data-consistency steps) of :class:`rrim.export.nets.AdaptiveRRIM`.
+and y in float64 for the data-consistency steps) of :class:`rrim.export.nets.recurrent.AdaptiveRRIM`.
 In place of y/s the network takes β = Uᵀy/s, computed in float64.
 """
 from __future__ import annotations

@@ -27,10 +27,10 @@ import torch
 from torch import nn
 
 from rrim import __version__ as rrim_version
-from rrim.export.adaptive_data import adaptive_physics
-from rrim.export.nets import RRIM, AdaptiveRRIM
-from rrim.export.fixed_data import physics_tensors
-from rrim.export.training import load_checkpoint
+from rrim.export.data.adaptive import adaptive_physics
+from rrim.export.data.fixed import physics_tensors
+from rrim.export.nets.checkpoints import load_checkpoint
+from rrim.export.nets.recurrent import RRIM, AdaptiveRRIM
 from rrim.inversion.regularization import H_MAX, H_MIN, POLISH_ITERATIONS, POLISH_MAX_ITERATIONS
 from rrim.models.modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y,
                                    METADATA_KEYS, MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
@@ -171,7 +171,7 @@ def export_onnx(model: nn.Module, operator: ForwardOperator, path, *, form: str 
     Raises ``ValueError`` for incomplete metadata, a bad form or a failed parity check.
     """
     if not isinstance(model, (RRIM, AdaptiveRRIM)):
-        raise ValueError(f"model: expected an rrim.export.nets.RRIM or AdaptiveRRIM, got {type(model).__name__}")
+        raise ValueError(f"model: expected an rrim.export.nets.recurrent.RRIM or AdaptiveRRIM, got {type(model).__name__}")
     info = model_info(model, operator, form, h, measured_range, polish_max_iterations, **info_fields)
     path = Path(path)
     if path.suffix != ".onnx":
@@ -259,7 +259,7 @@ def write_golden(path, model: nn.Module, operator: ForwardOperator, h: float = D
 def export_checkpoint(checkpoint, output, *, form: str = "baked", name: str | None = None,
                       model_version: str = "0.1.0", temperature_range_K=None, metrics: dict | None = None,
                       command: str = "", verify: bool = True) -> dict:
-    """Export the rRIM of a :func:`rrim.export.training.save_checkpoint` file; returns a JSON-able summary
+    """Export the rRIM of a :func:`rrim.export.nets.checkpoints.save_checkpoint` file; returns a JSON-able summary
     (path, golden, sha256, bytes, form, parity). Metadata: the checkpoint's configuration and test
     metrics (or ``metrics``), ``temperature_range_K`` defaulting to the training temperature, and
     provenance (``command``, the checkpoint's sha256, this machine)."""

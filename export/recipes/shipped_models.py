@@ -1,7 +1,7 @@
 """Recipes of the shipped models: train (or resume) from the committed configuration, export, evaluate
 through the runtime, write the card and the index entry.
 
-    python -m rrim.export.shipped_models NAME --models-dir DIR [--checkpoint PATH] [--checkpoints-dir DIR]
+    python -m rrim.export.recipes.shipped_models NAME --models-dir DIR [--checkpoint PATH] [--checkpoints-dir DIR]
 
 NAME is one of :data:`RECIPES`. Training resumes from ``training.output_dir`` (the state is saved
 every epoch); an unfinished run stops the build. The evaluation runs the exported ONNX file through
@@ -31,12 +31,12 @@ from pathlib import Path
 
 import numpy as np
 
-from rrim.export.adaptive_data import data_splits, draw_glue
-from rrim.export.config import Config, load_config
-from rrim.export.evaluation import noisy as _noisy, rel_l2 as _rel, scores as _scores
-from rrim.export.onnx_export import export_checkpoint, golden_path, machine_description
-from rrim.export.ridge import Ridge
-from rrim.export.training import trained
+from rrim.export.data.adaptive import data_splits, draw_glue
+from rrim.export.config import CONFIGS, Config, load_config
+from rrim.export.recipes.evaluation import noisy as _noisy, rel_l2 as _rel, scores as _scores
+from rrim.export.onnx.export import export_checkpoint, golden_path, machine_description
+from rrim.export.recipes.ridge import Ridge
+from rrim.export.training.loop import trained
 from rrim.inversion.engine import invert
 from rrim.inversion.feeds import model_feeds, physics_at
 from rrim.inversion.regularization import POLISH_ITERATIONS, choose_weights, masked_svd, tikhonov_step
@@ -45,7 +45,6 @@ from rrim.physics.glue_families import coverage_masks, ood_shapes, refined_grid
 from rrim.physics.operator import ForwardOperator
 from rrim.solvers import Tikhonov, tune_tikhonov_weight
 
-CONFIGS = Path(__file__).parent / "configs"
 MODEL_VERSION = "2.1.0"
 EVAL_SIGMAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 EVAL_SEED = 2026
@@ -241,7 +240,7 @@ def build(name: str, models_dir: Path, checkpoint=None, command: str = "", check
     config = load_config(CONFIGS / recipe.config)
     if checkpoint is None:
         checkpoint = trained(config)[3]
-    from rrim.export.training import load_checkpoint
+    from rrim.export.nets.checkpoints import load_checkpoint
 
     _, saved, extra = load_checkpoint(checkpoint)
     if saved != config:
@@ -273,14 +272,14 @@ def build(name: str, models_dir: Path, checkpoint=None, command: str = "", check
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rrim.export.shipped_models", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rrim.export.recipes.shipped_models", description=__doc__.splitlines()[0])
     parser.add_argument("name", choices=sorted(RECIPES))
     parser.add_argument("--checkpoint", help="a finished training of the recipe's configuration (default: train/resume)")
     parser.add_argument("--models-dir", required=True, help="output folder of the model files (created)")
     parser.add_argument("--checkpoints-dir", help="keep the finished training here as NAME.pt")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    command = " ".join(["python -m rrim.export.shipped_models", *(argv if argv is not None else sys.argv[1:])])
+    command = " ".join(["python -m rrim.export.recipes.shipped_models", *(argv if argv is not None else sys.argv[1:])])
     Path(args.models_dir).mkdir(parents=True, exist_ok=True)
     summary = build(args.name, Path(args.models_dir), args.checkpoint, command,
                     Path(args.checkpoints_dir) if args.checkpoints_dir else None)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-BUDGETS = ("smoke", "session", "full")  # rrim.export.experiments.PRESETS (not imported here: it needs numpy)
+BUDGETS = ("smoke", "session", "full")  # rrim.export.recipes.experiments.PRESETS (not imported here: it needs numpy)
 
 
 @click.command("experiments")
@@ -17,10 +17,10 @@ BUDGETS = ("smoke", "session", "full")  # rrim.export.experiments.PRESETS (not i
                    "[default: runs/experiments/BUDGET].")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads.")
 def experiments_command(output_dir, budget, work, threads):
-    """The rRIM against searched CNN/FCN, ridge and classical solvers on the same spectra (rrim.export.experiments)."""
+    """The rRIM against searched CNN/FCN, ridge and classical solvers on the same spectra (rrim.export.recipes.experiments)."""
     from pathlib import Path
 
-    from rrim.export.experiments import run
+    from rrim.export.recipes.experiments import run
 
     command = f"{click.get_current_context().command_path} -o {output_dir} --budget {budget}"
     command += (f" --work {work}" if work else "") + (f" --threads {threads}" if threads != 1 else "")
