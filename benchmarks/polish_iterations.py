@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from rrim.export.recipes.evaluation import noisy
-from rrim.export.recipes.experiments import Problem
+from rrim.export.recipes.experiments_design import Problem
 from rrim.inversion.engine import invert
 from rrim.models.loading import load_model
 from rrim.physics.realistic_set import benchmark_files

@@ -160,7 +160,7 @@ def section_discrepancy(seeds: int, n: int) -> str:
 
 
 def section_experiments() -> str:
-    from rrim.export.recipes.experiments import TEST_SEED, Problem
+    from rrim.export.recipes.experiments_design import TEST_SEED, Problem
 
     problem = Problem()
     op = problem.op
@@ -170,7 +170,7 @@ def section_experiments() -> str:
         lines += discrepancy_row(op, f"experiments σ = {sigma:g}", sets)
         print(lines[-1], flush=True)
     return ("### The experiments' test sets\n\n"
-            "`rrim.export.recipes.experiments.Problem().noisy_set(200, TEST_SEED, seed, σ)`, seeds 0–2 (spectra from "
+            "`rrim.export.recipes.experiments_design.Problem().noisy_set(200, TEST_SEED, seed, σ)`, seeds 0–2 (spectra from "
             "the 2× finer Ω grid, true noise given), as the 'Tikhonov (discrepancy)' row of "
             "docs/experiments/RESULTS.md.\n\n" + "\n".join(lines))
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from rrim.export.config import CONFIGS, load_config
-from rrim.export.recipes.experiments import (LEARNED, RRIM, RRIM_CONFIG, RRIM_NET, SEARCH_SIGMA, SIGMAS, SWEEP_SIGMAS,
-                                             Budget, Problem)
+from rrim.export.recipes.experiments_design import (LEARNED, RRIM, RRIM_CONFIG, RRIM_NET, SEARCH_SIGMA, SIGMAS,
+                                                    SWEEP_SIGMAS, Budget, Problem)
 from rrim.physics.synthetic import NOISE_LEVELS
 
 log = logging.getLogger("rrim.experiments")

@@ -29,7 +29,8 @@ from rrim.inversion.uncertainty import calibration_digest
 from rrim.io.netcdf import copied_coords, copy_coords, create_variables
 from rrim.io.paths import ArchiveError, check_encodable, check_output_path, file_sha256
 from rrim.io.provenance import provenance_attrs
-from rrim.io.reading import MAX_UNOBSERVED_FRACTION, Source, open_dataset, read_source
+from rrim.io.omega_axis import MAX_UNOBSERVED_FRACTION
+from rrim.io.reading import Source, open_dataset, read_source
 from rrim.io.schema import TEMPERATURE_USED, ArchiveOptions
 from rrim.models.loading import LoadedModel
 from rrim.physics.operator import ForwardOperator

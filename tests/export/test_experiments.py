@@ -15,6 +15,7 @@ from click.testing import CliRunner  # noqa: E402
 
 from rrim.export.recipes import evaluation  # noqa: E402
 from rrim.export.recipes import experiments as ex  # noqa: E402
+from rrim.export.recipes import experiments_design as design  # noqa: E402
 from rrim.export.recipes import experiments_report as rep  # noqa: E402
 from rrim.export.recipes.experiments_command import BUDGETS, experiments_command  # noqa: E402
 
@@ -61,7 +62,7 @@ def _mean(cell: str) -> str:
 
 def test_smoke_run_writes_consistent_tables(smoke):
     out, results, text = smoke
-    budget = ex.PRESETS["smoke"]
+    budget = design.PRESETS["smoke"]
     for name in ("RESULTS.md", "results.json", "mse_vs_n.png", "mse_vs_sigma.png", "ood_shapes.png"):
         assert (out / name).stat().st_size > 0
     assert results["budget"]["name"] == "smoke"
@@ -77,7 +78,7 @@ def test_smoke_run_writes_consistent_tables(smoke):
     # every learned method: one test record per seed, N, σ judged
     for method in ("rRIM", "CNN", "FCN", "ridge"):
         for n in budget.sizes:
-            for sigma in ex.sigmas_at(n, budget):
+            for sigma in design.sigmas_at(n, budget):
                 rows = rep.select(records, "test", method, n=n, sigma=sigma)
                 assert sorted(r["seed"] for r in rows) == list(range(budget.n_seeds)), (method, n, sigma)
     # the σ table prints the means over seeds of the raw records, for every method and σ
@@ -85,12 +86,12 @@ def test_smoke_run_writes_consistent_tables(smoke):
     table = _table(block, "MSE:")
     assert list(table) == ["method"] + rep.methods_of(records, "test")
     for method, cells in list(table.items())[1:]:
-        for sigma, cell in zip(ex.SIGMAS, cells):
+        for sigma, cell in zip(design.SIGMAS, cells):
             values = rep.per_seed(rep.select(records, "test", method, n=budget.bar_n, sigma=sigma), "mse")
             assert cell == rep.fmt(values), (method, sigma)
     rel = _table(block, "Median relative L2 error:")
     values = rep.per_seed(rep.select(records, "test", "rRIM", n=budget.bar_n, sigma=1e-3), "rel_l2")
-    assert rel["rRIM"][ex.SIGMAS.index(1e-3)] == rep.fmt(values, ".3f")
+    assert rel["rRIM"][design.SIGMAS.index(1e-3)] == rep.fmt(values, ".3f")
     # the N tables: classical methods repeat over N, learned ones change
     n_table = _table(_section(text, "## Test error vs training-set size N"), "MSE:")
     assert len(set(n_table["Tikhonov (tuned)"])) == 1
@@ -110,7 +111,7 @@ def test_bar_check_reads_the_numbers_it_printed(smoke):
         assert math.isclose(bar["ratio"], bar["value"] / bar["reference"], rel_tol=1e-12)
         assert math.isclose(float(ratio), float(value) / float(reference.split(" (")[0]), rel_tol=0.02)
         assert met == ("yes" if bar["ratio"] <= bar["limit"] else "**no**")
-        column = ex.SIGMAS.index(float(sigma))
+        column = design.SIGMAS.index(float(sigma))
         if name.startswith("rRIM / tuned Tikhonov"):
             assert value == _mean(sigma_table["rRIM"][column])
             assert reference == f"{_mean(sigma_table['Tikhonov (tuned)'][column])} (Tikhonov (tuned))"
@@ -120,7 +121,7 @@ def test_bar_check_reads_the_numbers_it_printed(smoke):
             assert value == _mean(sigma_table["rRIM"][column])
             assert reference == f"{_mean(sigma_table[best][column])} ({best})"
             checked += 1
-    assert checked == 2 * len(ex.SIGMAS)
+    assert checked == 2 * len(design.SIGMAS)
     assert any(k.startswith("realistic set") for k in bars)
 
 
@@ -130,10 +131,10 @@ def test_seeds_differ(smoke):
     for method in ("rRIM", "CNN", "ridge", "Tikhonov (tuned)"):
         a, b = (rep.select(records, "test", method, n=60, sigma=1e-3, seed=s) for s in (0, 1))
         assert a[0]["mse"] != b[0]["mse"], method
-    problem = ex.Problem()
-    x0, y0, _ = problem.noisy_set(4, ex.TEST_SEED, 0, 1e-3)
-    x1, y1, _ = problem.noisy_set(4, ex.TEST_SEED, 1, 1e-3)
-    xt, _, _ = problem.noisy_set(4, ex.TUNE_SEED, 0, 1e-3)
+    problem = design.Problem()
+    x0, y0, _ = problem.noisy_set(4, design.TEST_SEED, 0, 1e-3)
+    x1, y1, _ = problem.noisy_set(4, design.TEST_SEED, 1, 1e-3)
+    xt, _, _ = problem.noisy_set(4, design.TUNE_SEED, 0, 1e-3)
     assert not np.allclose(x0, x1) and not np.allclose(y0, y1) and not np.allclose(x0, xt)
 
 
@@ -168,26 +169,26 @@ def test_interrupted_run_resumes_to_the_same_numbers(smoke, tmp_path, monkeypatc
 
 
 def test_budgets():
-    presets = ex.PRESETS
+    presets = design.PRESETS
     assert set(BUDGETS) == set(presets)
     assert max(presets["full"].sizes) == 100_000 and presets["session"].n_seeds >= 3 and presets["full"].n_seeds >= 3
     for budget in presets.values():
-        per_family = [sum(1 for c in budget.search if c[0] == f) for f in ex.BASELINES]
+        per_family = [sum(1 for c in budget.search if c[0] == f) for f in design.BASELINES]
         assert len(set(per_family)) == 1  # the same search budget for CNN and FCN
     assert presets["session"].max_epochs == presets["full"].max_epochs == 0  # the configurations' own limit
     with pytest.raises(ValueError, match="bar_n"):
-        ex.Budget("bad", sizes=(10,), bar_n=20, n_seeds=1, n_test=1, n_tune=1, n_nnls_tune=1, n_mem=0, n_per_file=1,
+        design.Budget("bad", sizes=(10,), bar_n=20, n_seeds=1, n_test=1, n_tune=1, n_nnls_tune=1, n_mem=0, n_per_file=1,
                   search=presets["smoke"].search)
 
 
 def test_configs_differ_from_the_shipped_recipe_only_in_size_seed_and_folder(tmp_path):
     from rrim.export.config import load_config
 
-    shipped = load_config(ex.CONFIGS / "rrim_default_2.0.0.toml")  # rrim-default from scratch
-    config = ex.rrim_config(1000, 2, ex.PRESETS["full"], tmp_path)
+    shipped = load_config(design.CONFIGS / "rrim_default_2.0.0.toml")  # rrim-default from scratch
+    config = design.rrim_config(1000, 2, design.PRESETS["full"], tmp_path)
     assert config.replace(data={"n": shipped.data.n, "seed": 0},
                           training={"seed": 0, "output_dir": shipped.training.output_dir}) == shipped
-    cnn = ex.baseline_config(("CNN", 16, 2, 3e-4), 100, 1e-3, 1, ex.PRESETS["full"], tmp_path)
+    cnn = design.baseline_config(("CNN", 16, 2, 3e-4), 100, 1e-3, 1, design.PRESETS["full"], tmp_path)
     t = cnn.training
     assert (cnn.model.channels, cnn.model.depth, t.lr, cnn.data.sigma, cnn.data.n, t.seed) == (16, 2, 3e-4, 1e-3, 100, 1)
     for name in ("patience", "lr_patience", "lr_factor", "min_lr", "max_epochs", "batch_size"):
@@ -203,8 +204,8 @@ def test_smoke_never_replaces_the_committed_results(tmp_path):
 
 
 def test_a_failing_solver_is_reported_not_raised():
-    problem = ex.Problem()
-    x, y, noise = problem.noisy_set(2, ex.TEST_SEED, 0, 1e-3)
+    problem = design.Problem()
+    x, y, noise = problem.noisy_set(2, design.TEST_SEED, 0, 1e-3)
     found = evaluation.classical_estimates(problem.op, y, noise, {"tikhonov": -1.0, "nnls": 1e-6}, n_mem=0)
     assert isinstance(found["Tikhonov (tuned)"], str) and "weight" in found["Tikhonov (tuned)"]
     assert found["Tikhonov (GCV)"][0].shape == x.shape

@@ -18,7 +18,7 @@ from rrim.cli.common import EXIT_MOSTLY_SKIPPED, EXIT_USAGE
 from rrim.inversion.engine import Engine
 from rrim.inversion.flags import FLAG_COVERAGE, FLAG_CROPPED, FLAG_EXTRAPOLATED, FLAG_NONFINITE
 from rrim.io.paths import ArchiveError
-from rrim.io.reading import GAP_STEPS
+from rrim.io.omega_axis import GAP_STEPS
 from rrim.io.schema import ArchiveOptions
 from rrim.jobs.dataset import invert_dataset
 from rrim.models.loading import load_model
