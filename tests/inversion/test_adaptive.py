@@ -138,6 +138,34 @@ def test_polish_goes_on_where_the_misfit_is_above_the_noise(default_operator):
     assert np.all(after < before) and np.median(after) < 0.5 * np.median(before)
 
 
+def test_polish_with_the_truncated_gram_matrix_matches_the_full_one(default_operator, monkeypatch):
+    """The polish keeps only the Gram directions with s² > GRAM_FLOOR·s_max² (~40 of 200): on a partial
+    ω range, the fixed iterations and the continuation give the glue of the full matrix to 1e-7 of max x̂."""
+    import rrim.inversion.regularization as reg
+    from rrim.inversion.feeds import AdaptiveInputs
+    from rrim.physics.realistic_set import draw_family
+
+    op = default_operator
+    x = np.concatenate([draw_family(f, op.Omega, 4, np.random.default_rng(9)) for f in ("phonon_lines", "mmp_mode")])
+    clean = op.forward(x) / op.scale
+    noise = 1e-4 * np.abs(clean).max(axis=1)
+    y = clean + noise[:, None] * np.random.default_rng(10).standard_normal(clean.shape)
+    mask = (op.omega.values > 8.0) & (op.omega.values < 300.0)
+    a = AdaptiveInputs.of(op, y, mask)
+    start = np.maximum(reg.tikhonov_step(y * mask, a.svd, a.h), 0.0)
+
+    def polished():
+        return reg.polish(start, a.beta, a.svd, a.h, reg.POLISH_ITERATIONS, max_iterations=reg.POLISH_MAX_ITERATIONS,
+                          targets=a.polish_targets(noise))
+
+    kept = int(np.sum(a.svd.s ** 2 > reg.GRAM_FLOOR * a.svd.s[0] ** 2))
+    truncated = polished()
+    monkeypatch.setattr(reg, "GRAM_FLOOR", 0.0)
+    full = polished()
+    assert kept < 0.3 * np.count_nonzero(a.svd.s)
+    assert np.abs(truncated - full).max() < 1e-7 * np.abs(full).max() and truncated.min() >= 0
+
+
 @pytest.mark.parametrize("n, k", [(200, 8), (200, 3), (17, 5), (8, 8)])
 def test_coarse_path_matrices_equal_pooling_and_linear_interpolation(n, k):
     """The coarse path's constant matrices reproduce AvgPool1d(ceil_mode) and linear interpolation,
