@@ -36,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from rrim.export.flops import ELEMENTWISE, gemm_rate, graph_counts
+from rrim.export.onnx.flops import ELEMENTWISE, gemm_rate, graph_counts
 from rrim.inversion.engine import DEFAULT_BATCH_SIZE, Engine, invert
 from rrim.inversion.feeds import model_feeds, physics_at
 from rrim.jobs.invert import invert_archive
@@ -60,8 +60,9 @@ def torch_contenders(model, y: np.ndarray, batch: int) -> tuple[dict, str]:
     try:
         import torch
 
-        from rrim.export.adaptive_data import adaptive_physics
-        from rrim.export.training import estimates, load_checkpoint
+        from rrim.export.data.adaptive import adaptive_physics
+        from rrim.export.nets.checkpoints import load_checkpoint
+        from rrim.export.training.loop import estimates
     except ImportError:
         return {}, "PyTorch not installed (the `train` extra): its rows are missing."
     net, config, _ = load_checkpoint(CHECKPOINT)

@@ -19,8 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
-from rrim.export.evaluation import noisy
-from rrim.export.experiments import Problem
+from rrim.export.recipes.evaluation import noisy
+from rrim.export.recipes.experiments_design import Problem
 from rrim.inversion.engine import invert
 from rrim.models.loading import load_model
 from rrim.physics.realistic_set import benchmark_files
@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         for count in COUNTS:
             reg["polish_iterations"] = count
             r = invert(yn, model, provider="cpu")
-            misfit = np.median(np.sqrt(np.mean((r.fit - yn) ** 2, axis=1)) / noise)
+            misfit = np.median(np.sqrt(np.mean((r.scattering_rate_fit - yn) ** 2, axis=1)) / noise)
             cells.append(f"{np.mean((r.glue - x) ** 2):.3g} / {misfit:.2f}")
         lines.append(f"| {sigma:g} | " + " | ".join(cells) + " |")
     rules = {f"{shipped['polish_iterations']} iterations": {**shipped, "polish_max_iterations": 0},
@@ -68,7 +68,7 @@ def main(argv=None) -> int:
         for rule in rules.values():
             reg.update(rule)
             r = invert(f.y, model, provider="cpu", temperature=f.temperature, valid_omega=f.mask)
-            misfit = np.median(np.sqrt(np.mean((r.fit[:, f.mask] - f.y[:, f.mask]) ** 2, axis=1)) / noise)
+            misfit = np.median(np.sqrt(np.mean((r.scattering_rate_fit[:, f.mask] - f.y[:, f.mask]) ** 2, axis=1)) / noise)
             err = np.median(np.linalg.norm(r.glue - f.x, axis=1) / np.linalg.norm(f.x, axis=1))
             cells.append(f"{err:.3f} / {misfit:.2f}")
         lines.append(f"| {f.name} | " + " | ".join(cells) + " |")

@@ -70,7 +70,7 @@ def run(models: list, n_per_file: int) -> dict:
             y = f.y if aware else filled(f.y, f.mask, op.omega.values)
             r = invert(y, m, provider="cpu", temperature=f.temperature, valid_omega=f.mask)
             noise = f.sigma * np.abs(f.y).max(axis=1)
-            misfit = np.sqrt(np.mean((r.fit[:, f.mask] - f.y[:, f.mask]) ** 2, axis=1)) / noise
+            misfit = np.sqrt(np.mean((r.scattering_rate_fit[:, f.mask] - f.y[:, f.mask]) ** 2, axis=1)) / noise
             row[label(m)] = rel_l2(r.glue, f.x)
             row[label(m) + " misfit/noise"] = misfit
         rows.append(row)

@@ -8,7 +8,7 @@ Writes docs/SOLVER_RULES.md (command, date, machine, tables) and prints it. Sect
    to the best weight of the grid. Optionally (``--experiments``, needs the ``train`` extra) also on
    the experiments' own test sets, where τ = 1.1 gave MSE 82 at σ = 1e-2, seed 2.
 2. Correlated noise on the Regularization-Tools-style problems (shaw, phillips, gravity) and a
-   self-energy kernel at 6 K (tests/test_solvers_problems.py): per rule and per error model
+   self-energy kernel at 6 K (tests/solver_problems.py): per rule and per error model
    (covariance, per-point σ, nothing), the edge choices returned without a warning, the spectra
    flagged, and the error relative to the best Tikhonov weight.
 3. MaxEnt: Bryan's average against a brute-force reference; α search when the default model already
@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from classical_solvers import machine  # noqa: E402
-from test_solvers_problems import PROBLEMS, correlated_noise, published_maxent_case  # noqa: E402
+from solver_problems import PROBLEMS, correlated_noise, published_maxent_case  # noqa: E402
 
 REPORT = ROOT / "docs" / "SOLVER_RULES.md"
 SIGMAS = (1e-4, 1e-3, 1e-2, 1e-1)
@@ -160,7 +160,7 @@ def section_discrepancy(seeds: int, n: int) -> str:
 
 
 def section_experiments() -> str:
-    from rrim.export.experiments import TEST_SEED, Problem
+    from rrim.export.recipes.experiments_design import TEST_SEED, Problem
 
     problem = Problem()
     op = problem.op
@@ -170,7 +170,7 @@ def section_experiments() -> str:
         lines += discrepancy_row(op, f"experiments σ = {sigma:g}", sets)
         print(lines[-1], flush=True)
     return ("### The experiments' test sets\n\n"
-            "`rrim.export.experiments.Problem().noisy_set(200, TEST_SEED, seed, σ)`, seeds 0–2 (spectra from "
+            "`rrim.export.recipes.experiments_design.Problem().noisy_set(200, TEST_SEED, seed, σ)`, seeds 0–2 (spectra from "
             "the 2× finer Ω grid, true noise given), as the 'Tikhonov (discrepancy)' row of "
             "docs/experiments/RESULTS.md.\n\n" + "\n".join(lines))
 

@@ -3,7 +3,8 @@
 A TOML file has up to four tables, each optional, each mapping onto one dataclass below:
 ``[model]`` → :class:`ModelConfig`, ``[data]`` → :class:`DataConfig`, ``[operator]`` →
 :class:`OperatorConfig`, ``[training]`` → :class:`TrainingConfig`. Unknown keys and wrong types are
-refused with a ``ValueError`` naming the key. Energies are in meV, temperatures in K.
+refused with a ``ValueError`` naming the key. Energies are in meV, temperatures in K. The configurations of
+the shipped models and the experiments are in :data:`CONFIGS`.
 """
 from __future__ import annotations
 
@@ -23,13 +24,15 @@ from rrim.physics.grids import DEFAULT_BOSON, DEFAULT_OMEGA, uniform_grid
 from rrim.physics.operator import DEFAULT_H, DEFAULT_SCALE, DEFAULT_TEMPERATURE, ForwardOperator
 from rrim.physics.synthetic import DatasetSettings
 
+#: The committed configurations (export/configs/, installed as rrim.export.configs).
+CONFIGS = Path(__file__).parent / "configs"
 MODEL_KINDS = ("rrim", "fcn", "cnn")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
     """Which network and its size. ``hidden``/``n_steps``/``x0``/``nonnegative`` are the rRIM's
-    and ``regularization``/``correction_steps`` the rRIM's (see :class:`rrim.export.nets.RRIMSettings`);
+    and ``regularization``/``correction_steps`` the rRIM's (see :class:`rrim.export.nets.recurrent.RRIMSettings`);
     ``width``/``depth`` the FCN's; ``channels``/``depth`` the CNN's."""
 
     kind: str = "rrim"
@@ -171,7 +174,7 @@ class TrainingConfig:
     squared error by that of the Tikhonov start x_0 (plus 1e-4·mean x², detached), so that every
     noise level counts alike instead of the noisiest dominating.
 
-    ``init_from``: a checkpoint (:func:`rrim.export.training.save_checkpoint`, path relative to the
+    ``init_from``: a checkpoint (:func:`rrim.export.nets.checkpoints.save_checkpoint`, path relative to the
     working directory) whose weights start the run (warm start); layers it lacks keep their
     initialization, which must be only the rRIM's coarse path (it starts at zero)."""
 

@@ -1,4 +1,4 @@
-"""Helpers for the runtime tests: small ONNX models built with ``onnx`` (tests only) and archives.
+"""Helpers for the runtime tests: small ONNX models built with ``onnx`` (tests only), archives and their comparison.
 
 The fixture model is ``n_steps`` of projected iterated Tikhonov x ← relu(x + P(y − Aₛx)) from
 x = 0, in float32: a stand-in for the rRIM with the same contract (inputs y, and A, P in the
@@ -109,3 +109,20 @@ def noisy_spectra(op: rrim.ForwardOperator, n: int, seed: int = 7, sigma: float 
     rng = np.random.default_rng(seed)
     x = realistic_glue(op.Omega, n, rng)
     return x, add_noise(op.forward(x), sigma, rng)
+
+
+def assert_same_dataset(a, b, what: str) -> None:
+    """Datasets ``a`` and ``b`` hold the same variables, coordinates, indexes, dimensions, values (bitwise)
+    and attributes (``what`` names the comparison in a failure)."""
+    assert set(a.data_vars) == set(b.data_vars), what
+    assert set(a.coords) == set(b.coords), what
+    assert set(a.indexes) == set(b.indexes), what
+    for name in [*a.data_vars, *a.coords]:
+        assert a[name].dims == b[name].dims, (what, name)
+        x, y = a[name].values, b[name].values
+        if x.dtype.kind in "fc":
+            np.testing.assert_array_equal(x, y, err_msg=f"{what}: {name}")
+        else:
+            assert (x == y).all(), (what, name)
+        strip = lambda d: {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in d.items()}
+        assert strip(a[name].attrs) == strip(b[name].attrs), (what, name)

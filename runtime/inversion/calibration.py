@@ -71,8 +71,8 @@ def _draw(model, glue, sigma, T, rng, resamples, provider, distort=None):
     if distort is not None:
         y = distort(y, op.omega.values)
     r = invert(y, model, provider=provider, temperature=T, resamples=resamples)
-    return {"x": glue, "y": y, "glue": r.glue, "fit": r.fit, "data_fit": consistency_fit(y, op), "spread": r.spread,
-            "noise": r.noise,
+    return {"x": glue, "y": y, "glue": r.glue, "fit": r.scattering_rate_fit, "data_fit": consistency_fit(y, op), "spread": r.spread,
+            "noise": r.noise_estimate,
             "poor_fit": (r.flags & FLAG_POOR_FIT) > 0, "sigma": np.full(len(y), sigma), "T": np.full(len(y), T)}
 
 

@@ -47,22 +47,24 @@ DEFAULT_BATCH_SIZE = 64
 
 @dataclass
 class InversionResult:
-    """Glue (n, n_Ω) and fit (n, n_ω, meV) as float64, residual (n,), flags (n,) uint8, provider that ran,
-    temperature (K), the seconds spent inside the model's session calls, and the per-spectrum extras."""
+    """Glue (n, n_Ω) and the refit A·x̂ (n, n_ω, meV) as float64, residual (n,), flags (n,) uint8, provider
+    that ran, temperature of the physics (K), the seconds spent inside the model's session calls, and the
+    per-spectrum extras. The per-spectrum fields are named like the output variables they become
+    (:data:`rrim.io.schema.OUTPUT_VARIABLES`)."""
 
     glue: np.ndarray
-    fit: np.ndarray
+    scattering_rate_fit: np.ndarray
     residual: np.ndarray
     flags: np.ndarray
     provider: str
     temperature: float
     model_seconds: float = 0.0
-    noise: np.ndarray | None = None  # σ̂ (n,) meV
+    noise_estimate: np.ndarray | None = None  # σ̂ (n,) meV
     ood_score: np.ndarray | None = None  # (n,), NaN without a calibration
     glue_lower: np.ndarray | None = None  # (n, n_Ω) with ``coverage``
     glue_upper: np.ndarray | None = None
     spread: np.ndarray | None = None  # resample standard deviation (n, n_Ω) with ``resamples``
-    impurity: np.ndarray | None = None  # c (n,) meV with ``impurity``
+    impurity_rate: np.ndarray | None = None  # c (n,) meV with ``impurity``
 
 
 class Engine:
@@ -216,8 +218,8 @@ class Engine:
                 score[high] = ood_score(y[high], (fit[high], data_fit), noise[high], calibration.beta, mask)
             flags[finite & ~(score <= threshold)] |= FLAG_OOD
 
-        result = InversionResult(glue, fit, residual, flags, self.provider, T, 0.0, noise=noise, ood_score=score,
-                                 impurity=c if impurity else None)
+        result = InversionResult(glue, fit, residual, flags, self.provider, T, 0.0, noise_estimate=noise,
+                                 ood_score=score, impurity_rate=c if impurity else None)
         if coverage is not None or resamples is not None:
             eps = resample_noise(n_w, K)
             spread = np.full((n, n_W), np.nan)

@@ -42,7 +42,7 @@ class RRIM:
             self.operator_ = engine.physics(r.temperature)[0]
         one = rows.ndim == 1
         self.result_ = r
-        self.x_, self.fit_ = (r.glue[0], r.fit[0]) if one else (r.glue, r.fit)
-        self.residual_, self.flags_, self.noise_ = ((a[0] for a in (r.residual, r.flags, r.noise)) if one
-                                                    else (r.residual, r.flags, r.noise))
+        self.x_, self.fit_ = (r.glue[0], r.scattering_rate_fit[0]) if one else (r.glue, r.scattering_rate_fit)
+        self.residual_, self.flags_, self.noise_ = ((a[0] for a in (r.residual, r.flags, r.noise_estimate)) if one
+                                                    else (r.residual, r.flags, r.noise_estimate))
         return self

@@ -16,7 +16,7 @@ bit  name                        meaning
                                  (:mod:`rrim.inversion.uncertainty`; never set without a calibration)
 64   ``coverage_untrained``      the spectrum's own measured ω coverage (its NaN channels taken
                                  out) is outside what the mask-aware model was trained for
-                                 (:func:`rrim.io.reading.trained_coverage`): skipped, glue/fit NaN
+                                 (:func:`rrim.io.omega_axis.trained_coverage`): skipped, glue/fit NaN
 ==== =========================== ======================================================
 """
 from __future__ import annotations

@@ -29,7 +29,8 @@ from rrim.inversion.uncertainty import calibration_digest
 from rrim.io.netcdf import copied_coords, copy_coords, create_variables
 from rrim.io.paths import ArchiveError, check_encodable, check_output_path, file_sha256
 from rrim.io.provenance import provenance_attrs
-from rrim.io.reading import MAX_UNOBSERVED_FRACTION, Source, open_dataset, read_source
+from rrim.io.omega_axis import MAX_UNOBSERVED_FRACTION
+from rrim.io.reading import Source, open_dataset, read_source
 from rrim.io.schema import TEMPERATURE_USED, ArchiveOptions
 from rrim.models.loading import LoadedModel
 from rrim.physics.operator import ForwardOperator
@@ -100,12 +101,11 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
     trained = src.trained(rows, observed)
     model = engine.model
     m, Omega = rows.shape[0], model.info.Omega
-    fields = {"glue": "glue", "scattering_rate_fit": "fit", "residual": "residual", "flags": "flags",
-              "noise_estimate": "noise", "ood_score": "ood_score"}
+    fields = ["glue", "scattering_rate_fit", "residual", "flags", "noise_estimate", "ood_score"]  # of the result
     if opts.uncertainty is not None:
-        fields.update(glue_lower="glue_lower", glue_upper="glue_upper")
+        fields += ["glue_lower", "glue_upper"]
     if opts.impurity:
-        fields["impurity_rate"] = "impurity"
+        fields.append("impurity_rate")
     sizes = {"Omega": len(Omega), "omega": len(model.info.omega), "omega_input": src.omega_meV.size}
     variables = src.variables(opts)
     out = {name: np.full((m, *(sizes[c] for c in variables[name][1])), np.nan)
@@ -123,8 +123,8 @@ def invert_rows(rows: np.ndarray, temperatures: np.ndarray, src: Source, engine:
             r = engine.invert(y[sel], temperature=float(T), smoothing_meV=opts.smoothing, valid_omega=mask,
                               coverage=opts.uncertainty, impurity=opts.impurity)
             out["model_seconds"] += r.model_seconds
-            for name, attr in fields.items():
-                out[name][sel] = getattr(r, attr)
+            for name in fields:
+                out[name][sel] = getattr(r, name)
             out["scattering_rate_fit_input"][sel] = _input_refit(r, src, engine, input_blocks)
     out["flags"] |= np.uint8(src.grid_flags)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -149,7 +149,7 @@ def _input_refit(r, src: Source, engine: Engine, blocks: dict) -> np.ndarray:
         op = engine.physics(r.temperature)[0]
         blocks[r.temperature] = [(cols, ForwardOperator(w[cols], op.Omega, op.temperature, op.kernel, op.scale).matrix)
                                  for cols in np.array_split(positive, -(-positive.size // REFIT_BLOCK))]  # ≥ 2 points each
-    c = 0.0 if r.impurity is None else r.impurity[:, None]
+    c = 0.0 if r.impurity_rate is None else r.impurity_rate[:, None]
     for cols, a in blocks[r.temperature]:
         fit[:, cols] = r.glue @ a.T + c
     return fit / src.y_factor
