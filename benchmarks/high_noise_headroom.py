@@ -2,7 +2,7 @@
 
     nice .venv/bin/python benchmarks/high_noise_headroom.py [--n 20000] [--seeds 0 1 2]
 
-On the experiments' test spectra (:class:`rrim.export.experiments.Problem`, 200 per seed, the bar's
+On the experiments' test spectra (:class:`rrim.export.recipes.experiments_design.Problem`, 200 per seed, the bar's
 σ = 1e-2 and 0.1) it puts side by side: tuned Tikhonov (the weight with the lowest MSE on 100 tuning
 spectra, as in the experiments), the experiments' chosen FCN (1024×2, lr 3e-4, the same schedule)
 and ridge y → x trained at that σ on ``--n`` glue functions of the same prior (data seed 7, a stream
@@ -21,9 +21,10 @@ from pathlib import Path
 
 import numpy as np
 
-from rrim.export.experiments import PRESETS, TEST_SEED, TUNE_SEED, Problem, baseline_config, fit
-from rrim.export.ridge import Ridge
-from rrim.export.training import predict
+from rrim.export.recipes.experiments import fit
+from rrim.export.recipes.experiments_design import PRESETS, TEST_SEED, TUNE_SEED, Problem, baseline_config
+from rrim.export.recipes.ridge import Ridge
+from rrim.export.training.loop import predict
 from rrim.inversion.engine import invert
 from rrim.models.loading import load_model
 from rrim.solvers import Tikhonov, tune_tikhonov_weight
