@@ -162,7 +162,7 @@ def polish(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, iterations:
     where the glue touches 0 they leave it above the noise. Projected gradient in the plain
     Euclidean metric does lower it (step 1/(s_max² + h)). The gradient AₘᵀAₘz − Aₘᵀyₘ needs the Gram
     matrix Vtᵀ diag(s²) Vt only through the directions with s² > :data:`GRAM_FLOOR`·s_max² (k of them,
-    ~35 of 200 on the shipped grids): two products of (n_Ω × k) per iteration instead of one of n_Ω².
+    ~40 of 200 on the shipped grids): two products of (n_Ω × k) per iteration instead of one of n_Ω².
 
     Every row gets ``iterations``; with ``targets`` = (start2, stop2), each (n,), the rows whose squared
     misfit inside the basis ‖s·(Vt x) − β‖² (‖Aₘx − yₘ‖² less the part of yₘ no glue reaches: see
@@ -179,7 +179,7 @@ def polish(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, iterations:
     if targets is None or max_iterations <= done:
         return x
     start2, stop2 = targets
-    # the directions left out: s·(Vt x) is below 1e-7·s_max·|x| there, the misfit is β²
+    # the directions left out: s·(Vt x) is below 1e-8·s_max·|x| there, the misfit is β²
     dropped2 = np.sum(beta[:, ~keep] ** 2, axis=1)
 
     def misfit2(x_, rows):
