@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -32,18 +31,12 @@ from rrim.export.training.loop import predict
 from rrim.inversion.engine import invert
 from rrim.models.loading import load_model
 from rrim.solvers import Tikhonov, tune_tikhonov_weight
+from runtime_throughput import command_line, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGMAS = (1e-3, 1e-2, 1e-1)
 FCN = ("FCN", 1024, 2, 3e-4)
 MODELS = ("rrim-default", "rrim-lean")
-
-
-def machine() -> str:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from runtime_throughput import machine as describe
-
-    return describe()
 
 
 def every_sigma(problem: Problem, n: int, seed: int, budget, work: Path):
@@ -94,7 +87,7 @@ def main(argv=None) -> int:
                     found.setdefault(name, []).append(float(np.mean((est - x) ** 2)))
             for name, values in found.items():
                 rows.setdefault(name, {})[sigma] = float(np.mean(values))
-    cmd = "nice .venv/bin/python benchmarks/high_noise_headroom.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line(__file__, argv)
     ref = rows["Tikhonov (tuned)"]
     lines = ["# High noise: what a learned estimator reaches", "",
              f"Command: `{cmd.strip()}`; {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; "

@@ -15,14 +15,12 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 from rrim.inversion.engine import invert
+from runtime_throughput import command_line, machine
 from shipped_at import model_bytes
 from rrim.models.loading import MODELS_DIR, load_model
 from rrim.physics.synthetic import DatasetSettings, make_dataset
@@ -30,13 +28,6 @@ from rrim.physics.synthetic import DatasetSettings, make_dataset
 ROOT = Path(__file__).resolve().parents[1]
 BEFORE = "e0d954a"
 NAMES = ("rrim-default", "rrim-lean")
-
-
-def machine() -> str:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from runtime_throughput import machine as describe
-
-    return describe()
 
 
 def old_models(commit: str, folder: Path) -> dict:
@@ -73,7 +64,7 @@ def main(argv=None) -> int:
     acc = {s: c["rrim"]["mse"] / c["rrim-default"]["mse"] for s, c in lean_metrics.items()}
     new_default, new_lean = med["rrim-default (now)"], med["rrim-lean (now)"]
     old_default = med[f"rrim-default (before, {args.before})"]
-    cmd = "nice .venv/bin/python benchmarks/model_speed.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line(__file__, argv)
     lines = [
         "# Model throughput, side by side", "",
         f"Command: `{cmd.strip()}`; {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; {time.perf_counter() - start:.0f} s; "

@@ -48,7 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 REPORT = ROOT / "benchmarks" / "PERFORMANCE.md"
 CHECKPOINT = ROOT / "export" / "checkpoints" / "rrim-default.pt"
 sys.path.insert(0, str(ROOT / "benchmarks"))
-from runtime_throughput import archive_job, machine, spectra, write_archive  # noqa: E402
+from runtime_throughput import archive_job, command_line, machine, spectra, write_archive  # noqa: E402
 
 BATCHES = (1, 4, 16, 32, 64, 128, 256, 1024)
 SEED = 11
@@ -198,7 +198,7 @@ def main(argv=None) -> None:
     def batch_of(name):
         return int(name.split("batch ")[1].split(",")[0])
 
-    cmd = "nice .venv/bin/python benchmarks/perf_report.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line(__file__, argv)
     L = [
         "# Performance against the floor and the peers (issue 8)", "",
         f"Command: `{cmd.strip()}` (seeded; this file is written by that script).  ",

@@ -53,6 +53,12 @@ print(json.dumps({"hwm_kib": hwm, "exit": code}), file=sys.stderr)
 """
 
 
+def command_line(script: str, argv) -> str:
+    """The command that rewrites a benchmark's report: ``nice .venv/bin/python benchmarks/SCRIPT ARGS``
+    (``argv`` None: this process's arguments)."""
+    return " ".join(["nice .venv/bin/python", f"benchmarks/{Path(script).name}", *(sys.argv[1:] if argv is None else argv)])
+
+
 def machine() -> str:
     import onnxruntime
 
@@ -148,7 +154,7 @@ def main(argv=None) -> None:
             (tmp / f"o{n}.nc").unlink()
     best = max(mem, key=lambda r: r["median"])
     default = next(r for r in mem if r["batch"] == DEFAULT_BATCH_SIZE)
-    cmd = "nice .venv/bin/python benchmarks/runtime_throughput.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line(__file__, argv)
     lines = [
         "# Runtime throughput", "",
         f"Command: `{cmd}` (seeded; written by this script).  ",
