@@ -9,19 +9,19 @@
 #      import) unless it exists: there is no registry to pull a base image from;
 #   3. fills containers/wheelhouse/ on the host (pip download, wheels for the base's Python 3.11)
 #      so that the build needs no package index;
-#   4. builds the `cpu` target from scratch on that base and checks it: non-root user, exec-form
+#   4. builds the `cpu` flavour from scratch on that base and checks it: non-root user, exec-form
 #      entrypoint, health check, no compilers, no torch; `rrim selfcheck` and the example job with
 #      no network, a read-only root filesystem (tmpfs /tmp only) and the archive mounted read-only;
 #      the job's output equals the same job run on the host (glue and every data variable to
 #      float32 precision, provenance attributes apart from provider and date/history);
 #      `--provider auto` runs on CPU and says so; `--provider cuda` fails with exit code 3;
-#   5. the `cuda` target: resolves its pinned wheels for the default CUDA base (Python 3.12), builds
+#   5. the `cuda` flavour: resolves its pinned wheels for the default CUDA base (Python 3.12), builds
 #      it on the local base (no CUDA libraries there) and checks the same fallback and failure;
 #   6. prints the image sizes and writes containers/REPORT.md.
 #
 # Environment:
 #   RRIM_HOST_PYTHON  Python with rrim installed, for the host run (default: REPO/.venv/bin/python)
-#   RRIM_CUDA         build (default) | resolve: only resolve the cuda target's wheels, skip its build
+#   RRIM_CUDA         build (default) | resolve: only resolve the cuda flavour's wheels, skip its build
 #   RRIM_BUILD_CACHE  1: let podman reuse cached layers (default 0: build from scratch)
 #   RRIM_KEEP_IMAGES  1: keep the images built here (default 0: remove them; the base image is kept)
 # Exit status: 0 when every check passed, 1 when one failed, 2 when the setup itself failed.
@@ -136,16 +136,16 @@ fill_wheelhouse() {  # fill_wheelhouse REQUIREMENTS...: wheels for the base's Py
         || die "pip download failed (see $WORK/wheelhouse.log)"
 }
 
-build() {  # build TARGET IMAGE: podman build of one target on the local base
-    local target=$1 image=$2 t0=$SECONDS cache=(--no-cache)
+build() {  # build FLAVOUR IMAGE: podman build of one flavour on the local base
+    local flavour=$1 image=$2 t0=$SECONDS cache=(--no-cache)
     [ "$BUILD_CACHE" = 1 ] && cache=()
-    log "building target $target as $image"
+    log "building flavour $flavour as $image"
     nice "${PODMAN[@]}" build --runtime runc --network host --format docker "${LIMITS[@]}" "${cache[@]}" \
-        --ignorefile "$HERE/Containerfile.dockerignore" -f "$HERE/Containerfile" --target "$target" \
+        --ignorefile "$HERE/Containerfile.dockerignore" -f "$HERE/Containerfile" --build-arg FLAVOUR="$flavour" \
         --build-arg CPU_BASE="$BASE_IMAGE" --build-arg CUDA_BASE="$BASE_IMAGE" -t "$image" "$REPO" \
-        >"$WORK/build-$target.log" 2>&1
+        >"$WORK/build-$flavour.log" 2>&1
     local rc=$?
-    FACT[${target}_build_seconds]=$((SECONDS - t0))
+    FACT[${flavour}_build_seconds]=$((SECONDS - t0))
     podman image prune -f >/dev/null 2>&1 || true   # the stages' images and any older image of this tag
     return $rc
 }
@@ -258,7 +258,7 @@ host_job() {
         --report "$WORK/host/report.json" 2>"$WORK/host.log" || die "the host run failed (see $WORK/host.log)"
 }
 
-resolve_cuda_default_base() {  # the cuda target's wheels exist for the default base's Python 3.12
+resolve_cuda_default_base() {  # the cuda flavour's wheels exist for the default base's Python 3.12
     local rc=0
     nice "$HOST_PYTHON" -m pip install -q --dry-run --ignore-installed --no-deps "${PLATFORM[@]}" \
         --python-version 3.12 --abi cp312 --target "$WORK/resolve-cp312" -r "$HERE/requirements-cuda.txt" \

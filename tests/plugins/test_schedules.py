@@ -302,4 +302,4 @@ def test_documented_build_tags_the_package_version():
     printed = subprocess.run(["bash", "-c", f"{line} && echo $VERSION"], cwd=REPO, capture_output=True, text=True, check=True)
     assert printed.stdout.strip() == importlib.metadata.version("rrim")
     for flavour in ("cpu", "cuda"):
-        assert f"--target {flavour} -t localhost/rrim:$VERSION-{flavour}" in text
+        assert f"--build-arg FLAVOUR={flavour} -t localhost/rrim:$VERSION-{flavour}" in text

@@ -112,7 +112,7 @@ def _podman_runs() -> bool:
 
 @pytest.mark.container
 def test_images_build_and_match_the_host(tmp_path):
-    """containers/test.sh: both targets build; selfcheck, the example job, fallbacks, host parity.
+    """containers/test.sh: both flavours build; selfcheck, the example job, fallbacks, host parity.
 
     Runs in CI (CI=true; test.sh installs podman there) or where RRIM_CONTAINER_TESTS=1 and podman
     runs; 3–10 minutes (debootstrap of the base image on a fresh machine)."""
