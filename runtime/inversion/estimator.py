@@ -9,12 +9,15 @@ model's :class:`rrim.ForwardOperator` at the spectra's temperature) and ``result
 """
 from __future__ import annotations
 
+from dataclasses import KW_ONLY, dataclass
+
 import numpy as np
 
 from rrim.inversion.engine import Engine
 from rrim.models.loading import LoadedModel, load_model
 
 
+@dataclass(eq=False)
 class RRIM:
     """An rRIM model file as an estimator. ``model``: a name (see ``rrim models``), a path or a
     :class:`rrim.models.loading.LoadedModel`; ``provider`` 'auto', 'cpu' or 'cuda'; ``temperature``
@@ -22,14 +25,13 @@ class RRIM:
     (0.68 or 0.9): also the calibrated band (``result_.glue_lower``/``glue_upper``); ``impurity``:
     estimate and remove a constant rate first."""
 
-    def __init__(self, model="rrim-default", *, provider: str = "auto", temperature: float | None = None,
-                 valid_omega=None, coverage: float | None = None, impurity: bool = False):
-        self.model = model
-        self.provider = provider
-        self.temperature = temperature
-        self.valid_omega = valid_omega
-        self.coverage = coverage
-        self.impurity = impurity
+    model: str | LoadedModel = "rrim-default"
+    _: KW_ONLY
+    provider: str = "auto"
+    temperature: float | None = None
+    valid_omega: np.ndarray | None = None
+    coverage: float | None = None
+    impurity: bool = False
 
     def fit(self, y) -> "RRIM":
         model = self.model if isinstance(self.model, LoadedModel) else load_model(self.model)

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.optimize
 
+from rrim.physics.operator import ForwardOperator
 from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import Report, check_choice, check_operator, check_spectra, finish, prepare, unflatten
 
@@ -154,6 +155,7 @@ def _kink_alpha(log_alpha: np.ndarray, log_chi2: np.ndarray) -> float:
     return float(np.clip(c - KINK_POSITION / d, log_alpha.min(), log_alpha.max()))
 
 
+@dataclass(eq=False)
 class MaxEnt:
     """Maximum entropy inversion with Bryan's algorithm, one spectrum at a time.
 
@@ -191,14 +193,12 @@ class MaxEnt:
     warnings_ : tuple of str per spectrum (a list of them for several spectra).
     """
 
-    def __init__(self, operator, rule: str = "chi2", noise=None, default_model=None, errors=None,
-                 offset: bool = False):
-        self.operator = operator
-        self.rule = rule
-        self.noise = noise
-        self.default_model = default_model
-        self.errors = errors
-        self.offset = offset
+    operator: ForwardOperator
+    rule: str = "chi2"
+    noise: float | np.ndarray | None = None
+    default_model: np.ndarray | None = None
+    errors: np.ndarray | None = None
+    offset: bool = False
 
     def fit(self, y) -> "MaxEnt":
         op = check_operator(self.operator)

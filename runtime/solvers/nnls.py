@@ -1,9 +1,12 @@
 """Non-negative least squares, plain or Tikhonov-augmented, in scaled (or whitened) units."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import scipy.optimize
 
+from rrim.physics.operator import ForwardOperator
 from rrim.solvers.base import Report, System, check_operator, check_positive, check_spectra, unflatten
 
 #: Lawson–Hanson iterations allowed per unknown (scipy's default is 3 per unknown, too few for
@@ -11,6 +14,7 @@ from rrim.solvers.base import Report, System, check_operator, check_positive, ch
 ITERATIONS_PER_UNKNOWN = 50
 
 
+@dataclass(eq=False)
 class NNLS:
     """min ‖A/s x − y/s‖² + μ‖x‖² subject to x ≥ 0 (Lawson–Hanson, :func:`scipy.optimize.nnls`).
 
@@ -35,12 +39,11 @@ class NNLS:
     warnings_ : tuple of str per spectrum (a list of them for several spectra).
     """
 
-    def __init__(self, operator, weight: float = 0.0, errors=None, offset: bool = False, max_iter: int | None = None):
-        self.operator = operator
-        self.weight = weight
-        self.errors = errors
-        self.offset = offset
-        self.max_iter = max_iter
+    operator: ForwardOperator
+    weight: float = 0.0
+    errors: np.ndarray | None = None
+    offset: bool = False
+    max_iter: int | None = None
 
     def fit(self, y) -> "NNLS":
         op = check_operator(self.operator)

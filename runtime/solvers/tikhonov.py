@@ -7,9 +7,11 @@ candidate weight: x_μ = V diag(s/(s² + μ)) Uᵀ y.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from rrim.physics.operator import DEFAULT_H
+from rrim.physics.operator import DEFAULT_H, ForwardOperator
 from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import (Projection, Report, System, check_choice, check_operator, check_positive, check_spectra,
                                finish, prepare, unflatten)
@@ -17,6 +19,7 @@ from rrim.solvers.base import (Projection, Report, System, check_choice, check_o
 TIKHONOV_RULES = ("gcv", "lcurve", "discrepancy", "fixed")
 
 
+@dataclass(eq=False)
 class Tikhonov:
     """Tikhonov regularization with the weight chosen per spectrum.
 
@@ -54,14 +57,12 @@ class Tikhonov:
     warnings_ : tuple of str per spectrum (a list of them for several spectra): flags and fallbacks.
     """
 
-    def __init__(self, operator, rule: str = "gcv", weight: float | None = None, noise=None, errors=None,
-                 offset: bool = False):
-        self.operator = operator
-        self.rule = rule
-        self.weight = weight
-        self.noise = noise
-        self.errors = errors
-        self.offset = offset
+    operator: ForwardOperator
+    rule: str = "gcv"
+    weight: float | None = None
+    noise: float | np.ndarray | None = None
+    errors: np.ndarray | None = None
+    offset: bool = False
 
     def fit(self, y) -> "Tikhonov":
         op = check_operator(self.operator)
@@ -105,6 +106,7 @@ class Tikhonov:
         return self
 
 
+@dataclass(eq=False)
 class IteratedTikhonov:
     """Iterated Tikhonov (proximal point on ½‖A x − y‖² in scaled units) from x_0 = 0.
 
@@ -120,12 +122,11 @@ class IteratedTikhonov:
     offset_ : (n,) or () c in meV for the last iterate (``offset=True`` only).
     """
 
-    def __init__(self, operator, n_steps: int = 15, h: float = DEFAULT_H, errors=None, offset: bool = False):
-        self.operator = operator
-        self.n_steps = n_steps
-        self.h = h
-        self.errors = errors
-        self.offset = offset
+    operator: ForwardOperator
+    n_steps: int = 15
+    h: float = DEFAULT_H
+    errors: np.ndarray | None = None
+    offset: bool = False
 
     def fit(self, y) -> "IteratedTikhonov":
         op = check_operator(self.operator)

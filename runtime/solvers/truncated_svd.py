@@ -1,8 +1,11 @@
 """Truncated SVD: x = Σ_{i<k} (uᵢᵀ y / sᵢ) vᵢ in scaled units, rank k by GCV, L-curve, discrepancy or fixed."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
+from rrim.physics.operator import ForwardOperator
 from rrim.solvers import parameter_choice as pc
 from rrim.solvers.base import Report, check_choice, check_operator, check_spectra, finish, prepare, unflatten
 
@@ -14,6 +17,7 @@ def numerical_rank(s: np.ndarray, shape: tuple[int, int]) -> int:
     return int(np.sum(s > s[0] * max(shape) * np.finfo(np.float64).eps))
 
 
+@dataclass(eq=False)
 class TruncatedSVD:
     """Truncated singular value decomposition of A/s, the rank chosen per spectrum.
 
@@ -39,14 +43,12 @@ class TruncatedSVD:
     noise_, offset_, at_edge_, warnings_ : as for :class:`Tikhonov`.
     """
 
-    def __init__(self, operator, rank: int | None = None, rule: str = "gcv", noise=None, errors=None,
-                 offset: bool = False):
-        self.operator = operator
-        self.rank = rank
-        self.rule = rule
-        self.noise = noise
-        self.errors = errors
-        self.offset = offset
+    operator: ForwardOperator
+    rank: int | None = None
+    rule: str = "gcv"
+    noise: float | np.ndarray | None = None
+    errors: np.ndarray | None = None
+    offset: bool = False
 
     def fit(self, y) -> "TruncatedSVD":
         op = check_operator(self.operator)
