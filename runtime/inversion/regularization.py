@@ -169,12 +169,13 @@ def polish(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, iterations:
     :meth:`rrim.inversion.feeds.AdaptiveInputs.polish_targets`) is then above start2 go on, in chunks of
     :data:`POLISH_CHUNK`, until it is below stop2 or ``max_iterations`` in all."""
     keep = svd.s ** 2 > GRAM_FLOOR * svd.s[0] ** 2
-    s, Vk = svd.s[keep], svd.Vt[keep]
+    s, Vk, beta_k = svd.s[keep], svd.Vt[keep], beta[:, keep]
+    gram = (Vk.T, s ** 2, Vk)
     h = np.asarray(h, dtype=np.float64)[:, None]
     step = 1.0 / (s[0] ** 2 + h)
-    aty = (beta[:, keep] * s) @ Vk
+    aty = (beta_k * s) @ Vk
     x0 = np.asarray(x, dtype=np.float64)
-    x, z, t = _fista(x0, x0, x0, 1.0, (Vk.T, s ** 2, Vk), aty, h, step, int(iterations))
+    x, z, t = _fista(x0, x0, x0, 1.0, gram, aty, h, step, int(iterations))
     done = int(iterations)
     if targets is None or max_iterations <= done:
         return x
@@ -183,12 +184,12 @@ def polish(x: np.ndarray, beta: np.ndarray, svd: SVD, h: np.ndarray, iterations:
     dropped2 = np.sum(beta[:, ~keep] ** 2, axis=1)
 
     def misfit2(x_, rows):
-        return np.sum(((x_ @ Vk.T) * s - beta[rows][:, keep]) ** 2, axis=1) + dropped2[rows]
+        return np.sum(((x_ @ Vk.T) * s - beta_k[rows]) ** 2, axis=1) + dropped2[rows]
 
     active = np.flatnonzero(misfit2(x, slice(None)) > start2)
     while active.size and done < max_iterations:
         k = min(POLISH_CHUNK, max_iterations - done)
-        xa, za, t = _fista(x0[active], x[active], z[active], t, (Vk.T, s ** 2, Vk), aty[active], h[active], step[active], k)
+        xa, za, t = _fista(x0[active], x[active], z[active], t, gram, aty[active], h[active], step[active], k)
         x[active], z[active] = xa, za
         done += k
         active = active[misfit2(xa, active) > stop2[active]]

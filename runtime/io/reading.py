@@ -117,8 +117,8 @@ class Source:
         """Rows (m, n_in) as stored → (y (m, n_ω) meV, observed (m, n_ω) bool). Without ``coverage``
         every row observes ``valid`` (NaN propagates: the engine skips such rows). With it, NaN
         channels are unobserved: each pattern of them gets its own interpolation, and the unobserved
-        points of a row hold values interpolated from its observed ones (finite, never read by a
-        mask-aware model; the noise estimate sees a straight line there)."""
+        points of a row hold values interpolated from its observed ones (finite; the model, the noise
+        estimate and the residual use only the observed points)."""
         with np.errstate(invalid="ignore"):
             y = self.interpolate(rows)
         observed = np.broadcast_to(self.valid, y.shape)
@@ -143,10 +143,10 @@ class Source:
             part = rows[np.ix_(idx, keep)]
             y[idx] = (part[:, lo] * (1.0 - t) + part[:, hi] * t) * self.y_factor
             observed[idx] = obs
-        for i in holed:
-            v = observed[i]
-            if v.any() and not v.all():
-                y[i, ~v] = np.interp(self.omega_model[~v], self.omega_model[v], y[i, v])
+            if 2 <= np.count_nonzero(obs) < obs.size:  # fill the unobserved points from the observed ones
+                lo, hi, t, _ = bracket(self.omega_model[obs], self.omega_model[~obs], 0.0)
+                seen = y[np.ix_(idx, obs)]
+                y[np.ix_(idx, ~obs)] = seen[:, lo] * (1.0 - t) + seen[:, hi] * t
         return y, observed
 
     def trained(self, rows: np.ndarray, observed: np.ndarray) -> np.ndarray:

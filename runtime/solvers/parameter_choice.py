@@ -203,8 +203,9 @@ def discrepancy_choice(projection: Projection, weights: np.ndarray, noise: np.nd
     return np.exp(logw[k] + t * (logw[k + 1] - logw[k])), below.all(axis=1) | ~below.any(axis=1)
 
 
-def lcurve_curvature(projection: Projection, weights: np.ndarray) -> np.ndarray:
-    """Signed curvature κ (n, K) of the L-curve (log ‖A x_μ − y‖, log ‖x_μ‖) at each weight μ.
+def lcurve_curvature(projection: Projection, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(κ, η): the signed curvature κ (n, K) of the L-curve (log ‖A x_μ − y‖, log ‖x_μ‖) at each weight μ,
+    and η = ‖x_μ‖² (n, K) it is computed from.
 
     Analytic derivatives in t = ln μ (Hansen's formula, with df/dt = −f(1 − f) for the filter
     factors f): ρ = ‖r‖², η = ‖x‖², ρ' = 2Σ f(1−f)²β², ρ'' = −2Σ f(1−f)²(1−3f)β², η' = −ρ'/μ,
@@ -227,7 +228,7 @@ def lcurve_curvature(projection: Projection, weights: np.ndarray) -> np.ndarray:
         ddp = dd_rho / (2 * rho) - d_rho ** 2 / (2 * rho ** 2)
         ddq = dd_eta / (2 * eta) - d_eta ** 2 / (2 * eta ** 2)
         kappa = (dp * ddq - ddp * dq) / (dp ** 2 + dq ** 2) ** 1.5
-    return np.where(np.isfinite(kappa), kappa, -np.inf)
+    return np.where(np.isfinite(kappa), kappa, -np.inf), eta
 
 
 def lcurve_corner(projection: Projection, weights: np.ndarray):
@@ -244,7 +245,7 @@ def lcurve_corner(projection: Projection, weights: np.ndarray):
     weights = np.asarray(weights, dtype=np.float64)
     s = projection.svd.s
     kept = s[s > NOISE_SINGULAR_CUTOFF * s[0]]
-    kappa = lcurve_curvature(projection, weights)
+    kappa, eta = lcurve_curvature(projection, weights)
     inside = (weights >= kept[-1] ** 2) & (weights <= s[0] ** 2)
     if inside.sum() < 3:
         inside[:] = True
@@ -254,7 +255,6 @@ def lcurve_corner(projection: Projection, weights: np.ndarray):
     has = peak.any(axis=1)
     best_peak = np.argmax(np.where(peak, kin, -np.inf), axis=1)
     corner = np.where(has, best_peak, np.argmax(kin, axis=1))
-    eta = (projection.beta ** 2 / s ** 2) @ (tikhonov_filters(s, weights) ** 2).T  # ‖x_μ‖² (n, K)
     lowest = int(np.argmax(inside))
     decades = int(round(2 * (len(weights) - 1) / np.log10(weights[-1] / weights[0])))
     vertical = ((eta[:, lowest] >= VERTICAL_BRANCH ** 2 * eta[np.arange(len(corner)), corner])

@@ -154,7 +154,7 @@ def test_lcurve_corner_is_an_interior_curvature_peak(correlated_cases):
     proj = Projection.of(system, system.z(y))
     grid = pc.weight_grid(proj.svd.s)
     idx, edge = pc.lcurve_corner(proj, grid)
-    kappa = pc.lcurve_curvature(proj, grid)
+    kappa, _ = pc.lcurve_curvature(proj, grid)
     rows = np.arange(len(idx))
     assert not edge.any() and np.all((idx > 0) & (idx < grid.size - 1))
     assert np.all(kappa[rows, idx] > 0)
