@@ -176,7 +176,11 @@ class TrainingConfig:
 
     ``init_from``: a checkpoint (:func:`rrim.export.nets.checkpoints.save_checkpoint`, path relative to the
     working directory) whose weights start the run (warm start); layers it lacks keep their
-    initialization, which must be only the rRIM's coarse path (it starts at zero)."""
+    initialization, which must be only the rRIM's coarse path (it starts at zero).
+
+    ``min_epoch_steps`` > 0: an epoch has at least that many optimizer steps, going through the
+    training split more than once (new permutations) where it has fewer batches, so that patience and
+    the schedule count comparable training at every N (0: one pass, as before)."""
 
     lr: float = 1e-3
     batch_size: int = 32
@@ -194,6 +198,7 @@ class TrainingConfig:
     chunk_s: float = 0.0
     loss: str = "mse"
     init_from: str = ""
+    min_epoch_steps: int = 0
 
     def __post_init__(self):
         for name in ("batch_size", "max_epochs", "patience"):
@@ -206,7 +211,7 @@ class TrainingConfig:
             raise ValueError(f"training.loss: expected 'mse' or 'relative', got {self.loss!r}")
         if not 0 < self.lr_factor < 1:
             raise ValueError(f"training.lr_factor: expected a number in (0, 1), got {self.lr_factor!r}")
-        for name in ("time_budget_s", "seed", "clip_norm", "lr_patience", "min_lr", "chunk_s"):
+        for name in ("time_budget_s", "seed", "clip_norm", "lr_patience", "min_lr", "chunk_s", "min_epoch_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"training.{name}: expected a value ≥ 0, got {getattr(self, name)!r}")
         if any(w < 0 for w in self.step_weights):

@@ -164,6 +164,8 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
             break
         model.train()
         order = order_rng.permutation(len(train_rows))
+        while -(-len(order) // t.batch_size) < t.min_epoch_steps:
+            order = np.concatenate([order, order_rng.permutation(len(train_rows))])
         running = 0.0
         for i in range(0, len(order), t.batch_size):
             y, x, physics = source.batch(train_rows[order[i:i + t.batch_size]], noise_rng)

@@ -181,13 +181,17 @@ def test_budgets():
                   search=presets["smoke"].search)
 
 
-def test_configs_differ_from_the_shipped_recipe_only_in_size_seed_and_folder(tmp_path):
+def test_configs_differ_from_the_shipped_recipe_only_in_size_seed_folder_and_epoch_floor(tmp_path):
     from rrim.export.config import load_config
 
     shipped = load_config(design.CONFIGS / "rrim_default_2.0.0.toml")  # rrim-default from scratch
     config = design.rrim_config(1000, 2, design.PRESETS["full"], tmp_path)
     assert config.replace(data={"n": shipped.data.n, "seed": 0},
                           training={"seed": 0, "output_dir": shipped.training.output_dir}) == shipped
+    # N = 100: 3 batches a pass; an epoch is made at least MIN_EPOCH_STEPS optimizer steps
+    small = design.rrim_config(100, 2, design.PRESETS["full"], tmp_path)
+    assert small.training.min_epoch_steps == design.MIN_EPOCH_STEPS > 3 and config.training.min_epoch_steps == 0
+    assert small.replace(data={"n": 1000}, training={"min_epoch_steps": 0, "output_dir": config.training.output_dir}) == config
     cnn = design.baseline_config(("CNN", 16, 2, 3e-4), 100, 1e-3, 1, design.PRESETS["full"], tmp_path)
     t = cnn.training
     assert (cnn.model.channels, cnn.model.depth, t.lr, cnn.data.sigma, cnn.data.n, t.seed) == (16, 2, 3e-4, 1e-3, 100, 1)

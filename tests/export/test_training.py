@@ -290,3 +290,26 @@ def test_fresh_noise_redraws_the_training_noise_per_batch(tmp_path, fresh):
         level = ((y - clean).std(dim=1) / clean.abs().amax(dim=1)).mean().item()
         assert level == pytest.approx(1e-2, rel=0.05)
     assert not torch.equal(y1, y2)
+
+
+@pytest.mark.parametrize("min_steps", [0, 30])
+def test_min_epoch_steps_goes_through_a_short_training_split_more_than_once(tmp_path, monkeypatch, min_steps):
+    """training.min_epoch_steps: an epoch of a small training split (160 spectra, 10 batches of 16)
+    has at least that many optimizer steps, fewer than one more pass; 0 keeps one pass per epoch."""
+    steps = []
+    original = torch.optim.Adam.step
+
+    def counted(self, *a, **k):
+        steps.append(1)
+        return original(self, *a, **k)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", counted)
+    config = tiny_config(tmp_path, max_epochs=1, min_epoch_steps=min_steps)
+    result = train(config, checkpoint=False)
+    n_train = 160  # 0.8 of data.n = 200
+    per_pass = -(-n_train // config.training.batch_size)
+    assert len(result.history) == 1
+    if min_steps:
+        assert min_steps <= len(steps) < min_steps + per_pass
+    else:
+        assert len(steps) == per_pass
