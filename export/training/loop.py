@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rrim.export.config import Config
+from rrim.export.config import Config, config_from_dict
 from rrim.export.data.adaptive import adaptive_physics
 from rrim.export.data.fixed import physics_tensors, training_data
 from rrim.export.nets.baselines import CNN, FCN
@@ -143,7 +143,7 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
     state_path = out / "state.pt"
     if checkpoint and state_path.exists():
         state = torch.load(state_path, map_location="cpu", weights_only=True)
-        if state.get("config") == json.dumps(config.to_dict()):
+        if _same_config(state.get("config"), config):
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["optimizer"])
             if sched is not None:
@@ -221,6 +221,15 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
         result.checkpoint_path = save_checkpoint(out / "model.pt", model, config, extra)
         (out / "history.json").write_text(json.dumps(result.history, indent=1))
     return result
+
+
+def _same_config(saved: str | None, config: Config) -> bool:
+    """Whether a state's configuration (JSON) is ``config``; settings added since it was saved count as
+    their defaults, so a newer rrim resumes an older run."""
+    try:
+        return saved is not None and config_from_dict(json.loads(saved)) == config
+    except ValueError:
+        return False
 
 
 def _save_state(path: Path, config, model, opt, sched, best_state, stale, result, order_rng, noise_rng) -> None:

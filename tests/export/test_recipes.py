@@ -80,8 +80,9 @@ def test_any_temperature_recipe_flags_other_temperatures(tmp_path, monkeypatch):
     assert (invert(y, model, provider="cpu", temperature=400.0).flags & FLAG_TEMPERATURE).all()
 
 
-def test_training_resumes_from_its_state(tmp_path):
-    """Two epochs at once equal one epoch, a stop, and a resumed second epoch."""
+def test_training_resumes_from_its_state(tmp_path, caplog):
+    """Two epochs at once equal one epoch, a stop, and a resumed second epoch; a state saved before a
+    setting existed (here training.min_epoch_steps) resumes with that setting at its default."""
     from rrim.export.training.loop import train
 
     cfg = load_config(_tiny_configs(tmp_path) / sm.RECIPES["rrim-default"].config)
@@ -94,7 +95,11 @@ def test_training_resumes_from_its_state(tmp_path):
     import torch
 
     state = torch.load(tmp_path / "state.pt", weights_only=True)
-    state["config"] = json.dumps(resumed_cfg.to_dict())
+    older = resumed_cfg.to_dict()
+    del older["training"]["min_epoch_steps"]
+    state["config"] = json.dumps(older)
     torch.save(state, tmp_path / "cut" / "state.pt")
-    again = train(resumed_cfg)
+    with caplog.at_level("INFO", logger="rrim.export.training.loop"):
+        again = train(resumed_cfg)
+    assert "resuming" in caplog.text and again.history[0] == first.history[0]
     assert [h["val_mse"] for h in again.history] == pytest.approx([h["val_mse"] for h in whole.history], rel=1e-5)
