@@ -32,7 +32,8 @@ MODEL_KINDS = ("rrim", "fcn", "cnn")
 @dataclass(frozen=True)
 class ModelConfig:
     """Which network and its size. ``hidden``/``n_steps``/``x0``/``nonnegative`` are the rRIM's
-    and ``regularization``/``correction_steps`` the rRIM's (see :class:`rrim.export.nets.recurrent.RRIMSettings`);
+    and ``regularization``/``correction_steps``/``context``/``global_width`` the rRIM's (see
+    :class:`rrim.export.nets.recurrent.RRIMSettings`);
     ``width``/``depth`` the FCN's; ``channels``/``depth`` the CNN's."""
 
     kind: str = "rrim"
@@ -43,6 +44,7 @@ class ModelConfig:
     regularization: str = "fixed"
     correction_steps: int = 0
     context: int = 0
+    global_width: int = 0
     width: int = 512
     depth: int = 3
     channels: int = 32
@@ -53,6 +55,9 @@ class ModelConfig:
         if self.context < 0 or (self.context and self.regularization != "adaptive"):
             raise ValueError(f"model.context: expected an integer ≥ 0, and 0 unless regularization = "
                              f"'adaptive', got {self.context!r}")
+        if self.global_width < 0 or (self.global_width and self.regularization != "adaptive"):
+            raise ValueError(f"model.global_width: expected an integer ≥ 0, and 0 unless regularization = "
+                             f"'adaptive', got {self.global_width!r}")
         for name in ("hidden", "n_steps", "width", "depth", "channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: expected an integer ≥ 1, got {getattr(self, name)!r}")
@@ -176,7 +181,7 @@ class TrainingConfig:
 
     ``init_from``: a checkpoint (:func:`rrim.export.nets.checkpoints.save_checkpoint`, path relative to the
     working directory) whose weights start the run (warm start); layers it lacks keep their
-    initialization, which must be only the rRIM's coarse path (it starts at zero).
+    initialization, which must be only the rRIM's coarse or global path (they start at zero).
 
     ``min_epoch_steps`` > 0: an epoch has at least that many optimizer steps, going through the
     training split more than once (new permutations) where it has fewer batches, so that patience and

@@ -23,7 +23,8 @@ def build_model(model: ModelConfig, operator: ForwardOperator) -> nn.Module:
     if model.kind == "rrim":
         return build_rrim(RRIMSettings(hidden=model.hidden, n_steps=model.n_steps, x0=model.x0,
                                        nonnegative=model.nonnegative, regularization=model.regularization,
-                                       correction_steps=model.correction_steps, context=model.context))
+                                       correction_steps=model.correction_steps, context=model.context,
+                                       global_width=model.global_width), n_Omega)
     if model.kind == "fcn":
         return FCN(n_omega, n_Omega, width=model.width, depth=model.depth)
     return CNN(n_omega, n_Omega, channels=model.channels, depth=model.depth)
@@ -55,12 +56,13 @@ def load_checkpoint(path) -> tuple[nn.Module, Config, dict]:
 
 
 def warm_start(model: nn.Module, path) -> None:
-    """Load the weights of checkpoint ``path`` into ``model``; only the coarse path may be missing."""
+    """Load the weights of checkpoint ``path`` into ``model``; only the coarse and global paths (which
+    start at zero) may be missing."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     try:
         missing, unexpected = model.load_state_dict(blob["state_dict"], strict=False)
     except RuntimeError as e:  # shapes differ
         raise ValueError(f"training.init_from: {path} does not fit the model ({e})") from None
-    new = [k for k in missing if not k.startswith("update.coarse.")]
+    new = [k for k in missing if not k.startswith(("update.coarse.", "update.glob."))]
     if new or unexpected:
         raise ValueError(f"training.init_from: {path} does not fit the model (missing {new}, unexpected {unexpected})")

@@ -29,7 +29,8 @@ class RRIMSettings:
     ``regularization`` 'adaptive' builds :class:`AdaptiveRRIM`; ``correction_steps`` (adaptive only)
     Tikhonov steps x ← max(0, x + P_h(y − A x)) after the last network update, which make the output
     explain the data (0: off, for the ablation). ``context`` > 0 adds the update network's coarse
-    path (:class:`UpdateNetwork`) pooling that many Ω points into one (0: off).
+    path (:class:`UpdateNetwork`) pooling that many Ω points into one (0: off); ``global_width`` > 0
+    (adaptive only) its global path, a dense layer of that width over the whole Ω grid (0: off).
     """
 
     hidden: int = 32
@@ -39,14 +40,15 @@ class RRIMSettings:
     regularization: str = "fixed"
     correction_steps: int = 0
     context: int = 0
+    global_width: int = 0
 
     def __post_init__(self):
         if self.x0 not in ("zeros", "tikhonov"):
             raise ValueError(f"x0: expected 'zeros' or 'tikhonov', got {self.x0!r}")
         if self.regularization not in REGULARIZATIONS:
             raise ValueError(f"regularization: expected one of {REGULARIZATIONS}, got {self.regularization!r}")
-        if self.n_steps < 1 or self.hidden < 1 or self.correction_steps < 0 or self.context < 0:
-            raise ValueError("n_steps and hidden must be ≥ 1, correction_steps and context ≥ 0")
+        if self.n_steps < 1 or self.hidden < 1 or min(self.correction_steps, self.context, self.global_width) < 0:
+            raise ValueError("n_steps and hidden must be ≥ 1, correction_steps, context and global_width ≥ 0")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -124,11 +126,19 @@ class UpdateNetwork(nn.Module):
     interpolation are products with constant matrices (:func:`pool_matrix`, :func:`upsample_matrix`):
     onnxruntime runs them as MatMul, ~1.25× faster end to end than AveragePool and Resize. Its last
     layer starts at zero, so a network with it starts as the same network without it (warm start).
+
+    With ``global_width`` > 0 (and ``n_points``, the Ω grid's length) a global path adds to the middle
+    convolution what the first state says about the whole grid: a 1×1 convolution to 2 channels, a
+    dense layer over all 2·n_points values to ``global_width`` → ReLU → a dense layer back to n_points,
+    a 1×1 convolution to the hidden channels (starting at zero, like the coarse path). Unlike the
+    convolutions it knows where on the Ω grid each value lies and sees the whole spectrum at once.
     """
 
-    def __init__(self, hidden: int, in_channels: int = 2, context: int = 0):
+    def __init__(self, hidden: int, in_channels: int = 2, context: int = 0, global_width: int = 0, n_points: int = 0):
         super().__init__()
-        self.hidden, self.context = hidden, context
+        if global_width and n_points < 1:
+            raise ValueError("UpdateNetwork: a global path needs n_points, the length of the Ω grid")
+        self.hidden, self.context, self.global_width = hidden, context, global_width
         self.inp = nn.Conv1d(in_channels, hidden, 5, padding=2)
         self.gru1 = ConvGRUCell(hidden, hidden)
         self.mid = nn.Conv1d(hidden, hidden, 3, padding=2, dilation=2)
@@ -140,6 +150,12 @@ class UpdateNetwork(nn.Module):
                                         nn.Conv1d(hidden, hidden, 5, padding=4, dilation=2))
             nn.init.zeros_(self.coarse[-1].weight)
             nn.init.zeros_(self.coarse[-1].bias)
+        if global_width:
+            self.glob = nn.Sequential(nn.Conv1d(hidden, 2, 1), nn.Flatten(), nn.Linear(2 * n_points, global_width),
+                                      nn.ReLU(), nn.Linear(global_width, n_points), nn.Unflatten(1, (1, n_points)),
+                                      nn.Conv1d(1, hidden, 1))
+            nn.init.zeros_(self.glob[-1].weight)
+            nn.init.zeros_(self.glob[-1].bias)
 
     def forward(self, x, grad, h1, h2, *extra):
         """``extra``: further input channels (B, n_Ω) after [x, ∇] (the adaptive rRIM's log h)."""
@@ -149,6 +165,8 @@ class UpdateNetwork(nn.Module):
         if self.context:
             c = self.coarse(h1)
             m = m + c @ _constant(upsample_matrix(int(c.shape[-1]), int(h1.shape[-1])), c)
+        if self.global_width:
+            m = m + self.glob(h1)
         h2 = self.gru2(torch.relu(m), h2)
         return self.out(h2).squeeze(1), h1, h2
 
@@ -215,12 +233,13 @@ class AdaptiveRRIM(nn.Module):
     #: positions of the per-spectrum physics arguments after β (h, β64, h_correction)
     PER_SPECTRUM = (2, 3, 6)
 
-    def __init__(self, settings: RRIMSettings):
+    def __init__(self, settings: RRIMSettings, n_points: int = 0):
         super().__init__()
         if settings.regularization != "adaptive":
             raise ValueError("AdaptiveRRIM: settings.regularization must be 'adaptive'")
         self.settings = settings
-        self.update = UpdateNetwork(settings.hidden, in_channels=3, context=settings.context)
+        self.update = UpdateNetwork(settings.hidden, in_channels=3, context=settings.context,
+                                    global_width=settings.global_width, n_points=n_points)
 
     def start(self, beta, S, Vt, h, *correction) -> torch.Tensor:
         """x_0 (B, n_Ω): P_h y (projected on x ≥ 0), or zeros."""
@@ -271,9 +290,14 @@ def correct(x, beta, S, Vt, h, steps: int, polish_iterations: int = POLISH_ITERA
     return x
 
 
-def build_rrim(settings: RRIMSettings) -> nn.Module:
-    """:class:`RRIM` or :class:`AdaptiveRRIM` by ``settings.regularization``."""
-    return AdaptiveRRIM(settings) if settings.regularization == "adaptive" else RRIM(settings)
+def build_rrim(settings: RRIMSettings, n_points: int = 0) -> nn.Module:
+    """:class:`RRIM` or :class:`AdaptiveRRIM` by ``settings.regularization`` (``n_points``: the Ω grid's
+    length, which a global path needs)."""
+    if settings.regularization != "adaptive":
+        if settings.global_width:
+            raise ValueError("RRIMSettings.global_width: only the adaptive rRIM has a global path")
+        return RRIM(settings)
+    return AdaptiveRRIM(settings, n_points)
 
 
 class IdentityUpdate(nn.Module):

@@ -246,9 +246,10 @@ def test_bad_temperature_range_is_refused(operator, message):
         config_from_dict({"operator": operator})
 
 
-def test_warm_start_adds_a_coarse_path_that_starts_as_nothing(tmp_path, rng):
-    """A checkpoint without the coarse path starts a model with it (context > 0) at the same outputs;
-    a checkpoint of another shape is refused by name."""
+@pytest.mark.parametrize("added", [{"context": 4}, {"global_width": 6}, {"context": 4, "global_width": 6}])
+def test_warm_start_adds_a_coarse_or_global_path_that_starts_as_nothing(tmp_path, rng, added):
+    """A checkpoint without the coarse or global path starts a model with it (context > 0, global_width > 0)
+    at the same outputs; a checkpoint of another shape is refused by name."""
     import dataclasses
 
     from rrim.export.data.adaptive import adaptive_physics
@@ -261,7 +262,8 @@ def test_warm_start_adds_a_coarse_path_that_starts_as_nothing(tmp_path, rng):
     op = config.operator.build()
     source = build_model(config.model, op)
     path = save_checkpoint(tmp_path / "source.pt", source, config)
-    with_context = build_model(dataclasses.replace(config.model, context=4), op)
+    with_context = build_model(dataclasses.replace(config.model, **added), op)
+    assert any(k.startswith(("update.coarse.", "update.glob.")) for k in with_context.state_dict())
     warm_start(with_context, path)
     first, *physics = adaptive_physics(op, op.forward(np.abs(rng.normal(size=(4, op.shape[1])))) / op.scale)
     with torch.no_grad():

@@ -18,8 +18,10 @@ def adaptive_net():
     from rrim.export.nets.recurrent import AdaptiveRRIM, RRIMSettings
 
     torch.manual_seed(0)  # untrained: the contract and the physics, not the accuracy, are tested
-    net = AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", correction_steps=2, context=3))
+    net = AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", correction_steps=2, context=3,
+                                    global_width=5), n_points=200)
     torch.nn.init.normal_(net.update.coarse[-1].weight, std=0.3)  # the coarse path (pool by 3: 67 of 200) in use
+    torch.nn.init.normal_(net.update.glob[-1].weight, std=0.3)  # and the global path
     return net.eval()
 
 
