@@ -45,7 +45,6 @@ from rrim.physics.glue_families import coverage_masks, ood_shapes, refined_grid
 from rrim.physics.operator import ForwardOperator
 from rrim.solvers import Tikhonov, tune_tikhonov_weight
 
-MODEL_VERSION = "2.1.0"
 EVAL_SIGMAS = (0.0, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1)
 EVAL_SEED = 2026
 #: Held-out glue functions evaluated per setting (the first of the test split).
@@ -57,16 +56,17 @@ N_RIDGE = 4000
 @dataclass(frozen=True)
 class Recipe:
     config: str
+    version: str
     temperatures: tuple[float, ...] = (100.0,)
     compare_to: str | None = None
     summary: str = ""
 
 
 RECIPES = {
-    "rrim-default": Recipe("rrim_default.toml", summary="the default model: 100 K, any measured ω range, noise 0…0.1"),
-    "rrim-lean": Recipe("rrim_lean.toml", compare_to="rrim-default",
+    "rrim-default": Recipe("rrim_default.toml", "2.2.0", summary="the default model: 100 K, any measured ω range, noise 0…0.1"),
+    "rrim-lean": Recipe("rrim_lean.toml", "2.1.0", compare_to="rrim-default",
                         summary="half the GRU width and 10 of the 15 steps of rrim-default: faster"),
-    "rrim-any-temperature": Recipe("rrim_any_temperature.toml", temperatures=(10.0, 20.0, 50.0, 100.0, 200.0, 300.0),
+    "rrim-any-temperature": Recipe("rrim_any_temperature.toml", "2.1.0", temperatures=(10.0, 20.0, 50.0, 100.0, 200.0, 300.0),
                                    summary="one model for 10–300 K (A(T) and its basis fed at run time)"),
 }
 
@@ -158,7 +158,7 @@ def card(name: str, recipe: Recipe, summary: dict, metrics: dict, config: Config
     ood_rows = "\n".join(f"| {shape} | " + " | ".join(f"{ood[s]['rrim'][i]:.3f} / {ood[s]['tikhonov_best_weight'][i]:.3f}"
                                                        for s in ood) + " |" for i, shape in enumerate(ood["0"]["shapes"]))
     lo, hi = summary["temperature_range_K"]
-    return f"""# {name} {MODEL_VERSION}
+    return f"""# {name} {recipe.version}
 
 {recipe.summary[0].upper() + recipe.summary[1:]}. The noise-adaptive rRIM: scaled spectra y/s and, per
 spectrum, the Tikhonov weight h chosen by GCV from the data itself (no noise level to give); the
@@ -256,12 +256,12 @@ def build(name: str, models_dir: Path, checkpoint=None, command: str = "", check
                 shutil.copyfile(history, history_paths(kept)[1])
     T = config.operator.training_temperatures()
     path = Path(models_dir) / f"{name}.onnx"
-    summary = export_checkpoint(checkpoint, path, form="input", name=name, model_version=MODEL_VERSION,
+    summary = export_checkpoint(checkpoint, path, form="input", name=name, model_version=recipe.version,
                                 temperature_range_K=(min(T), max(T)), command=command)
     summary["temperature_range_K"] = (min(T), max(T))
     write_index(path.parent, {"name": name, "file": path.name, "sha256": summary["sha256"], "form": "input",
                               "golden": golden_path(path).name, "card": f"{name}.md",
-                              "model_version": MODEL_VERSION, "bytes": summary["bytes"]})
+                              "model_version": recipe.version, "bytes": summary["bytes"]})
     model = load_model(path)
     others = [load_model(Path(models_dir) / f"{recipe.compare_to}.onnx")] if recipe.compare_to else []
     metrics = evaluate(model, config, recipe.temperatures, others)
