@@ -9,10 +9,27 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL_FOLDERS = ("runtime/data/models", "runtime/models")
 
 
-def model_bytes(commit: str, name: str) -> bytes:
-    """The bytes of ``NAME.onnx`` shipped at ``commit``; ``ValueError`` when no folder held it."""
+def shipped_file(commit: str, filename: str) -> bytes:
+    """The bytes of the model folder's ``filename`` at ``commit``; ``ValueError`` when no folder held it."""
     for folder in MODEL_FOLDERS:
-        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{folder}/{name}.onnx"], capture_output=True)
+        shown = subprocess.run(["git", "-C", str(ROOT), "show", f"{commit}:{folder}/{filename}"], capture_output=True)
         if shown.returncode == 0:
             return shown.stdout
-    raise ValueError(f"{commit}: no {name}.onnx in {', '.join(MODEL_FOLDERS)}")
+    raise ValueError(f"{commit}: no {filename} in {', '.join(MODEL_FOLDERS)}")
+
+
+def model_bytes(commit: str, name: str) -> bytes:
+    """The bytes of ``NAME.onnx`` shipped at ``commit``."""
+    return shipped_file(commit, f"{name}.onnx")
+
+
+def write_shipped(commit: str, name: str, folder: Path) -> Path:
+    """``NAME.onnx`` of ``commit`` and its calibration, when it had one, written into ``folder``; the model's path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{name}.onnx"
+    path.write_bytes(model_bytes(commit, name))
+    try:
+        (folder / f"{name}.calibration.json").write_bytes(shipped_file(commit, f"{name}.calibration.json"))
+    except ValueError:
+        pass
+    return path
