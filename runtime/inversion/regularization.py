@@ -30,9 +30,9 @@ from rrim.solvers.base import Projection
 H_MIN = 1e-12
 H_MAX = 1.0
 #: Projected-gradient iterations after the data-consistency steps (:func:`polish`). Measured on 300
-#: spectra of the realistic prior with rrim-default 2.1.0 (median misfit / noise at σ = 1e-5, 1e-4, 1e-3):
-#: none 8.6, 2.1, 1.14; 10 iterations 3.6, 1.36, 1.02; 40 iterations 1.9, 1.08, 0.99; the MSE drops
-#: slightly at every σ (benchmarks/polish_iterations.py).
+#: spectra of the realistic prior with rrim-default 2.2.0 (median misfit / noise at σ = 1e-5, 1e-4, 1e-3):
+#: none 7.1, 2.0, 1.11; 10 iterations 3.7, 1.32, 1.01; 40 iterations 1.9, 1.08, 0.99; the MSE drops
+#: slightly at every σ (benchmarks/POLISH_ITERATIONS.md; 2.1.0 gave 8.6, 2.1, 1.14 with none).
 POLISH_ITERATIONS = 40
 #: Spectra whose RMS misfit on the measured points is still above POLISH_START × their estimated
 #: noise after POLISH_ITERATIONS go on, in chunks of POLISH_CHUNK, until it is below POLISH_STOP × the
