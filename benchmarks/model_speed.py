@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import hashlib
 import statistics
 import tempfile
 import time
@@ -30,7 +29,7 @@ from rrim.physics.glue_families import realistic_prior, refined_grid
 from rrim.physics.operator import ForwardOperator
 from rrim.physics.synthetic import DatasetSettings, make_dataset
 from runtime_throughput import command_line, machine
-from shipped_at import model_bytes, write_shipped
+from shipped_at import write_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 #: 50d843a: the models before the noise-adaptive ones (2.0.0's predecessors' speed, the issue's "today");
@@ -48,11 +47,10 @@ def models_to_compare(commits, folder: Path) -> dict:
     out = dict(now)
     for commit in commits:
         for name in NAMES:
-            if hashlib.sha256(model_bytes(commit, name)).hexdigest() in seen:
-                continue
             model = load_model(write_shipped(commit, name, folder / commit))
-            seen.add(model.sha256)
-            out[f"{name} ({commit})"] = model
+            if model.sha256 not in seen:
+                seen.add(model.sha256)
+                out[f"{name} ({commit})"] = model
     return out
 
 

@@ -9,21 +9,19 @@ dense layer over the whole Ω grid) and with both, each trained with the same da
 Judged like the experiments on their test spectra (200 per seed and σ, fully measured) next to tuned
 Tikhonov. With ``--work`` the experiments' folder, the plain recipe's finished trainings are reused.
 Cells: MSE averaged over the seeds / its ratio to tuned Tikhonov. Each training takes 3–15 minutes at
-one thread on this machine; finished (variant, seed) pieces are kept in ``WORK/update-network`` and reused.
+one thread on this machine; finished (variant, seed) pieces are kept in ``WORK/pieces`` and reused.
 """
 from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
-import os
 import time
 from pathlib import Path
 
 import numpy as np
 
 from rrim.export.recipes.evaluation import rrim_estimates
-from rrim.export.recipes.experiments import fit
+from rrim.export.recipes.experiments import Pieces, fit
 from rrim.export.recipes.experiments_design import PRESETS, SIGMAS, TEST_SEED, TUNE_SEED, Problem, rrim_config
 from rrim.solvers import Tikhonov, tune_tikhonov_weight
 from runtime_throughput import command_line, machine
@@ -43,26 +41,24 @@ def variant_config(name: str, seed: int, budget, work: Path):
     return config.replace(model=change, training={"output_dir": f"{config.training.output_dir}-{tag}"})
 
 
-def judge(problem: Problem, budget, name: str, seed: int, work: Path) -> dict:
-    """{σ: {method: MSE}} of one variant and seed (tuned Tikhonov alongside), with the training notes."""
-    path = work / "update-network" / f"{name.replace(' ', '_')}-seed{seed}.json"
-    if path.exists():
-        return json.loads(path.read_text())
-    model, notes = fit(variant_config(name, seed, budget, work), problem.op)
-    out = {"notes": notes, "mse": {}}
-    for sigma in SIGMAS:
-        xt, yt, _ = problem.noisy_set(budget.n_tune, TUNE_SEED, seed, sigma)
-        x, y, _ = problem.noisy_set(budget.n_test, TEST_SEED, seed, sigma)
-        final, network = rrim_estimates(model, y, problem.op)
-        tikhonov = Tikhonov(problem.op, rule="fixed", weight=tune_tikhonov_weight(problem.op, yt, xt)).fit(y).x_
-        out["mse"][f"{sigma:g}"] = {"rRIM": float(np.mean((final - x) ** 2)),
-                                    "network only": float(np.mean((network - x) ** 2)),
-                                    "Tikhonov (tuned)": float(np.mean((tikhonov - x) ** 2))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(out))
-    os.replace(tmp, path)
-    return out
+def judge(problem: Problem, pieces: Pieces, budget, name: str, seed: int, work: Path) -> dict:
+    """{σ: {method: MSE}} of one variant and seed (tuned Tikhonov alongside), with the training notes;
+    kept as a piece of the work folder (:class:`rrim.export.recipes.experiments.Pieces`)."""
+
+    def make() -> dict:
+        model, notes = fit(variant_config(name, seed, budget, work), problem.op)
+        out = {"notes": notes, "mse": {}}
+        for sigma in SIGMAS:
+            xt, yt, _ = problem.noisy_set(budget.n_tune, TUNE_SEED, seed, sigma)
+            x, y, _ = problem.noisy_set(budget.n_test, TEST_SEED, seed, sigma)
+            final, network = rrim_estimates(model, y, problem.op)
+            tikhonov = Tikhonov(problem.op, rule="fixed", weight=tune_tikhonov_weight(problem.op, yt, xt)).fit(y).x_
+            out["mse"][f"{sigma:g}"] = {"rRIM": float(np.mean((final - x) ** 2)),
+                                        "network only": float(np.mean((network - x) ** 2)),
+                                        "Tikhonov (tuned)": float(np.mean((tikhonov - x) ** 2))}
+        return out
+
+    return pieces.get(f"update-network-{name.replace(' ', '_')}-seed{seed}", make)
 
 
 def main(argv=None) -> int:
@@ -76,10 +72,11 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     start = time.perf_counter()
     problem, budget = Problem(), PRESETS["session"]
+    pieces = Pieces(args.work, budget)
     found = {name: [] for name in VARIANTS}
     for seed in args.seeds:  # seed by seed: every variant of the first seed is done first
         for name in VARIANTS:
-            found[name].append(judge(problem, budget, name, seed, args.work))
+            found[name].append(judge(problem, pieces, budget, name, seed, args.work))
     keys = [f"{s:g}" for s in SIGMAS]
 
     def mean(name, sigma, method):
