@@ -70,7 +70,7 @@ def torch_contenders(model, y: np.ndarray, batch: int) -> tuple[dict, str]:
     ys = y / op.scale
 
     def run_all():
-        return [estimates(net, *adaptive_physics(op, ys[i:i + batch]))[-1] for i in range(0, len(ys), batch)]
+        return [estimates(net, *adaptive_physics(op, ys[i:i + batch], prior=net.prior))[-1] for i in range(0, len(ys), batch)]
 
     with torch.inference_mode():
         ref = torch.cat(run_all()).double().numpy()

@@ -27,6 +27,8 @@ from rrim.physics.synthetic import DatasetSettings
 #: The committed configurations (export/configs/, installed as rrim.export.configs).
 CONFIGS = Path(__file__).parent / "configs"
 MODEL_KINDS = ("rrim", "fcn", "cnn")
+#: starts x_0 of the rRIM (:class:`rrim.export.nets.recurrent.RRIMSettings`)
+X0_KINDS = ("zeros", "tikhonov", "prior")
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,9 @@ class ModelConfig:
         for name in ("hidden", "n_steps", "width", "depth", "channels"):
             if getattr(self, name) < 1:
                 raise ValueError(f"model.{name}: expected an integer ≥ 1, got {getattr(self, name)!r}")
-        if self.x0 not in ("zeros", "tikhonov"):
-            raise ValueError(f"model.x0: expected 'zeros' or 'tikhonov', got {self.x0!r}")
+        if self.x0 not in X0_KINDS or (self.x0 == "prior" and self.regularization != "adaptive"):
+            raise ValueError(f"model.x0: expected one of {X0_KINDS} ('prior' only with regularization = 'adaptive'), "
+                             f"got {self.x0!r}")
         if self.regularization not in ("fixed", "adaptive"):
             raise ValueError(f"model.regularization: expected 'fixed' or 'adaptive', got {self.regularization!r}")
         if self.correction_steps < 0 or (self.correction_steps and self.regularization != "adaptive"):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from rrim.export.config import Config
+from rrim.inversion.prior import GaussianPrior
 from rrim.inversion.regularization import H_MAX, H_MIN, MaskedBases, choose_weights, masked_svd
 from rrim.physics.glue_families import coverage_masks, realistic_prior, refined_grid
 from rrim.physics.operator import ForwardOperator
@@ -56,6 +57,9 @@ class AdaptiveData:
         self.ops = [operator.at_temperature(T) for T in self.temperatures]
         self.bases = MaskedBases(maxsize=4 * len(self.ops))
         self.sigmas = np.asarray(d.sigmas, dtype=np.float64)
+        #: ``model.x0 = "prior"``: the Gaussian prior of the training split's glue (on the model's grid)
+        self.prior = GaussianPrior.fit(self.x[self.splits["train"]]) if config.model.x0 == "prior" else None
+        self.prior_bases = self.prior.bases(4 * len(self.ops)) if self.prior else None
 
     def _mask(self, rng: np.random.Generator) -> np.ndarray:
         n_w = self.operator.shape[0]
@@ -79,6 +83,8 @@ class AdaptiveData:
         physics = (torch.as_tensor(svd.s, dtype=torch.float32), torch.as_tensor(svd.Vt, dtype=torch.float32),
                    torch.as_tensor(np.clip(h, H_MIN, H_MAX)[:, None], dtype=torch.float32),
                    *(torch.as_tensor(a) for a in (beta, svd.s, svd.Vt, h[:, None])))
+        if self.prior:
+            physics += (torch.as_tensor(self.prior.estimate(self.ops[k], y, mask, self.prior_bases), dtype=torch.float32),)
         return torch.as_tensor(beta, dtype=torch.float32), torch.as_tensor(self.x[rows], dtype=torch.float32), physics
 
     def groups(self, split: str, rng: np.random.Generator) -> list[tuple]:
@@ -87,10 +93,12 @@ class AdaptiveData:
         return [self.batch(rows[i:i + GROUP_SIZE], rng) for i in range(0, rows.size, GROUP_SIZE)]
 
 
-def adaptive_physics(operator: ForwardOperator, y_scaled: np.ndarray, mask: np.ndarray | None = None) -> tuple:
-    """(β, S, Vt, h, β, S, Vt, h_correction) tensors of the adaptive rRIM for scaled spectra (n, n_ω)
+def adaptive_physics(operator: ForwardOperator, y_scaled: np.ndarray, mask: np.ndarray | None = None,
+                     prior: GaussianPrior | None = None) -> tuple:
+    """(β, S, Vt, h, β, S, Vt, h_correction[, x0]) tensors of the adaptive rRIM for scaled spectra (n, n_ω)
     measured on ``mask`` (default: every point), as the runtime computes them: the network's β = Uᵀy,
-    S, Vt, h (clipped) in float32; the data-consistency steps' in float64."""
+    S, Vt, h (clipped) in float32; the data-consistency steps' in float64; with a ``prior`` (a model
+    with ``x0 = "prior"``) its estimate x0 in float32."""
     mask = np.ones(operator.shape[0], bool) if mask is None else np.asarray(mask, bool)
     svd = operator.svd if mask.all() else masked_svd(operator.scaled_matrix, mask)
     y = np.asarray(y_scaled, dtype=np.float64) * mask
@@ -98,4 +106,5 @@ def adaptive_physics(operator: ForwardOperator, y_scaled: np.ndarray, mask: np.n
     beta = y @ svd.U
     f32 = (beta, svd.s, svd.Vt, np.clip(h, H_MIN, H_MAX)[:, None])
     f64 = (beta, svd.s, svd.Vt, h[:, None])
-    return (*(torch.tensor(a, dtype=torch.float32) for a in f32), *(torch.tensor(a) for a in f64))
+    x0 = () if prior is None else (torch.tensor(prior.estimate(operator, y, mask, prior.bases(1)), dtype=torch.float32),)
+    return (*(torch.tensor(a, dtype=torch.float32) for a in f32), *(torch.tensor(a) for a in f64), *x0)

@@ -12,6 +12,7 @@ from torch import nn
 from rrim.export.config import Config, ModelConfig, config_from_dict
 from rrim.export.nets.baselines import CNN, FCN
 from rrim.export.nets.recurrent import RRIMSettings, build_rrim
+from rrim.inversion.prior import GaussianPrior
 from rrim.physics.operator import ForwardOperator
 
 CHECKPOINT_FORMAT = "rrim-checkpoint-1"
@@ -31,10 +32,14 @@ def build_model(model: ModelConfig, operator: ForwardOperator) -> nn.Module:
 
 
 def save_checkpoint(path, model: nn.Module, config: Config, extra: dict | None = None) -> Path:
-    """Save weights (a dict of tensors) with the configuration and ``extra`` as JSON strings."""
+    """Save weights (a dict of tensors) with the configuration, ``extra`` and the model's Gaussian prior
+    (``x0 = "prior"``: :meth:`rrim.inversion.prior.GaussianPrior.describe`) as JSON strings."""
     path = Path(path)
-    torch.save({"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(),
-                "config": json.dumps(config.to_dict()), "extra": json.dumps(extra or {})}, path)
+    blob = {"format": CHECKPOINT_FORMAT, "state_dict": model.state_dict(),
+            "config": json.dumps(config.to_dict()), "extra": json.dumps(extra or {})}
+    if getattr(model, "prior", None) is not None:
+        blob["prior"] = json.dumps(model.prior.describe())
+    torch.save(blob, path)
     return path
 
 
@@ -51,6 +56,10 @@ def load_checkpoint(path) -> tuple[nn.Module, Config, dict]:
     config = config_from_dict(json.loads(blob["config"]))
     model = build_model(config.model, config.operator.build())
     model.load_state_dict(blob["state_dict"])
+    if config.model.x0 == "prior":
+        if "prior" not in blob:
+            raise ValueError(f"{path}: a model with x0 = 'prior' but no prior in the checkpoint")
+        model.prior = GaussianPrior.from_description(json.loads(blob["prior"]))
     model.eval()
     return model, config, json.loads(blob["extra"])
 

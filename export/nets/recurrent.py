@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from rrim.export.config import X0_KINDS
 from rrim.inversion.regularization import POLISH_ITERATIONS
 
 
@@ -35,7 +36,9 @@ class RRIMSettings:
 
     hidden: int = 32
     n_steps: int = 15
-    x0: str = "tikhonov"  # "zeros" or "tikhonov" (x_0 = P y, the plain Tikhonov solution)
+    #: "zeros", "tikhonov" (x_0 = P y, the plain Tikhonov solution) or, adaptive only, "prior" (the
+    #: estimate of the training glue's Gaussian prior, :class:`rrim.inversion.prior.GaussianPrior`, given as ``x0``)
+    x0: str = "tikhonov"
     nonnegative: bool = True
     regularization: str = "fixed"
     correction_steps: int = 0
@@ -43,8 +46,8 @@ class RRIMSettings:
     global_width: int = 0
 
     def __post_init__(self):
-        if self.x0 not in ("zeros", "tikhonov"):
-            raise ValueError(f"x0: expected 'zeros' or 'tikhonov', got {self.x0!r}")
+        if self.x0 not in X0_KINDS or (self.x0 == "prior" and self.regularization != "adaptive"):
+            raise ValueError(f"x0: expected one of {X0_KINDS} ('prior' only for the adaptive rRIM), got {self.x0!r}")
         if self.regularization not in REGULARIZATIONS:
             raise ValueError(f"regularization: expected one of {REGULARIZATIONS}, got {self.regularization!r}")
         if self.n_steps < 1 or self.hidden < 1 or min(self.correction_steps, self.context, self.global_width) < 0:
@@ -222,16 +225,18 @@ class AdaptiveRRIM(nn.Module):
     by up to 1/(2√h) and onnxruntime and PyTorch would disagree), and Uᵀ(y − A x) = β − S·(Vt x), so
     ∇_t = V[g·(β − S·Vt x)] with g = S/(S² + h).
 
-    ``forward(beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None)``:
+    ``forward(beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None, x0=None)``:
     β (B, r); S (r,); Vt (r, n_Ω) (r = min(n_ω, n_Ω), zero-padded); h (B, 1) clipped for float32
     (:func:`rrim.inversion.regularization.choose_weights`); for the data-consistency steps, all float64 (float32
     physics would leave rounding residuals of ~1e-7·|y| that steps at h ~ 1e-15 amplify): β64 (B, r),
-    S64, Vt64 and their weight h_correction (B, 1). Returns the iterates [x_1, …, x_{N_t}] followed by
-    the corrected estimate (when ``correction_steps`` > 0).
+    S64, Vt64 and their weight h_correction (B, 1); with ``x0 = "prior"`` the start x0 (B, n_Ω), the
+    prior's estimate (:meth:`rrim.inversion.prior.GaussianPrior.estimate`, computed by the caller; the
+    prior itself, the model's :attr:`prior`, travels with its checkpoint). Returns the iterates
+    [x_1, …, x_{N_t}] followed by the corrected estimate (when ``correction_steps`` > 0).
     """
 
-    #: positions of the per-spectrum physics arguments after β (h, β64, h_correction)
-    PER_SPECTRUM = (2, 3, 6)
+    #: positions of the per-spectrum physics arguments after β (h, β64, h_correction, x0)
+    PER_SPECTRUM = (2, 3, 6, 7)
 
     def __init__(self, settings: RRIMSettings, n_points: int = 0):
         super().__init__()
@@ -240,18 +245,26 @@ class AdaptiveRRIM(nn.Module):
         self.settings = settings
         self.update = UpdateNetwork(settings.hidden, in_channels=3, context=settings.context,
                                     global_width=settings.global_width, n_points=n_points)
+        #: the training glue's :class:`rrim.inversion.prior.GaussianPrior` (``x0 = "prior"``), set by the
+        #: training and kept in checkpoints and model files; None otherwise
+        self.prior = None
 
-    def start(self, beta, S, Vt, h, *correction) -> torch.Tensor:
-        """x_0 (B, n_Ω): P_h y (projected on x ≥ 0), or zeros."""
-        if self.settings.x0 != "tikhonov":
+    def start(self, beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None, x0=None) -> torch.Tensor:
+        """x_0 (B, n_Ω): P_h y, or the given prior estimate ``x0``, projected on x ≥ 0; or zeros."""
+        if self.settings.x0 == "zeros":
             return beta.new_zeros(beta.shape[0], Vt.shape[1])
-        x = (beta * (S / (S * S + h))) @ Vt
+        if self.settings.x0 == "prior":
+            if x0 is None:
+                raise ValueError("x0: a model with x0 = 'prior' needs the prior's estimate")
+            x = x0
+        else:
+            x = (beta * (S / (S * S + h))) @ Vt
         return torch.relu(x) if self.settings.nonnegative else x
 
-    def forward(self, beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None) -> list[torch.Tensor]:
+    def forward(self, beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None, x0=None) -> list[torch.Tensor]:
         s = self.settings
         gain = S / (S * S + h)
-        x = self.start(beta, S, Vt, h)
+        x = self.start(beta, S, Vt, h, x0=x0)
         level = ((torch.log10(h) - LOG_H_CENTRE) / LOG_H_SPREAD).expand(-1, Vt.shape[1])
         h1 = beta.new_zeros(beta.shape[0], self.update.hidden, Vt.shape[1])
         h2 = torch.zeros_like(h1)

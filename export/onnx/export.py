@@ -32,8 +32,8 @@ from rrim.export.data.fixed import physics_tensors
 from rrim.export.nets.checkpoints import load_checkpoint
 from rrim.export.nets.recurrent import RRIM, AdaptiveRRIM
 from rrim.inversion.regularization import H_MAX, H_MIN, POLISH_ITERATIONS, POLISH_MAX_ITERATIONS
-from rrim.models.modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y,
-                                   METADATA_KEYS, MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
+from rrim.models.modelfile import (FORMS, INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_X0,
+                                   INPUT_Y, METADATA_KEYS, MIN_OPSET, OUTPUT_X, PER_ROW, ModelInfo, input_shapes)
 from rrim.models.sessions import cpu_name, sha256_bytes
 from rrim.physics.glue_families import COVERAGE_END_MIN, COVERAGE_START_MAX, ood_shapes
 from rrim.physics.operator import DEFAULT_H, ForwardOperator
@@ -57,15 +57,21 @@ class FinalIterate(nn.Module):
 
     def __init__(self, rrim: nn.Module, names: list[str], baked: dict[str, torch.Tensor]):
         super().__init__()
-        self.rrim, self.names, self.order = rrim, names, _physics_order(rrim)
+        self.rrim, self.names = rrim, names
         for k, v in baked.items():
             self.register_buffer(f"baked_{k}", v)
         self.baked = list(baked)
 
     def forward(self, first: torch.Tensor, *inputs: torch.Tensor) -> torch.Tensor:
-        given = dict(zip(self.names[1:], inputs))
+        given = dict(zip(self.names, (first, *inputs)))
         given.update({k: getattr(self, f"baked_{k}") for k in self.baked})
-        return self.rrim(first, *(given[k] for k in self.order))[-1]
+        return _call(self.rrim, given)[-1]
+
+
+def _call(rrim: nn.Module, inputs: dict) -> list[torch.Tensor]:
+    """``rrim``'s iterates for its graph inputs by contract name (tensors)."""
+    x0 = {"x0": inputs[INPUT_X0]} if INPUT_X0 in inputs else {}
+    return rrim(inputs[_first_input(rrim)], *(inputs[k] for k in _physics_order(rrim)), **x0)
 
 
 def graph_model(model: nn.Module) -> nn.Module:
@@ -84,13 +90,14 @@ def _physics_order(rrim: nn.Module) -> tuple[str, ...]:
 
 def graph_inputs(model: nn.Module, operator: ForwardOperator, h: float, y: np.ndarray) -> dict[str, np.ndarray]:
     """Every float32 graph input of ``model`` for scaled spectra y (B, n_ω) measured everywhere, by
-    contract name: y, A, P for the paper's rRIM; β = Uᵀy, S, Vt and h (B, 1) for the adaptive one."""
+    contract name: y, A, P for the paper's rRIM; β = Uᵀy, S, Vt and h (B, 1) for the adaptive one, and
+    x0 (B, n_Ω) when it starts from its prior."""
     if isinstance(model, AdaptiveRRIM):
-        beta, *tensors = adaptive_physics(operator, np.asarray(y, dtype=np.float64))[:4]
-        first = beta.numpy()
-    else:
-        first, tensors = np.asarray(y, dtype=np.float32), physics_tensors(operator, h)
-    return {_first_input(model): first, **{k: t.numpy() for k, t in zip(_physics_order(model), tensors)}}
+        beta, *tensors = adaptive_physics(operator, np.asarray(y, dtype=np.float64), prior=model.prior)
+        x0 = {INPUT_X0: tensors[-1].numpy()} if model.prior is not None else {}
+        return {INPUT_BETA: beta.numpy(), **{k: t.numpy() for k, t in zip(_physics_order(model), tensors)}, **x0}
+    tensors = physics_tensors(operator, h)
+    return {INPUT_Y: np.asarray(y, dtype=np.float32), **{k: t.numpy() for k, t in zip(_physics_order(model), tensors)}}
 
 
 def _first_input(model: nn.Module) -> str:
@@ -139,6 +146,7 @@ def model_info(model: nn.Module, operator: ForwardOperator, form: str, h: float,
                          "polish_max_iterations": polish_max_iterations if model.settings.correction_steps else 0,
                          **({"measured_range_meV": list(measured_range)} if measured_range else {})}
                         if isinstance(model, AdaptiveRRIM) else {}),
+        prior=model.prior.describe() if getattr(model, "prior", None) is not None else {},
         metrics=dict(info_fields["metrics"]), rrim_version=rrim_version, torch_version=torch.__version__,
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         provenance=dict(info_fields["provenance"]),
@@ -210,9 +218,8 @@ def _onnx_session(path):
 def _reference(model: nn.Module, operator: ForwardOperator, h: float, y: np.ndarray):
     """(PyTorch's graph output (B, n_Ω) float32, the graph inputs by contract name) for scaled y."""
     inputs = graph_inputs(model, operator, h, y)
-    order = (_first_input(model), *_physics_order(model))
     with torch.no_grad():
-        x = graph_model(model)(*(torch.as_tensor(inputs[k]) for k in order))
+        x = _call(graph_model(model), {k: torch.as_tensor(v) for k, v in inputs.items()})
     return x[-1].numpy(), inputs
 
 

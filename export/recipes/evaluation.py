@@ -46,7 +46,7 @@ def rrim_estimates(model, y_meV: np.ndarray, operator: ForwardOperator, mask=Non
     from rrim.export.data.adaptive import adaptive_physics
     from rrim.export.training.loop import estimates
 
-    beta, *physics = adaptive_physics(operator, np.asarray(y_meV, dtype=np.float64) / operator.scale, mask)
+    beta, *physics = adaptive_physics(operator, np.asarray(y_meV, dtype=np.float64) / operator.scale, mask, model.prior)
     model.eval()
     with torch.no_grad():
         xs = estimates(model, beta, *physics)

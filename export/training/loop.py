@@ -64,10 +64,14 @@ def step_loss(xs: list[torch.Tensor], x_true: torch.Tensor, weights: tuple[float
     return sum(wt * torch.mean(((x - x_true) ** 2).mean(1) * row_weights) for wt, x in zip(w, xs))
 
 
-def relative_weights(model: nn.Module, y: torch.Tensor, x_true: torch.Tensor, physics) -> torch.Tensor:
-    """1/(MSE(x_0, x) + 1e-4·mean x²) per spectrum (B,), x_0 the adaptive rRIM's Tikhonov start."""
+def relative_weights(y: torch.Tensor, x_true: torch.Tensor, physics) -> torch.Tensor:
+    """1/(MSE(x_T, x) + 1e-4·mean x²) per spectrum (B,) of the adaptive rRIM's inputs β = y (B, r) and
+    physics (S, Vt, h, …), x_T = max(0, P_h y) the Tikhonov solution at the spectrum's weight: a
+    noise-level scale, whatever the model starts from (a start much closer to the truth, the prior's,
+    would weigh a few spectra by 10⁵)."""
+    S, Vt, h = physics[:3]
     with torch.no_grad():
-        err = ((model.start(y, *physics) - x_true) ** 2).mean(1)
+        err = ((torch.relu((y * (S / (S * S + h))) @ Vt) - x_true) ** 2).mean(1)
         return 1.0 / (err + 1e-4 * (x_true ** 2).mean(1))
 
 
@@ -89,7 +93,7 @@ def evaluate(model: nn.Module, y_scaled, x_true, *physics, batch_size: int = 256
     for i in range(0, n, batch_size):
         part = [p[i:i + batch_size] if k in rows else p for k, p in enumerate(physics)]
         y, x = y_scaled[i:i + batch_size], x_true[i:i + batch_size]
-        w = relative_weights(model, y, x, part) if relative else torch.ones(len(y))
+        w = relative_weights(y, x, part) if relative else torch.ones(len(y))
         err = torch.stack([(((e - x) ** 2).mean(1) * w).sum() for e in estimates(model, y, *part)]).double()
         total = err if total is None else total + err
     return (total / n).numpy()
@@ -133,6 +137,8 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
         model.standardize(source.y[torch.as_tensor(train_rows)])
     if t.init_from:
         warm_start(model, t.init_from)
+    if getattr(source, "prior", None) is not None:
+        model.prior = source.prior
     opt = torch.optim.Adam(model.parameters(), lr=t.lr)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=t.lr_factor, patience=t.lr_patience) if t.lr_patience else None
     order_rng = np.random.default_rng(t.seed)
@@ -169,7 +175,7 @@ def train(config: Config, operator: ForwardOperator | None = None, data: Synthet
         running = 0.0
         for i in range(0, len(order), t.batch_size):
             y, x, physics = source.batch(train_rows[order[i:i + t.batch_size]], noise_rng)
-            rw = relative_weights(model, y, x, physics) if t.loss == "relative" else None
+            rw = relative_weights(y, x, physics) if t.loss == "relative" else None
             loss = step_loss(estimates(model, y, *physics), x, t.step_weights, rw)
             opt.zero_grad()
             loss.backward()
@@ -269,7 +275,7 @@ def predict(model: nn.Module, y_meV, operator: ForwardOperator, h: float) -> np.
         raise ValueError(f"y_meV: last axis must have length {operator.shape[0]} (n_omega), got shape {y.shape}")
     flat = y.reshape(-1, y.shape[-1]) / operator.scale
     if isinstance(model, AdaptiveRRIM):
-        first, *physics = adaptive_physics(operator, flat)
+        first, *physics = adaptive_physics(operator, flat, prior=model.prior)
     else:
         first, physics = torch.as_tensor(flat, dtype=torch.float32), physics_tensors(operator, h)
     model.eval()

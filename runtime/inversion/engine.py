@@ -31,6 +31,7 @@ import numpy as np
 
 from rrim.inversion.feeds import AdaptiveInputs, finish, mask_aware, model_feeds, physics_at, smooth
 from rrim.inversion.flags import FLAG_NONFINITE, FLAG_OOD, FLAG_POOR_FIT, FLAG_TEMPERATURE, poor_fit_threshold
+from rrim.inversion.prior import GaussianPrior
 from rrim.inversion.regularization import MaskedBases
 from rrim.inversion.uncertainty import (DEFAULT_RESAMPLES, consistency_fit, estimate_noise, load_calibration, ood_score,
                                         relative_noise, resample_noise)
@@ -80,6 +81,8 @@ class Engine:
         self.model = model
         self.session = model.session(provider, threads=threads, tf32=tf32)
         self.bases = MaskedBases(maxsize=64)  # singular bases of measured-ω masks, per temperature
+        self.prior = GaussianPrior.of_model(model.info)  # a model that starts from its Gaussian prior
+        self.prior_bases = self.prior.bases(maxsize=64) if self.prior else None
         self._batch_size = None if batch_size is None else int(batch_size)
         self._physics: dict[float, tuple] = {}
         self._lock = threading.Lock()
@@ -256,7 +259,8 @@ class _ModelRunner:
         polish of a noise-adaptive model aims at (:func:`rrim.inversion.feeds.finish`)."""
         info = self.model.info
         op = self.physics[0]
-        adaptive = AdaptiveInputs.of(op, y / info.scale, self.mask, self.engine.bases) if info.adaptive else None
+        e = self.engine
+        adaptive = AdaptiveInputs.of(op, y / info.scale, self.mask, e.bases, e.prior, e.prior_bases) if info.adaptive else None
         feeds = model_feeds(self.model, *self.physics, y / info.scale, self.mask, adaptive)
         t0 = time.perf_counter()
         x = self.engine.run(feeds).astype(np.float64) if len(y) else np.empty((0, len(info.Omega)))

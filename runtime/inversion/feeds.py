@@ -15,7 +15,8 @@ import numpy as np
 from rrim.inversion.regularization import (H_MAX, H_MIN, POLISH_FLOOR, POLISH_START, POLISH_STOP, MaskedBases, choose_weights,
                                            correct)
 from rrim.models.loading import LoadedModel
-from rrim.models.modelfile import INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_Y
+from rrim.inversion.prior import GaussianPrior
+from rrim.models.modelfile import INPUT_A, INPUT_BETA, INPUT_H, INPUT_P, INPUT_S, INPUT_VT, INPUT_X0, INPUT_Y
 from rrim.physics.grids import trapezoid_weights
 from rrim.physics.operator import ForwardOperator
 
@@ -34,22 +35,27 @@ def physics_at(model: LoadedModel, temperature: float):
 class AdaptiveInputs:
     """What a noise-adaptive model's spectra need besides the network (float64): the singular basis of
     their measured points, β = Uᵀ(y/s) (m, r), and the weights h (m,) as GCV chose them (the graph
-    gets them clipped; the data-consistency steps use them as they are)."""
+    gets them clipped; the data-consistency steps use them as they are); for a model that starts from
+    its Gaussian prior, the prior's estimate x0 (m, n_Ω)."""
 
     svd: object
     beta: np.ndarray
     h: np.ndarray
     data2: np.ndarray  # ‖yₘ‖² (m,) of the measured points
     n_measured: int
+    x0: np.ndarray | None = None
 
     @classmethod
-    def of(cls, op, y_scaled: np.ndarray, mask: np.ndarray | None = None, bases: MaskedBases | None = None) -> "AdaptiveInputs":
+    def of(cls, op, y_scaled: np.ndarray, mask: np.ndarray | None = None, bases: MaskedBases | None = None,
+           prior: GaussianPrior | None = None, prior_bases: MaskedBases | None = None) -> "AdaptiveInputs":
         """For scaled spectra (m, n_ω) measured on ``mask`` (default: every point); ``bases``: a cache of
-        singular bases per operator and mask (an engine's), else the basis is computed."""
+        singular bases per operator and mask (an engine's), else the basis is computed; ``prior`` (and
+        its cache ``prior_bases``): the model's Gaussian prior, whose estimate becomes x0."""
         mask = np.ones(y_scaled.shape[1], bool) if mask is None else mask
         svd, y = (bases or MaskedBases(maxsize=1)).basis(op, mask), y_scaled * mask
+        x0 = None if prior is None else prior.estimate(op, y, mask, prior_bases or prior.bases(1))
         return cls(svd, y @ svd.U, choose_weights(y, svd, mask, clip=False), np.einsum("ij,ij->i", y, y),
-                   int(np.count_nonzero(mask)))
+                   int(np.count_nonzero(mask)), x0)
 
     def polish_targets(self, noise_scaled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(start2, stop2) (m,) of :func:`rrim.inversion.regularization.polish`: the squared misfits
@@ -68,17 +74,19 @@ def model_feeds(model: LoadedModel, op, a32, p32, y_scaled: np.ndarray, mask: np
     (default: every point); rows of the per-spectrum inputs match the spectra.
 
     A noise-adaptive model gets β = Uᵀy (float64, then cast) and h (m, 1) of ``adaptive`` (default:
-    :meth:`AdaptiveInputs.of`) clipped to the model's ``h_min``/``h_max``, and in the input form S and
-    Vt of the measured points' basis."""
+    :meth:`AdaptiveInputs.of`) clipped to the model's ``h_min``/``h_max``, in the input form S and
+    Vt of the measured points' basis, and with a prior its estimate x0 (m, n_Ω)."""
     if not model.info.adaptive:
         feeds = {INPUT_Y: y_scaled.astype(np.float32)}
         if model.form == "input":
             feeds.update({INPUT_A: a32, INPUT_P: p32})
         return feeds
-    a = adaptive or AdaptiveInputs.of(op, y_scaled, mask)
+    a = adaptive or AdaptiveInputs.of(op, y_scaled, mask, prior=GaussianPrior.of_model(model.info))
     reg = model.info.regularization
     feeds = {INPUT_BETA: a.beta.astype(np.float32),
              INPUT_H: np.clip(a.h, reg.get("h_min", H_MIN), reg.get("h_max", H_MAX))[:, None].astype(np.float32)}
+    if model.info.prior:
+        feeds[INPUT_X0] = a.x0.astype(np.float32)
     if model.form == "input":
         feeds.update({INPUT_S: a.svd.s.astype(np.float32), INPUT_VT: a.svd.Vt.astype(np.float32)})
     return feeds

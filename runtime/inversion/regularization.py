@@ -90,8 +90,11 @@ class MaskedBases:
     (≈ 0.64 MB per entry on the default 200 × 200 grids).
     """
 
-    def __init__(self, maxsize: int = 64):
+    def __init__(self, maxsize: int = 64, factor: np.ndarray | None = None):
+        """``factor`` L (n_Ω, k): bases of the measured rows of (A/s)·L instead (a whitened problem,
+        :class:`rrim.inversion.prior.GaussianPrior`)."""
         self.maxsize = int(maxsize)
+        self.factor = factor
         self._items: OrderedDict = OrderedDict()
 
     def basis(self, operator, mask: np.ndarray) -> SVD:
@@ -100,7 +103,10 @@ class MaskedBases:
         if key in self._items:
             self._items.move_to_end(key)
             return self._items[key]
-        svd = operator.svd if m.all() else masked_svd(operator.scaled_matrix, m)
+        if self.factor is not None:
+            svd = masked_svd(operator.scaled_matrix @ self.factor, m)
+        else:
+            svd = operator.svd if m.all() else masked_svd(operator.scaled_matrix, m)
         self._items[key] = svd
         if len(self._items) > self.maxsize:
             self._items.popitem(last=False)

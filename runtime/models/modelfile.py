@@ -30,8 +30,11 @@ the model card.
 """
 from __future__ import annotations
 
+import base64
 import json
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from rrim.physics.grids import Grid
 from rrim.physics.operator import ForwardOperator
@@ -39,9 +42,9 @@ from rrim.physics.operator import ForwardOperator
 FORMAT_VERSION = "1"
 MIN_OPSET = 18
 INPUT_Y, INPUT_A, INPUT_P, OUTPUT_X = "y", "A", "P", "x"
-INPUT_BETA, INPUT_H, INPUT_S, INPUT_VT = "beta", "h", "S", "Vt"
+INPUT_BETA, INPUT_H, INPUT_S, INPUT_VT, INPUT_X0 = "beta", "h", "S", "Vt", "x0"
 #: inputs with one row per spectrum (the batch axis)
-PER_ROW = (INPUT_Y, INPUT_BETA, INPUT_H)
+PER_ROW = (INPUT_Y, INPUT_BETA, INPUT_H, INPUT_X0)
 FORMS = ("baked", "input")
 
 #: metadata key → meaning; every key is required.
@@ -65,6 +68,8 @@ METADATA_KEYS = {
 #: metadata key → meaning; optional (absent: the paper's fixed-h model).
 OPTIONAL_KEYS = {
     "regularization": "JSON: how h is chosen per spectrum by a noise-adaptive model (rule, h_min, h_max, mask)",
+    "prior": "JSON: a noise-adaptive model's Gaussian prior of the glue (shape [n_Ω, k], mean and factor in base64), "
+             "whose estimate it takes as input x0",
 }
 
 
@@ -79,6 +84,17 @@ def _bounds(mapping: dict) -> bool:
     lo, hi = mapping.get("h_min", 1e-12), mapping.get("h_max", 1.0)
     numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (lo, hi))
     return numbers and 0 < lo <= hi < float("inf")
+
+
+def encode_array(a) -> str:
+    """A float64 array as text for the metadata: base64 of its little-endian bytes, row-major."""
+    return base64.b64encode(np.ascontiguousarray(a, dtype="<f8").tobytes()).decode("ascii")
+
+
+def decode_array(text: str, shape) -> np.ndarray:
+    """The float64 array of ``shape`` that :func:`encode_array` wrote; ``ValueError`` if it does not fit."""
+    a = np.frombuffer(base64.b64decode(text.encode("ascii"), validate=True), dtype="<f8")
+    return a.reshape(shape).astype(np.float64)
 
 
 class ModelFileError(ValueError):
@@ -105,6 +121,7 @@ class ModelInfo:
     provenance: dict
     rrim_format: str = FORMAT_VERSION
     regularization: dict = field(default_factory=dict)
+    prior: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -132,6 +149,7 @@ class ModelInfo:
                 training=js("training"), metrics=js("metrics"), rrim_version=meta["rrim_version"],
                 torch_version=meta["torch_version"], created=meta["created"], provenance=js("provenance"),
                 regularization=js("regularization") if "regularization" in meta else {},
+                prior=js("prior") if "prior" in meta else {},
                 extra={k: v for k, v in meta.items() if k not in METADATA_KEYS and k not in OPTIONAL_KEYS},
             )
             info.base_operator()
@@ -142,6 +160,14 @@ class ModelInfo:
                 raise ModelFileError(f"{source}: metadata 'regularization' is {reg!r}; this rrim knows rule 'gcv' "
                                      "with 0–100 correction_steps, 0–1000 polish_iterations, 0–10000 "
                                      "polish_max_iterations and 0 < h_min ≤ h_max")
+            if info.prior:
+                if not reg:
+                    raise ModelFileError(f"{source}: metadata 'prior' belongs to a noise-adaptive model (no 'regularization')")
+                n, k = (int(v) for v in info.prior["shape"])
+                if n != len(info.Omega):
+                    raise ModelFileError(f"{source}: metadata 'prior' is not on the model's Ω grid of {len(info.Omega)} points")
+                decode_array(info.prior["mean"], (n,))
+                decode_array(info.prior["factor"], (n, k))
         except ModelFileError:
             raise
         except (KeyError, TypeError, ValueError) as e:
@@ -161,6 +187,8 @@ class ModelInfo:
         }
         if self.regularization:
             meta["regularization"] = json.dumps(self.regularization)
+        if self.prior:
+            meta["prior"] = json.dumps(self.prior)
         meta.update({k: str(v) for k, v in self.extra.items()})
         return meta
 
@@ -199,6 +227,8 @@ def input_shapes(info: ModelInfo) -> dict[str, tuple]:
         shapes = {INPUT_BETA: ("batch", r), INPUT_H: ("batch", 1)}
         if info.form == "input":
             shapes.update({INPUT_S: (r,), INPUT_VT: (r, n_W)})
+        if info.prior:
+            shapes[INPUT_X0] = ("batch", n_W)
     elif info.form == "input":
         shapes.update({INPUT_A: (n_w, n_W), INPUT_P: (n_W, n_w)})
     return shapes
