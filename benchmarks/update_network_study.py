@@ -2,12 +2,12 @@
 
     nice .venv/bin/python benchmarks/update_network_study.py [--seeds 0 1 2] [--work runs/session/work]
 
-The experiments' rRIM at N = 1000 (:func:`rrim.export.recipes.experiments_design.rrim_config`: rrim-default's
-recipe from scratch, one model for every σ) against the same recipe with the update network's coarse path
+The experiments' rRIM at N = 1000 as it was when the study was made (:func:`rrim.export.recipes.experiments_design.rrim_config`
+of :data:`RECIPE`, rrim-default's recipe from scratch before the coarse path and the prior start; one model for every σ) against the same recipe with the update network's coarse path
 (``model.context`` = 8, as rrim-default 2.1.0 has), with a global path (``model.global_width`` = 64: a
 dense layer over the whole Ω grid) and with both, each trained with the same data, seed and schedule.
 Judged like the experiments on their test spectra (200 per seed and σ, fully measured) next to tuned
-Tikhonov. With ``--work`` the experiments' folder, the plain recipe's finished trainings are reused.
+Tikhonov.
 Cells: MSE averaged over the seeds / its ratio to tuned Tikhonov. Each training takes 3–15 minutes at
 one thread on this machine; finished (variant, seed) pieces are kept in ``WORK/pieces`` and reused.
 """
@@ -27,13 +27,15 @@ from rrim.solvers import Tikhonov, tune_tikhonov_weight
 from runtime_throughput import command_line, machine
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the recipe the study varied (the experiments' rRIM when it was made)
+RECIPE = "rrim_default_2.0.0.toml"
 N = 1000
 VARIANTS = {"as in the experiments": {}, "coarse path (context 8)": {"context": 8},
             "global path (width 64)": {"global_width": 64}, "coarse + global paths": {"context": 8, "global_width": 64}}
 
 
 def variant_config(name: str, seed: int, budget, work: Path):
-    config = rrim_config(N, seed, budget, work)
+    config = rrim_config(N, seed, budget, work, RECIPE)
     change = VARIANTS[name]
     if not change:
         return config

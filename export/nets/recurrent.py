@@ -248,6 +248,9 @@ class AdaptiveRRIM(nn.Module):
         #: the training glue's :class:`rrim.inversion.prior.GaussianPrior` (``x0 = "prior"``), set by the
         #: training and kept in checkpoints and model files; None otherwise
         self.prior = None
+        if settings.x0 == "prior":  # start as "prior + data-consistency steps" (Δx = 0): training can only improve on it
+            nn.init.zeros_(self.update.out.weight)
+            nn.init.zeros_(self.update.out.bias)
 
     def start(self, beta, S, Vt, h, beta64=None, S64=None, Vt64=None, h_correction=None, x0=None) -> torch.Tensor:
         """x_0 (B, n_Ω): P_h y, or the given prior estimate ``x0``, projected on x ≥ 0; or zeros."""

@@ -50,9 +50,9 @@ import numpy as np
 
 from rrim.export.config import Config
 from rrim.export.recipes.experiments_design import (BASELINES, PRESETS, SEARCH_SIGMA, SIGMAS, Budget, Problem,
-                                                    baseline_config, rrim_config, sigmas_at)
+                                                    baseline_config, rrim_config, rrim_name, sigmas_at)
 from rrim.export.recipes.experiments_judging import (judge_baseline, judge_classical, judge_classical_realistic,
-                                                     judge_rrim)
+                                                     judge_prior, judge_rrim)
 from rrim.physics.operator import ForwardOperator
 
 log = logging.getLogger("rrim.experiments")
@@ -157,8 +157,12 @@ def run_pieces(budget: Budget, work: Path) -> dict:
                 model, notes = fit(config, problem.op)
                 return {"notes": notes, **judge_rrim(problem, model, seed, n, budget)}
 
-            piece = pieces.get(f"rRIM-N{n}-seed{seed}", make_rrim)
+            piece = pieces.get(rrim_name(n, seed), make_rrim)
             training[f"rRIM N={n} seed {seed}"] = piece["notes"]
+            records += piece["records"]
+            if seed == 0:
+                learned_curves.update(piece["curves"])
+            piece = pieces.get(f"prior-N{n}-seed{seed}", lambda: judge_prior(problem, seed, n, budget))
             records += piece["records"]
             if seed == 0:
                 learned_curves.update(piece["curves"])

@@ -19,8 +19,9 @@ from rrim.physics.glue_families import ood_shapes, refined_grid
 from rrim.physics.operator import ForwardOperator
 from rrim.physics.synthetic import NOISE_LEVELS, DatasetSettings, SyntheticDataset, split_indices
 
-#: rrim-default's recipe from scratch (stage 1 of 2.1.0; 2.1.0 itself warm-starts from it)
-RRIM_CONFIG = "rrim_default_2.0.0.toml"
+#: the rRIM's recipe from scratch (the data section equals rrim_default_2.0.0.toml's, which the
+#: experiments judged before the prior start: the glue and every test spectrum stay the same)
+RRIM_CONFIG = "rrim_scratch.toml"
 BASELINES = {"CNN": "cnn_baseline.toml", "FCN": "fcn_baseline.toml"}
 SIGMAS = (0.0, *NOISE_LEVELS)
 #: noise levels of the MSE-vs-N tables and the OOD shapes
@@ -30,12 +31,14 @@ SEARCH_SIGMA = 1e-3
 #: seeds of the test, tuning and noise streams (no training draws them)
 TEST_SEED, TUNE_SEED, NOISE_SEED = 900_000, 800_000, 20261201
 RRIM, RRIM_NET = "rRIM", "rRIM w/o data-consistency steps"
+#: the Gaussian prior of the rRIM's training glue: its estimate (the rRIM's start), and after the same steps
+PRIOR, PRIOR_DC = "Gaussian prior", "Gaussian prior + data-consistency steps"
 #: An rRIM training epoch has at least this many optimizer steps: at N = 100 (3 batches of 32) patience
 #: and the plateau schedule otherwise count a few dozen steps and stop an unsettled start (seed 1 stopped
 #: at epoch 13, its best at epoch 1). Set only where an epoch is shorter (N = 1000 has 25 batches), so
 #: larger N keep their configuration and finished trainings.
 MIN_EPOCH_STEPS = 20
-LEARNED = (RRIM, RRIM_NET, "CNN", "FCN", "ridge")
+LEARNED = (RRIM, RRIM_NET, PRIOR_DC, PRIOR, "CNN", "FCN", "ridge")
 
 
 def _grid(family: str, sizes, depths, lrs) -> tuple:
@@ -110,12 +113,16 @@ class Problem:
     def glue(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(glue on the model's grid (n, n_Ω), clean spectra from the fine grid (n, n_ω) meV) of the
         rRIM's data stream for (n, seed) (:func:`rrim.export.data.adaptive.draw_glue`)."""
+        if (n, seed) not in self._glue:
+            self._glue[(n, seed)] = self.draw(n, seed)
+        return self._glue[(n, seed)]
+
+    def draw(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """:meth:`glue` without keeping it (for streams drawn once, chunk by chunk)."""
         from rrim.export.data.adaptive import draw_glue
 
-        if (n, seed) not in self._glue:
-            x_fine = draw_glue(self.config.replace(data={"n": n, "seed": seed}), self.op)
-            self._glue[(n, seed)] = (x_fine[:, ::self.k], self.fine_op.forward(x_fine))
-        return self._glue[(n, seed)]
+        x_fine = draw_glue(self.config.replace(data={"n": n, "seed": seed}), self.op)
+        return x_fine[:, ::self.k], self.fine_op.forward(x_fine)
 
     def noisy_set(self, n: int, stream: int, seed: int, sigma: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(x, y, noise std (n,) meV) of ``n`` glue functions of the stream ``stream + seed`` at σ."""
@@ -146,10 +153,16 @@ class Problem:
                                 data_splits(self.config.replace(data={"n": n, "seed": seed})))
 
 
-def rrim_config(n: int, seed: int, budget: Budget, work: Path) -> Config:
-    """:data:`RRIM_CONFIG` with N, the seed and the output folder replaced (and the budget's caps)."""
-    config = load_config(CONFIGS / RRIM_CONFIG)
-    training = {"seed": seed, "output_dir": str(work / f"rRIM-N{n}-seed{seed}")}
+def rrim_name(n: int, seed: int, recipe: str = RRIM_CONFIG) -> str:
+    """The training folder and piece name of the rRIM of ``recipe`` (a file of export/configs) at (N, seed)."""
+    return f"rRIM-{Path(recipe).stem}-N{n}-seed{seed}"
+
+
+def rrim_config(n: int, seed: int, budget: Budget, work: Path, recipe: str = RRIM_CONFIG) -> Config:
+    """``recipe`` (default :data:`RRIM_CONFIG`) with N, the seed and the output folder replaced (and the
+    budget's caps)."""
+    config = load_config(CONFIGS / recipe)
+    training = {"seed": seed, "output_dir": str(work / rrim_name(n, seed, recipe))}
     n_train = len(split_indices(n, DatasetSettings(n=n).split, np.random.default_rng(0))["train"])
     if -(-n_train // config.training.batch_size) < MIN_EPOCH_STEPS:
         training["min_epoch_steps"] = MIN_EPOCH_STEPS

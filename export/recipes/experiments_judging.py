@@ -10,8 +10,8 @@ import numpy as np
 
 from rrim.export.recipes.evaluation import (best_tikhonov_weight, classical_estimates, filled, measured_operator, rel_l2,
                                             rrim_estimates, scores, tuned_weights)
-from rrim.export.recipes.experiments_design import (RRIM, RRIM_NET, SWEEP_SIGMAS, TEST_SEED, TUNE_SEED, Budget, Problem,
-                                                    sigmas_at)
+from rrim.export.recipes.experiments_design import (PRIOR, PRIOR_DC, RRIM, RRIM_NET, SWEEP_SIGMAS, TEST_SEED, TUNE_SEED,
+                                                    Budget, Problem, sigmas_at)
 
 log = logging.getLogger("rrim.experiments")
 
@@ -33,24 +33,56 @@ def _realistic_record(method, seed, n, f, x_hat, rows=None) -> dict:
 def judge_rrim(problem: Problem, model, seed: int, n: int, budget: Budget) -> dict:
     """Records of the rRIM (and of its network alone) on the test sets it is judged on at this N, and
     its estimates of the OOD shapes at σ = 1e-3 (``curves``, for the figure)."""
+    return _judge_two_stage(problem, lambda y, op, mask=None: rrim_estimates(model, y, op, mask), (RRIM, RRIM_NET),
+                            seed, n, budget)
+
+
+def judge_prior(problem: Problem, seed: int, n: int, budget: Budget) -> dict:
+    """Records of the Gaussian prior of the rRIM's (N, seed) training glue (:class:`rrim.inversion.prior.GaussianPrior`):
+    its estimate, and that estimate after the judged rRIM's float64 data-consistency steps and polish
+    (the same steps as :func:`rrim.export.recipes.evaluation.rrim_estimates`): the learned linear start and
+    the physics after it, without the network."""
+    from rrim.export.data.adaptive import data_splits
+    from rrim.inversion.feeds import AdaptiveInputs
+    from rrim.inversion.prior import GaussianPrior
+    from rrim.inversion.regularization import POLISH_ITERATIONS, correct
+
+    x, _ = problem.glue(n, seed)
+    prior = GaussianPrior.fit(x[data_splits(problem.config.replace(data={"n": n, "seed": seed}))["train"]])
+    steps = problem.config.model.correction_steps
+
+    def estimates(y_meV, op, mask=None):
+        m = np.ones(op.shape[0], bool) if mask is None else np.asarray(mask, bool)
+        a = AdaptiveInputs.of(op, np.asarray(y_meV, dtype=np.float64) / op.scale, m, prior=prior)
+        return correct(np.maximum(a.x0, 0.0), a.beta, a.svd, a.h, steps, POLISH_ITERATIONS), a.x0
+
+    return _judge_two_stage(problem, estimates, (PRIOR_DC, PRIOR), seed, n, budget)
+
+
+def _judge_two_stage(problem: Problem, estimates, names: tuple[str, str], seed: int, n: int, budget: Budget) -> dict:
+    """Records of a method with a final estimate and an intermediate one (``names``), ``estimates(y_meV,
+    operator, mask=None)`` → (final, intermediate) (k, n_Ω): test sets at this N, the OOD shapes at the
+    largest N, the realistic set at ``bar_n``; the final OOD estimates at σ = 1e-3 as ``curves``."""
+    final_name, inner_name = names
     op = problem.op
     out, curves = [], {}
     for sigma in sigmas_at(n, budget):
         x, y, noise = problem.noisy_set(budget.n_test, TEST_SEED, seed, sigma)
-        final, network = rrim_estimates(model, y, op)
-        out.append(_record("test", RRIM, seed, n, sigma, scores(final, x, op.forward(final), y, noise)))
-        out.append(_record("test", RRIM_NET, seed, n, sigma, scores(network, x)))
+        final, inner = estimates(y, op)
+        out.append(_record("test", final_name, seed, n, sigma, scores(final, x, op.forward(final), y, noise)))
+        out.append(_record("test", inner_name, seed, n, sigma, scores(inner, x)))
     if n == max(budget.sizes):
         for sigma in SWEEP_SIGMAS:
-            names, x, y, _ = problem.ood(seed, sigma)
-            final, network = rrim_estimates(model, y, op)
-            out += _ood_records(RRIM, seed, n, sigma, names, final, x) + _ood_records(RRIM_NET, seed, n, sigma, names, network, x)
+            shapes, x, y, _ = problem.ood(seed, sigma)
+            final, inner = estimates(y, op)
+            out += (_ood_records(final_name, seed, n, sigma, shapes, final, x)
+                    + _ood_records(inner_name, seed, n, sigma, shapes, inner, x))
             if sigma == 1e-3:
-                curves[RRIM] = final.tolist()
+                curves[final_name] = final.tolist()
     if n == budget.bar_n:
         for f in problem.realistic(budget.n_per_file):
-            final, network = rrim_estimates(model, f.y, op.at_temperature(f.temperature), f.mask)
-            out += [_realistic_record(RRIM, seed, n, f, final), _realistic_record(RRIM_NET, seed, n, f, network)]
+            final, inner = estimates(f.y, op.at_temperature(f.temperature), f.mask)
+            out += [_realistic_record(final_name, seed, n, f, final), _realistic_record(inner_name, seed, n, f, inner)]
     return {"records": out, "curves": curves}
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from rrim.export.config import CONFIGS, load_config
-from rrim.export.recipes.experiments_design import (LEARNED, RRIM, RRIM_CONFIG, RRIM_NET, SEARCH_SIGMA, SIGMAS,
+from rrim.export.recipes.experiments_design import (LEARNED, PRIOR, PRIOR_DC, RRIM, RRIM_CONFIG, RRIM_NET, SEARCH_SIGMA, SIGMAS,
                                                     SWEEP_SIGMAS, Budget, Problem)
 from rrim.physics.synthetic import NOISE_LEVELS
 
@@ -238,9 +238,12 @@ reuses the finished pieces and trainings in its work folder).
 
 ## Methods
 
-- **rRIM**: `export/configs/{RRIM_CONFIG}` (rrim-default's recipe from scratch) unchanged but for N, the seed and the output folder:
-  one noise-adaptive model per (N, seed) for every σ; `{RRIM_NET}` is the same model's output before
-  its float64 data-consistency steps (the ablation).
+- **rRIM**: `export/configs/{RRIM_CONFIG}` (the rRIM's recipe from scratch) unchanged but for N, the seed and the output folder:
+  one noise-adaptive model per (N, seed) for every σ, starting from the estimate of the Gaussian prior of its
+  training glue; `{RRIM_NET}` is the same model's output before its float64 data-consistency steps (the ablation).
+- **{PRIOR}**: that start alone (mean and covariance of the (N, seed) training glue; h per spectrum by GCV in
+  the prior's whitened basis), and **{PRIOR_DC}**: the start followed by the rRIM's data-consistency steps
+  and polish: the rRIM without its network (the ablation of the network).
 - **CNN, FCN**: searched at N = {n}, σ = {SEARCH_SIGMA:g}, seed 0 over the same number of
   configurations each (validation MSE of the best epoch; the rRIM got no search):
 {search_lines}

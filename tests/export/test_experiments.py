@@ -184,7 +184,8 @@ def test_budgets():
 def test_configs_differ_from_the_shipped_recipe_only_in_size_seed_folder_and_epoch_floor(tmp_path):
     from rrim.export.config import load_config
 
-    shipped = load_config(design.CONFIGS / "rrim_default_2.0.0.toml")  # rrim-default from scratch
+    shipped = load_config(design.CONFIGS / design.RRIM_CONFIG)  # the rRIM's recipe from scratch
+    assert shipped.data == load_config(design.CONFIGS / "rrim_default_2.0.0.toml").data  # the same test spectra
     config = design.rrim_config(1000, 2, design.PRESETS["full"], tmp_path)
     assert config.replace(data={"n": shipped.data.n, "seed": 0},
                           training={"seed": 0, "output_dir": shipped.training.output_dir}) == shipped

@@ -148,3 +148,20 @@ def test_a_prior_off_the_model_grid_is_refused(trained):
         ModelInfo.from_metadata({**meta, "prior": json.dumps(short.describe())}, "m.onnx")
     with pytest.raises(ModelFileError, match="m.onnx: metadata does not describe a usable model"):
         ModelInfo.from_metadata({**meta, "prior": json.dumps({"shape": [50, 3], "mean": "xx", "factor": ""})}, "m.onnx")
+
+
+@pytest.mark.torch
+def test_an_untrained_prior_model_is_its_start(default_operator, prior):
+    """The update's last layer starts at zero: every iterate of a fresh x0 = 'prior' model is max(0, x0),
+    so training starts from the prior and its data-consistency steps and can only improve on them."""
+    from rrim.export.data.adaptive import adaptive_physics
+    from rrim.export.nets.recurrent import AdaptiveRRIM, RRIMSettings
+
+    op = default_operator
+    net = AdaptiveRRIM(RRIMSettings(hidden=4, n_steps=3, regularization="adaptive", x0="prior", context=4)).eval()
+    y = add_noise(op.forward(realistic_prior(op.Omega, 3, np.random.default_rng(3))), 1e-2, np.random.default_rng(4))
+    beta, *physics = adaptive_physics(op, y / op.scale, prior=prior)
+    with torch.no_grad():
+        iterates = net(beta, *physics)
+    for x in iterates:
+        assert torch.equal(x, torch.relu(physics[-1]))
