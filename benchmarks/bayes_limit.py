@@ -104,6 +104,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     start = time.perf_counter()
     problem, budget = Problem(), PRESETS["session"]
+    models = {m: load_model(m) for m in MODELS}
     rows: dict[str, dict[float, float]] = {TIKHONOV: {}, **{f"{m} (shipped)": {} for m in MODELS}}
     truth, posteriors = {}, {}
     for sigma in SIGMAS:
@@ -117,8 +118,8 @@ def main(argv=None) -> int:
         x, y = np.concatenate(xs), np.concatenate(ys)
         truth[sigma], posteriors[sigma] = x, Posterior(y, sigma)
         rows[TIKHONOV][sigma] = float(np.mean((np.concatenate(tik) - x) ** 2))
-        for m in MODELS:
-            rows[f"{m} (shipped)"][sigma] = float(np.mean((invert(y, load_model(m), provider="cpu").glue - x) ** 2))
+        for m, model in models.items():
+            rows[f"{m} (shipped)"][sigma] = float(np.mean((invert(y, model, provider="cpu").glue - x) ** 2))
     n_chunks = -(-args.draws // args.chunk)
     checkpoints = {max(1, n_chunks // 4): "¼", max(1, n_chunks // 2): "½"}
     partial: dict[str, dict[float, float]] = {}

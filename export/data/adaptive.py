@@ -59,7 +59,6 @@ class AdaptiveData:
         self.sigmas = np.asarray(d.sigmas, dtype=np.float64)
         #: ``model.x0 = "prior"``: the Gaussian prior of the training split's glue (on the model's grid)
         self.prior = GaussianPrior.fit(self.x[self.splits["train"]]) if config.model.x0 == "prior" else None
-        self.prior_bases = self.prior.bases(4 * len(self.ops)) if self.prior else None
 
     def _mask(self, rng: np.random.Generator) -> np.ndarray:
         n_w = self.operator.shape[0]
@@ -84,7 +83,7 @@ class AdaptiveData:
                    torch.as_tensor(np.clip(h, H_MIN, H_MAX)[:, None], dtype=torch.float32),
                    *(torch.as_tensor(a) for a in (beta, svd.s, svd.Vt, h[:, None])))
         if self.prior:
-            physics += (torch.as_tensor(self.prior.estimate(self.ops[k], y, mask, self.prior_bases), dtype=torch.float32),)
+            physics += (torch.as_tensor(self.prior.estimate(self.ops[k], y, mask), dtype=torch.float32),)
         return torch.as_tensor(beta, dtype=torch.float32), torch.as_tensor(self.x[rows], dtype=torch.float32), physics
 
     def groups(self, split: str, rng: np.random.Generator) -> list[tuple]:
@@ -106,5 +105,5 @@ def adaptive_physics(operator: ForwardOperator, y_scaled: np.ndarray, mask: np.n
     beta = y @ svd.U
     f32 = (beta, svd.s, svd.Vt, np.clip(h, H_MIN, H_MAX)[:, None])
     f64 = (beta, svd.s, svd.Vt, h[:, None])
-    x0 = () if prior is None else (torch.tensor(prior.estimate(operator, y, mask, prior.bases(1)), dtype=torch.float32),)
+    x0 = () if prior is None else (torch.tensor(prior.estimate(operator, y, mask), dtype=torch.float32),)
     return (*(torch.tensor(a, dtype=torch.float32) for a in f32), *(torch.tensor(a) for a in f64), *x0)

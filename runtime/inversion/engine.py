@@ -82,7 +82,6 @@ class Engine:
         self.session = model.session(provider, threads=threads, tf32=tf32)
         self.bases = MaskedBases(maxsize=64)  # singular bases of measured-ω masks, per temperature
         self.prior = GaussianPrior.of_model(model.info)  # a model that starts from its Gaussian prior
-        self.prior_bases = self.prior.bases(maxsize=64) if self.prior else None
         self._batch_size = None if batch_size is None else int(batch_size)
         self._physics: dict[float, tuple] = {}
         self._lock = threading.Lock()
@@ -260,7 +259,7 @@ class _ModelRunner:
         info = self.model.info
         op = self.physics[0]
         e = self.engine
-        adaptive = AdaptiveInputs.of(op, y / info.scale, self.mask, e.bases, e.prior, e.prior_bases) if info.adaptive else None
+        adaptive = AdaptiveInputs.of(op, y / info.scale, self.mask, e.bases, e.prior) if info.adaptive else None
         feeds = model_feeds(self.model, *self.physics, y / info.scale, self.mask, adaptive)
         t0 = time.perf_counter()
         x = self.engine.run(feeds).astype(np.float64) if len(y) else np.empty((0, len(info.Omega)))

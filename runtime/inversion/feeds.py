@@ -47,13 +47,13 @@ class AdaptiveInputs:
 
     @classmethod
     def of(cls, op, y_scaled: np.ndarray, mask: np.ndarray | None = None, bases: MaskedBases | None = None,
-           prior: GaussianPrior | None = None, prior_bases: MaskedBases | None = None) -> "AdaptiveInputs":
+           prior: GaussianPrior | None = None) -> "AdaptiveInputs":
         """For scaled spectra (m, n_ω) measured on ``mask`` (default: every point); ``bases``: a cache of
-        singular bases per operator and mask (an engine's), else the basis is computed; ``prior`` (and
-        its cache ``prior_bases``): the model's Gaussian prior, whose estimate becomes x0."""
+        singular bases per operator and mask (an engine's), else the basis is computed; ``prior``: the
+        model's Gaussian prior, whose estimate becomes x0."""
         mask = np.ones(y_scaled.shape[1], bool) if mask is None else mask
         svd, y = (bases or MaskedBases(maxsize=1)).basis(op, mask), y_scaled * mask
-        x0 = None if prior is None else prior.estimate(op, y, mask, prior_bases or prior.bases(1))
+        x0 = None if prior is None else prior.estimate(op, y, mask)
         return cls(svd, y @ svd.U, choose_weights(y, svd, mask, clip=False), np.einsum("ij,ij->i", y, y),
                    int(np.count_nonzero(mask)), x0)
 

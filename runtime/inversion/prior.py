@@ -17,7 +17,7 @@ ridge at every σ (docs/experiments/RESULTS.md, rows "Gaussian prior").
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -26,14 +26,21 @@ from rrim.models.modelfile import decode_array, encode_array
 
 #: Covariance eigenvalues kept, relative to the largest (the rest are sampling noise and rounding).
 EIGEN_FLOOR = 1e-10
+#: whitened bases kept per prior (≈ 0.5 MB each on the default grids)
+BASES = 64
 
 
 @dataclass(frozen=True, eq=False)
 class GaussianPrior:
-    """Mean μ (n_Ω,) and covariance factor L (n_Ω, k) of glue functions (dimensionless)."""
+    """Mean μ (n_Ω,) and covariance factor L (n_Ω, k) of glue functions (dimensionless), with a cache of
+    the whitened problem's singular bases per temperature and mask (:attr:`bases`, at most :data:`BASES`)."""
 
     mean: np.ndarray
     factor: np.ndarray
+    bases: MaskedBases = field(init=False, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "bases", MaskedBases(BASES, factor=self.factor))
 
     @classmethod
     def fit(cls, x: np.ndarray) -> "GaussianPrior":
@@ -45,16 +52,12 @@ class GaussianPrior:
         keep = lam > EIGEN_FLOOR * lam[-1]
         return cls(x.mean(axis=0), q[:, keep] * np.sqrt(lam[keep]))
 
-    def bases(self, maxsize: int = 64) -> MaskedBases:
-        """A cache of the whitened problem's singular bases per temperature and mask."""
-        return MaskedBases(maxsize, factor=self.factor)
-
-    def estimate(self, operator, y_scaled: np.ndarray, mask: np.ndarray, bases: MaskedBases) -> np.ndarray:
+    def estimate(self, operator, y_scaled: np.ndarray, mask: np.ndarray) -> np.ndarray:
         """x₀ (n, n_Ω) float64 for scaled spectra (n, n_ω) measured on ``mask`` (n_ω,) (other entries
-        ignored) with ``operator``'s A/s; ``bases``: from :meth:`bases`."""
+        ignored) with ``operator``'s A/s."""
         m = np.asarray(mask, bool)
         r = (np.asarray(y_scaled, dtype=np.float64) - operator.scaled_matrix @ self.mean) * m
-        svd = bases.basis(operator, m)
+        svd = self.bases.basis(operator, m)
         return self.mean + tikhonov_step(r, svd, choose_weights(r, svd, m, clip=False)) @ self.factor.T
 
     def describe(self) -> dict:

@@ -21,7 +21,7 @@ import numpy as np
 
 from rrim.files import atomic_write_text, read_regular
 from rrim.inversion.engine import DEFAULT_BATCH_SIZE
-from rrim.inversion.feeds import model_feeds
+from rrim.inversion.feeds import AdaptiveInputs, model_feeds
 from rrim.models.sessions import cpu_name, onnxruntime
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,13 @@ def measure(run, n_omega: int, candidates=CANDIDATES, seconds: float = SECONDS, 
     return rates
 
 
+def _feeds(engine, physics, y_scaled: np.ndarray) -> dict:
+    """The model's inputs for scaled spectra as the engine makes them (its basis cache and prior)."""
+    op = physics[0]
+    adaptive = AdaptiveInputs.of(op, y_scaled, None, engine.bases, engine.prior) if engine.model.info.adaptive else None
+    return model_feeds(engine.model, *physics, y_scaled, None, adaptive)
+
+
 def choose_batch_size(engine) -> int:
     """The fastest of :data:`CANDIDATES` (:data:`CUDA_CANDIDATES` on CUDA) for ``engine`` (an
     :class:`~rrim.inversion.engine.Engine`: its model, provider and threads), measured once per
@@ -83,7 +90,7 @@ def choose_batch_size(engine) -> int:
     physics = engine.physics(model.info.temperature)
     calls = session.threads if session.provider == "cpu" else 1
     try:
-        rates = measure(lambda y32, b: engine.run(model_feeds(model, *physics, y32.astype(np.float64)), b),
+        rates = measure(lambda y32, b: engine.run(_feeds(engine, physics, y32.astype(np.float64)), b),
                         len(model.info.omega), candidates, calls_per_block=calls)
     except Exception as e:  # never fail a job over tuning
         log.warning("batch-size measurement failed (%s); using %d", e, DEFAULT_BATCH_SIZE)
