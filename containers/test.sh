@@ -24,6 +24,9 @@
 #   RRIM_CUDA         build (default) | resolve: only resolve the cuda flavour's wheels, skip its build
 #   RRIM_BUILD_CACHE  1: let podman reuse cached layers (default 0: build from scratch)
 #   RRIM_KEEP_IMAGES  1: keep the images built here (default 0: remove them; the base image is kept)
+# One run at a time per machine: a second run waits for the first (flock on $LOCK). The runs share
+# podman's image store, and each ends with `podman image prune`, which would remove the dangling
+# intermediate images of a build still running.
 # Exit status: 0 when every check passed, 1 when one failed, 2 when the setup itself failed.
 set -euo pipefail
 
@@ -43,6 +46,7 @@ SIZE_GOAL_MB=600
 WORK=$HERE/work                       # scratch space (git-ignored), emptied on every run
 EXAMPLE=$REPO/runtime/data/examples/example_archive.nc
 REPORT=$HERE/REPORT.md
+LOCK=${TMPDIR:-/tmp}/rrim-containers-test.lock
 WHEELHOUSE=$HERE/wheelhouse
 PLATFORM=(--only-binary=:all: --implementation cp --platform manylinux_2_28_x86_64)
 # what podman needs on these machines (docs/ARCHITECTURE.md §8): runc, not crun; explicit ulimits
@@ -350,4 +354,10 @@ main() {
     return "$FAILED"
 }
 
-if [ "${BASH_SOURCE[0]}" = "$0" ]; then main; fi  # sourcing only defines the functions
+run_alone() {  # main, holding $LOCK (waits while another run holds it)
+    exec 9>"$LOCK"
+    flock -n 9 || { log "another run holds $LOCK: waiting for it"; flock 9; }
+    main
+}
+
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then run_alone; fi  # sourcing only defines the functions

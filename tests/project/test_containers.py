@@ -103,6 +103,23 @@ def test_comparison_finds_glue_beyond_float32_precision():
     assert not result["equal"] and result["variables"]["glue"]["max_abs_diff"] > result["variables"]["glue"]["tolerance"]
 
 
+def test_a_second_run_waits_for_the_first(tmp_path):
+    """containers/test.sh runs alone: while another process holds its lock, a run says so and waits
+    (its `podman image prune` must not remove a running build's intermediate images)."""
+    import fcntl
+
+    lock = tmp_path / "rrim-containers-test.lock"
+    script = f'source "{CONTAINERS / "test.sh"}"; main() {{ echo ran; }}; run_alone'
+    with open(lock, "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        run = subprocess.Popen(["bash", "-c", script], env={**os.environ, "TMPDIR": str(tmp_path)},
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        with pytest.raises(subprocess.TimeoutExpired):
+            run.wait(timeout=1.5)  # blocked on the lock
+    out, err = run.communicate(timeout=30)
+    assert run.returncode == 0 and out == "ran\n" and "waiting for it" in err
+
+
 def _podman_runs() -> bool:
     if shutil.which("podman") is None:
         return False
