@@ -33,8 +33,8 @@ from shipped_at import write_shipped
 
 ROOT = Path(__file__).resolve().parents[1]
 #: 50d843a: the models before the noise-adaptive ones (2.0.0's predecessors' speed, the issue's "today");
-#: d6c875a: rrim-default 2.1.0 and rrim-lean 2.1.0.
-BEFORE = ("50d843a", "d6c875a")
+#: 35194d2: rrim-default 2.2.0 and rrim-lean 2.2.0.
+BEFORE = ("50d843a", "35194d2")
 NAMES = ("rrim-default", "rrim-lean")
 SIGMAS = (0.0, 1e-4, 1e-3, 1e-2, 1e-1)
 SEED = 2031

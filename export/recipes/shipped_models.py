@@ -63,8 +63,8 @@ class Recipe:
 
 
 RECIPES = {
-    "rrim-default": Recipe("rrim_default.toml", "2.2.0", summary="the default model: 100 K, any measured ω range, noise 0…0.1"),
-    "rrim-lean": Recipe("rrim_lean.toml", "2.2.0", compare_to="rrim-default",
+    "rrim-default": Recipe("rrim_default.toml", "2.3.0", summary="the default model: 100 K, any measured ω range, noise 0…0.1"),
+    "rrim-lean": Recipe("rrim_lean.toml", "2.3.0", compare_to="rrim-default",
                         summary="half the GRU width and 4 of the 8 steps of rrim-default: faster"),
     "rrim-any-temperature": Recipe("rrim_any_temperature.toml", "2.2.0", temperatures=(10.0, 20.0, 50.0, 100.0, 200.0, 300.0),
                                    summary="one model for 10–300 K (A(T) and its basis fed at run time)"),
@@ -143,6 +143,17 @@ def _cell(c: dict) -> str:
     return text + (f" / {c['misfit_over_noise']:.2f}" if "misfit_over_noise" in c else "")
 
 
+#: the start x₀ of each ``model.x0``, as the card words it
+X0_TEXT = {"zeros": "0", "tikhonov": "P_h y", "prior": "the estimate of the Gaussian prior of the training glue"}
+
+
+def _paths(model) -> str:
+    """The update network's paths beside its local one, as the card words them."""
+    paths = ([f"a coarse path (the state pooled by {model.context} points)"] if model.context else []) + \
+            ([f"a global path (the whole Ω grid through a dense layer of width {model.global_width})"] if model.global_width else [])
+    return " with " + " and ".join(paths) if paths else ""
+
+
 def card(name: str, recipe: Recipe, summary: dict, metrics: dict, config: Config, extra: dict, command: str,
          wall_s: float) -> str:
     """The markdown model card."""
@@ -176,7 +187,7 @@ the glue explains the data to within the noise.
 
 ## Training
 
-GRU width {c.hidden}, N_t = {c.n_steps}, x₀ = P_h y; N = {d.n} glue functions of the '{d.prior}' prior
+GRU width {c.hidden}{_paths(c)}, N_t = {c.n_steps}, x₀ = {X0_TEXT[c.x0]}; N = {d.n} glue functions of the '{d.prior}' prior
 (split 0.8/0.1/0.1), spectra from a {d.fine_factor}× finer Ω grid, noise σ·max y with σ from {list(d.sigmas)}
 (each jittered by ±{d.sigma_jitter_decades / 2:g} decade), ω coverage '{d.coverage}' (partial ranges 2–15 … 200–400 meV,
 absorption bands, dead channels; a quarter fully measured), drawn afresh for every batch. Loss '{t.loss}'

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("torch")
 
 from rrim.export.recipes import shipped_models as sm  # noqa: E402
-from rrim.export.config import load_config  # noqa: E402
+from rrim.export.config import X0_KINDS, load_config  # noqa: E402
 from rrim.inversion.engine import invert  # noqa: E402
 from rrim.inversion.flags import FLAG_TEMPERATURE
 from rrim.models.loading import load_model  # noqa: E402
@@ -62,6 +62,9 @@ def test_recipes_build_evaluate_and_compare(tmp_path, monkeypatch):
     assert index["rrim-default"]["sha256"] == default["sha256"]
     card = (models / "rrim-lean.md").read_text()
     assert lean["sha256"] in card and "data-consistency" in card
+    assert "coarse path" in card and "global path" not in card and "x₀ = P_h y" in card  # what each card's network has
+    assert "coarse path" in (models / "rrim-default.md").read_text() and "global path" in (models / "rrim-default.md").read_text()
+    assert set(sm.X0_TEXT) == set(X0_KINDS)
     model = load_model(models / "rrim-lean.onnx", sha256=lean["sha256"])
     assert model.info.adaptive and model.info.regularization["mask"]
     assert (tmp_path / "checkpoints" / "rrim-lean.pt").exists()  # kept for reruns without training
