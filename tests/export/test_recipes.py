@@ -62,8 +62,10 @@ def test_recipes_build_evaluate_and_compare(tmp_path, monkeypatch):
     assert index["rrim-default"]["sha256"] == default["sha256"]
     card = (models / "rrim-lean.md").read_text()
     assert lean["sha256"] in card and "data-consistency" in card
-    assert "coarse path" in card and "global path" not in card and "x₀ = P_h y" in card  # what each card's network has
-    assert "coarse path" in (models / "rrim-default.md").read_text() and "global path" in (models / "rrim-default.md").read_text()
+    for name in ("rrim-default", "rrim-lean"):  # each card names the paths its network has, and its start
+        net, text = load_config(sm.CONFIGS / sm.RECIPES[name].config).model, (models / f"{name}.md").read_text()
+        assert ("coarse path" in text) == bool(net.context) and ("global path" in text) == bool(net.global_width)
+        assert f"x₀ = {sm.X0_TEXT[net.x0]};" in text
     assert set(sm.X0_TEXT) == set(X0_KINDS)
     model = load_model(models / "rrim-lean.onnx", sha256=lean["sha256"])
     assert model.info.adaptive and model.info.regularization["mask"]
