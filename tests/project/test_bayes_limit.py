@@ -1,25 +1,13 @@
 """The importance sampling of benchmarks/bayes_limit.py against a posterior known by quadrature."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import numpy as np
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "bayes_limit.py"
+from benchmark_scripts import load_benchmark
 
 
 def _posterior_class():
-    import sys
-
-    sys.path.insert(0, str(SCRIPT.parent))  # the script imports its sibling runtime_throughput
-    try:
-        spec = importlib.util.spec_from_file_location("bayes_limit", SCRIPT)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-    finally:
-        sys.path.remove(str(SCRIPT.parent))
-    return module.Posterior
+    return load_benchmark("bayes_limit").Posterior
 
 
 def test_posterior_mean_and_variance_match_quadrature():
