@@ -66,7 +66,7 @@ RECIPES = {
     "rrim-default": Recipe("rrim_default.toml", "2.3.0", summary="the default model: 100 K, any measured ω range, noise 0…0.1"),
     "rrim-lean": Recipe("rrim_lean.toml", "2.4.0", compare_to="rrim-default",
                         summary="half the GRU width and 4 of the 8 steps of rrim-default: faster"),
-    "rrim-any-temperature": Recipe("rrim_any_temperature.toml", "2.2.0", temperatures=(10.0, 20.0, 50.0, 100.0, 200.0, 300.0),
+    "rrim-any-temperature": Recipe("rrim_any_temperature.toml", "2.3.0", temperatures=(10.0, 20.0, 50.0, 100.0, 200.0, 300.0),
                                    summary="one model for 10–300 K (A(T) and its basis fed at run time)"),
 }
 

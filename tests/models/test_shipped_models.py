@@ -41,7 +41,7 @@ def test_any_temperature_model_is_shipped_with_card_and_calibrations():
     assert entry["sha256"] in card and "python -m rrim.export.recipes.shipped_models rrim-any-temperature" in card
     assert "| 300 K, σ=0.001 |" in card and "T = 10…300 K" in card
     # every coverage cell within tolerance; rrim-any-temperature 2.0.0 misses one of its 40 cells
-    # (300 K, σ = 1e-4, q = 0.68: 0.627): noiseless and 1e-4 spectra share a noise bin at 300 K
+    # (300 K, σ = 1e-4, q = 0.68: 0.627; 2.3.0: 0.616): noiseless and 1e-4 spectra share a noise bin at 300 K
     allowed_misses = {NAME: 0, "rrim-lean": 0, "rrim-any-temperature": 1}
     for name, misses in allowed_misses.items():
         cal = json.loads((MODELS / f"{name}.calibration.json").read_text())
