@@ -91,7 +91,7 @@ def fit(config: Config, operator: ForwardOperator, data=None):
 
 class Pieces:
     """Finished pieces of a run as JSON files in ``work/pieces`` (atomic writes), reused when the
-    budget is the same: a rerun skips them."""
+    budget (and, for a piece that trains, its training configuration) is the same: a rerun skips them."""
 
     def __init__(self, work: Path, budget: Budget):
         self.folder = work / "pieces"
@@ -99,16 +99,19 @@ class Pieces:
         self.key = {"format": FORMAT, "budget": asdict(budget)}
         self.reused = self.made = 0
 
-    def get(self, name: str, make):
+    def get(self, name: str, make, config: Config | None = None):
+        """The piece ``name``: reused when its key matches, else ``make()`` (and kept). ``config``: the
+        configuration the piece trains, part of its key (a changed recipe retrains and re-judges)."""
         path = self.folder / f"{name}.json"
+        key = json.loads(json.dumps({**self.key, **({"config": config.to_dict()} if config is not None else {})}))
         if path.exists():
             blob = json.loads(path.read_text())
-            if blob.get("key") == json.loads(json.dumps(self.key)):
+            if blob.get("key") == key:
                 self.reused += 1
                 return blob["value"]
         value = make()
         tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps({"key": self.key, "value": value}))
+        tmp.write_text(json.dumps({"key": key, "value": value}))
         os.replace(tmp, path)
         self.made += 1
         return value
@@ -123,9 +126,9 @@ def search(problem: Problem, budget: Budget, work: Path, pieces: Pieces) -> dict
     for family in BASELINES:
         tried = []
         for cand in (c for c in budget.search if c[0] == family):
-            name = "search-" + Path(baseline_config(cand, budget.bar_n, SEARCH_SIGMA, 0, budget, work).training.output_dir).name
-            notes = pieces.get(name, lambda c=cand: fit(baseline_config(c, budget.bar_n, SEARCH_SIGMA, 0, budget, work),
-                                                        problem.op, data)[1])
+            config = baseline_config(cand, budget.bar_n, SEARCH_SIGMA, 0, budget, work)
+            name = "search-" + Path(config.training.output_dir).name
+            notes = pieces.get(name, lambda c=config: fit(c, problem.op, data)[1], config)
             tried.append({"candidate": list(cand), **notes})
         best = min(tried, key=lambda t: t["best_val"])
         out[family] = {"tried": tried, "chosen": best["candidate"]}
@@ -157,7 +160,7 @@ def run_pieces(budget: Budget, work: Path) -> dict:
                 model, notes = fit(config, problem.op)
                 return {"notes": notes, **judge_rrim(problem, model, seed, n, budget)}
 
-            piece = pieces.get(rrim_name(n, seed), make_rrim)
+            piece = pieces.get(rrim_name(n, seed), make_rrim, config)
             training[f"rRIM N={n} seed {seed}"] = piece["notes"]
             records += piece["records"]
             if seed == 0:
@@ -175,7 +178,7 @@ def run_pieces(budget: Budget, work: Path) -> dict:
                         return {"notes": notes, **judge_baseline(
                             problem, family, lambda y: predict(model, y, problem.op, 0.01), seed, n, sigma, budget)}
 
-                    piece = pieces.get(f"{family}-N{n}-sigma{sigma:g}-seed{seed}", make_baseline)
+                    piece = pieces.get(f"{family}-N{n}-sigma{sigma:g}-seed{seed}", make_baseline, config)
                     training[f"{family} N={n} σ={sigma:g} seed {seed}"] = piece["notes"]
                     records += piece["records"]
                     if seed == 0:

@@ -214,3 +214,21 @@ def test_a_failing_solver_is_reported_not_raised():
     found = evaluation.classical_estimates(problem.op, y, noise, {"tikhonov": -1.0, "nnls": 1e-6}, n_mem=0)
     assert isinstance(found["Tikhonov (tuned)"], str) and "weight" in found["Tikhonov (tuned)"]
     assert found["Tikhonov (GCV)"][0].shape == x.shape
+
+
+def test_a_piece_that_trains_is_redone_when_its_configuration_changes(tmp_path):
+    """Pieces are reused for the same budget and configuration; a changed training recipe makes it again."""
+    budget = design.PRESETS["smoke"]
+    config = design.rrim_config(100, 0, budget, tmp_path)
+    made = []
+
+    def make():
+        made.append(1)
+        return {"n": len(made)}
+
+    pieces = ex.Pieces(tmp_path, budget)
+    assert pieces.get("rRIM", make, config) == {"n": 1}
+    assert ex.Pieces(tmp_path, budget).get("rRIM", make, config) == {"n": 1}  # reused, not made again
+    changed = config.replace(training={"patience": config.training.patience + 1})
+    assert ex.Pieces(tmp_path, budget).get("rRIM", make, changed) == {"n": 2}
+    assert ex.Pieces(tmp_path, budget).get("rRIM", make, changed) == {"n": 2} and len(made) == 2
