@@ -32,6 +32,7 @@ from rrim.inversion.engine import invert
 from rrim.models.loading import load_model
 from rrim.solvers import Tikhonov, tune_tikhonov_weight
 from runtime_throughput import command_line, machine
+from shipped_at import shipped_label
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGMAS = (1e-3, 1e-2, 1e-1)
@@ -105,7 +106,8 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     problem, budget = Problem(), PRESETS["session"]
     models = {m: load_model(m) for m in MODELS}
-    rows: dict[str, dict[float, float]] = {TIKHONOV: {}, **{f"{m} (shipped)": {} for m in MODELS}}
+    labels = {m: shipped_label(m, model) for m, model in models.items()}
+    rows: dict[str, dict[float, float]] = {TIKHONOV: {}, **{label: {} for label in labels.values()}}
     truth, posteriors = {}, {}
     for sigma in SIGMAS:
         xs, ys, tik = [], [], []
@@ -119,7 +121,7 @@ def main(argv=None) -> int:
         truth[sigma], posteriors[sigma] = x, Posterior(y, sigma)
         rows[TIKHONOV][sigma] = float(np.mean((np.concatenate(tik) - x) ** 2))
         for m, model in models.items():
-            rows[f"{m} (shipped)"][sigma] = float(np.mean((invert(y, model, provider="cpu").glue - x) ** 2))
+            rows[labels[m]][sigma] = float(np.mean((invert(y, model, provider="cpu").glue - x) ** 2))
     n_chunks = -(-args.draws // args.chunk)
     checkpoints = {max(1, n_chunks // 4): "¼", max(1, n_chunks // 2): "½"}
     partial: dict[str, dict[float, float]] = {}

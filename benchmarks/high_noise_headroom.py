@@ -32,6 +32,7 @@ from rrim.inversion.engine import invert
 from rrim.models.loading import load_model
 from rrim.solvers import Tikhonov, tune_tikhonov_weight
 from runtime_throughput import command_line, machine
+from shipped_at import shipped_label
 
 ROOT = Path(__file__).resolve().parents[1]
 SIGMAS = (1e-3, 1e-2, 1e-1)
@@ -82,7 +83,7 @@ def main(argv=None) -> int:
                              f"FCN trained at that σ, N = {args.n}": np.maximum(predict(net, y, problem.op, 0.01), 0.0),
                              f"FCN for every σ, N = {args.n}": np.maximum(predict(shared, y, problem.op, 0.01), 0.0),
                              f"ridge trained at that σ, N = {args.n}": ridge.predict(y),
-                             **{f"{n} (shipped)": invert(y, m, provider="cpu").glue for n, m in models.items()}}
+                             **{shipped_label(n, m): invert(y, m, provider="cpu").glue for n, m in models.items()}}
                 for name, est in estimates.items():
                     found.setdefault(name, []).append(float(np.mean((est - x) ** 2)))
             for name, values in found.items():

@@ -33,3 +33,9 @@ def write_shipped(commit: str, name: str, folder: Path) -> Path:
     except ValueError:
         pass
     return path
+
+
+def shipped_label(name: str, model) -> str:
+    """A report's row name for an installed model: its name, version and the first 8 hex digits of its
+    sha256, so that a report made with an older model shows it."""
+    return f"{name} {model.info.model_version} (shipped, sha256 {model.sha256[:8]})"
